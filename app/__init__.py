@@ -1,0 +1,1 @@
+"""Settings, the pipeline that wires the stages, and the command line."""

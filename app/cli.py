@@ -1,0 +1,222 @@
+"""Command line: ``kb ingest | ask | search | status | remove | models | ui`` and the ``ingest`` shortcut.
+
+Builds the settings (flags override ``KB_*`` variables), builds the pipeline and
+prints what it returns. All work happens in ``app.pipeline``.
+
+Exit codes: 0 done (an ingest may still list files it could not use), 2 bad
+settings or input, 3 the index cannot be used, 130 interrupted.
+
+Deliberately not here: any retrieval or generation logic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from app.pipeline import Pipeline
+from app.settings import Settings, SettingsError, load_settings
+from llm.generator import GenerationError
+from llm.models import BUILTIN_MODELS, ModelError, resolve_model_path
+from retrieval.embedders import EmbedderError
+from retrieval.rerank import RerankerError
+from retrieval.store import StoreError
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Private question answering over your documents.")
+
+CollectionOption = Annotated[Optional[str], typer.Option("--collection", "-c", help="Knowledge base name (KB_COLLECTION).")]
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+def _pipeline(settings: Settings) -> Pipeline:
+    try:
+        return Pipeline.from_settings(settings)
+    except (EmbedderError, RerankerError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@cli.command()
+def ingest(
+    folder: Annotated[Path, typer.Argument(help="Folder of PDF, Markdown and text files.")] = Path("data"),
+    collection: CollectionOption = None,
+    keep_missing: Annotated[bool, typer.Option("--keep-missing", help="Keep indexed files that are gone from the folder.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Index a folder; unchanged files are skipped, changed ones re-indexed, deleted ones removed."""
+    settings = _settings(collection=collection)
+    pipeline = _pipeline(settings)
+    try:
+        report = pipeline.ingest(folder, prune=not keep_missing, progress=False if quiet or as_json else None)
+    except FileNotFoundError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except StoreError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(3) from None
+    if as_json:
+        typer.echo(report.to_json())
+    else:
+        typer.echo(f"{settings.collection}: {report.summary()}")
+        for failure in report.failed:
+            typer.echo(f"  not indexed: {failure.source}: {failure.reason}", err=True)
+        if report.interrupted:
+            typer.echo("interrupted: the work done so far is saved; run the same command again to finish", err=True)
+    if report.interrupted:
+        raise typer.Exit(130)
+
+
+@cli.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="Your question, in English or Chinese.")],
+    collection: CollectionOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print answer, citations and timings as JSON.")] = False,
+) -> None:
+    """Answer a question from the indexed documents, citing them as [n]."""
+    settings = _settings(collection=collection)
+    pipeline = _pipeline(settings)
+    try:
+        stream = pipeline.ask_stream(question)
+        streamed_pieces = []
+        for piece in stream:
+            streamed_pieces.append(piece)
+            if not as_json:
+                typer.echo(piece, nl=False)
+    except (StoreError, ModelError, GenerationError, ValueError) as exc:
+        typer.echo(f"\nerror: {exc}", err=True)
+        raise typer.Exit(3) from None
+    answer = stream.answer
+    assert answer is not None
+    if as_json:
+        payload = {"answer": asdict(answer), "timings": asdict(stream.timings) if stream.timings else None}
+        typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    typer.echo("")
+    streamed = "".join(streamed_pieces).strip()
+    if answer.text != streamed:
+        # Citation checking moved or dropped markers after the text was streamed.
+        typer.echo(f"\nWith checked citations:\n{answer.text}")
+    if answer.citations:
+        typer.echo("\nSources:")
+        for citation in answer.citations:
+            typer.echo(f"  [{citation.number}] {citation.location}")
+    elif answer.sources:
+        typer.echo("\n(This answer cites none of the documents: treat it as unsupported.)")
+
+
+@cli.command()
+def search(
+    question: Annotated[str, typer.Argument()],
+    collection: CollectionOption = None,
+    top: Annotated[int, typer.Option("--top", "-k", help="How many hits to show.")] = 5,
+) -> None:
+    """Show the passages retrieval finds for a question (no generation)."""
+    settings = _settings(collection=collection)
+    pipeline = _pipeline(settings)
+    try:
+        retrieval = pipeline.retrieve(question)
+    except StoreError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(3) from None
+    for rank, hit in enumerate(retrieval.hits[:top], start=1):
+        snippet = " ".join(hit.chunk.text.split())[:160]
+        typer.echo(f"{rank}. {hit.chunk.location}  (rerank {hit.score:.3f}, dense {hit.first_stage_score:.3f})\n   {snippet}")
+
+
+@cli.command()
+def status(collection: CollectionOption = None) -> None:
+    """What the knowledge base holds."""
+    settings = _settings(collection=collection)
+    try:
+        state = _pipeline(settings).status()
+    except StoreError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(3) from None
+    if not state.exists:
+        typer.echo(f"{state.name}: empty; run `kb ingest <folder>`")
+        return
+    typer.echo(f"{state.name}: {len(state.files)} documents, {state.chunks} chunks, embedder {state.embedder}")
+    for source in state.files:
+        typer.echo(f"  {source}")
+
+
+@cli.command()
+def remove(
+    sources: Annotated[list[str], typer.Argument(help="Document names as `kb status` lists them.")],
+    collection: CollectionOption = None,
+) -> None:
+    """Remove documents from the index (your files are not touched)."""
+    settings = _settings(collection=collection)
+    try:
+        removed = _pipeline(settings).remove_documents(sources)
+    except StoreError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(3) from None
+    for source in sources:
+        typer.echo(f"{'removed' if source in removed else 'not indexed'}: {source}")
+
+
+@cli.command()
+def models() -> None:
+    """Assemble and verify the configured generator model (done once, then cached)."""
+    settings = _settings()
+    try:
+        path = resolve_model_path(settings.llm_model, settings.model_cache)
+    except ModelError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{settings.llm_model}: {path} ({path.stat().st_size:,} bytes, verified)")
+    for name, model in BUILTIN_MODELS.items():
+        typer.echo(f"  built-in: {name} - {model.description}")
+
+
+@cli.command()
+def ui() -> None:
+    """Start the web UI (binds to KB_UI_HOST, 127.0.0.1 unless you change it)."""
+    settings = _settings()
+    app_file = Path(__file__).resolve().parent.parent / "ui" / "app.py"
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(app_file),
+        "--server.address", settings.ui_host,
+        "--server.port", str(settings.ui_port),
+        "--server.maxUploadSize", str(settings.max_upload_mb),
+        "--browser.gatherUsageStats", "false",
+        "--server.headless", "true",
+    ]
+    typer.echo(f"Web UI on http://{settings.ui_host}:{settings.ui_port}  (Ctrl-C to stop)")
+    try:
+        raise typer.Exit(subprocess.call(command, env=os.environ.copy()))
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def main() -> None:
+    cli()
+
+
+_ingest_only = typer.Typer(add_completion=False)
+_ingest_only.command()(ingest)
+
+
+def ingest_entry() -> None:
+    """The ``ingest`` console script: ``ingest <folder>`` is ``kb ingest <folder>``."""
+    _ingest_only()
+
+
+if __name__ == "__main__":
+    main()

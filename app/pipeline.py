@@ -1,0 +1,371 @@
+"""The one module that wires the stages together. The CLI and the UI call it; nothing else does.
+
+Ingest:  folder -> files -> pages -> chunks -> vectors -> collection on disk
+Ask:     question -> hits -> reranked hits -> prompt -> generated text -> Answer
+
+``Pipeline`` gets its collaborators (embedder, reranker, generator factory)
+through its constructor; ``Pipeline.from_settings`` builds the real ones. The
+generator is loaded on the first question, so ``ingest`` never pays for it.
+
+Ingest is incremental: a file whose bytes hash the same as when it was indexed
+is not read again; a changed file's old chunks are replaced; a file gone from
+the folder is removed from the index (unless ``prune=False``). The collection is
+saved every ``checkpoint_seconds`` and at the end, each save atomic, so an
+interrupted ingest keeps what it finished and the next run picks up the rest.
+
+Deliberately not here: abstention decisions beyond "nothing was found",
+conversation memory, per-file time limits and OCR.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from app.settings import Settings
+from ingest.chunking import Chunker
+from ingest.documents import FileFailure
+from ingest.loaders import SUPPORTED_SUFFIXES, LoadError, load_file
+from llm.answer import Answer, make_answer
+from llm.generator import Generator, LlamaCppGenerator
+from llm.models import resolve_model_path
+from llm.prompt import PromptBuilder, question_language
+from retrieval.embedders import Embedder, load_embedder
+from retrieval.hits import Hit
+from retrieval.rerank import Reranker, load_reranker
+from retrieval.store import Collection, CollectionMissingError, WriteLock
+
+NOTHING_FOUND = {
+    "en": "I could not find anything about this in the documents.",
+    "zh": "在文档中没有找到与这个问题相关的内容。",
+}
+EMPTY_COLLECTION = {
+    "en": "The knowledge base is empty. Add documents first: `kb ingest <folder>` or the Documents panel.",
+    "zh": "知识库是空的。请先添加文档：运行 `kb ingest <文件夹>` 或使用“文档”面板上传。",
+}
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    added: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+    failed: tuple[FileFailure, ...] = ()
+    chunks_embedded: int = 0
+    pages_read: int = 0
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+    interrupted: bool = False
+    collection_chunks: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, indent=2)
+
+    def summary(self) -> str:
+        return (
+            f"added {len(self.added)}, updated {len(self.updated)}, removed {len(self.removed)}, "
+            f"unchanged {len(self.unchanged)}, failed {len(self.failed)}; "
+            f"{self.chunks_embedded} chunks embedded in {self.seconds:.1f}s; "
+            f"collection now holds {self.collection_chunks} chunks"
+        )
+
+
+@dataclass(frozen=True)
+class RetrievalTimings:
+    embed_ms: float
+    first_stage_ms: float
+    rerank_ms: float
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    question: str
+    hits: tuple[Hit, ...]  # reranked, best first; all candidates
+    timings: RetrievalTimings
+
+
+@dataclass(frozen=True)
+class AskTimings:
+    retrieval: RetrievalTimings
+    prompt_ms: float
+    first_token_ms: float  # from the question arriving to the first generated piece
+    total_ms: float
+    generated_pieces: int
+    prompt_tokens: int
+
+
+@dataclass(frozen=True)
+class CollectionStatus:
+    name: str
+    exists: bool
+    files: tuple[str, ...]
+    chunks: int
+    embedder: str
+
+
+@dataclass
+class AnswerStream:
+    """Iterate for the answer's text as it is generated; then read ``answer`` and ``timings``."""
+
+    _pieces: Iterator[str]
+    answer: Answer | None = None
+    timings: AskTimings | None = None
+    retrieval: Retrieval | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._pieces
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def find_documents(folder: Path) -> list[Path]:
+    """Supported files below ``folder``, hidden folders skipped, in a stable order."""
+    found = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if path.is_file() and path.suffix.lower() in SUPPORTED_SUFFIXES:
+            found.append(path)
+    return found
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: Embedder,
+        reranker: Reranker,
+        generator_factory: Callable[[], Generator],
+    ) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.reranker = reranker
+        self._generator_factory = generator_factory
+        self._generator: Generator | None = None
+        self._collection: Collection | None = None
+        self.chunker = Chunker(embedder.count_tokens, settings.chunk_tokens, settings.chunk_overlap)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Pipeline:
+        def make_generator() -> Generator:
+            model_path = resolve_model_path(settings.llm_model, settings.model_cache)
+            return LlamaCppGenerator(
+                model_path,
+                context_window=settings.context_window,
+                threads=settings.threads,
+                gpu_layers=settings.gpu_layers,
+            )
+
+        return cls(
+            settings=settings,
+            embedder=load_embedder(settings.embedding_model),
+            reranker=load_reranker(settings.reranker, dense_weight=settings.rerank_dense_weight),
+            generator_factory=make_generator,
+        )
+
+    @property
+    def generator(self) -> Generator:
+        if self._generator is None:
+            self._generator = self._generator_factory()
+        return self._generator
+
+    # ----- collection ------------------------------------------------------
+    def collection(self) -> Collection:
+        """The live collection, reloaded when an ingest has saved a newer generation."""
+        folder = self.settings.collection_dir
+        live = Collection.current_generation(folder)
+        if self._collection is None or self._collection.generation != live:
+            self._collection = Collection.open(folder, self.embedder.identity)
+        return self._collection
+
+    def status(self) -> CollectionStatus:
+        try:
+            collection = self.collection()
+        except CollectionMissingError:
+            return CollectionStatus(self.settings.collection, False, (), 0, self.embedder.identity.name)
+        return CollectionStatus(
+            self.settings.collection, True, tuple(sorted(collection.files)), collection.chunk_count,
+            self.embedder.identity.name,
+        )
+
+    def remove_documents(self, sources: list[str]) -> list[str]:
+        """Drop documents from the index (the files themselves are not touched)."""
+        folder = self.settings.collection_dir
+        with WriteLock(folder):
+            collection = Collection.open(folder, self.embedder.identity)
+            removed = [source for source in sources if collection.remove_file(source)]
+            if removed:
+                collection.save()
+        self._collection = None
+        return removed
+
+    # ----- ingest -----------------------------------------------------------
+    def ingest(self, folder: Path, *, prune: bool = True, progress: bool | None = None,
+               checkpoint_seconds: float = 30.0) -> IngestReport:
+        """Bring the collection in step with ``folder`` (see module docstring)."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"no such folder: {folder}")
+        started = time.perf_counter()
+        paths = find_documents(folder)
+        target = self.settings.collection_dir
+        added: list[str] = []
+        updated: list[str] = []
+        unchanged: list[str] = []
+        failed: list[FileFailure] = []
+        removed: list[str] = []
+        chunks_embedded = pages_read = 0
+        embed_seconds = 0.0
+        interrupted = False
+        with WriteLock(target):
+            collection = Collection.open(target, self.embedder.identity, create=True)
+            indexed = collection.files
+            dirty = False
+            last_save = time.monotonic()
+            bar = tqdm(paths, desc="ingest", unit="file", disable=None if progress is None else not progress)
+            try:
+                for path in bar:
+                    source = path.relative_to(folder).as_posix()
+                    bar.set_postfix_str(source[-40:], refresh=False)
+                    try:
+                        if path.stat().st_size > self.settings.max_file_mb * 1e6:
+                            raise LoadError(
+                                f"too large ({path.stat().st_size / 1e6:.0f} MB > KB_MAX_FILE_MB="
+                                f"{self.settings.max_file_mb:g})"
+                            )
+                        digest = file_sha256(path)
+                        previous = indexed.get(source)
+                        if previous and previous.content_sha256 == digest:
+                            unchanged.append(source)
+                            continue
+                        loaded = load_file(path, source)
+                        chunks = self.chunker.chunk(loaded.pages)
+                        if not chunks:
+                            raise LoadError("no text left after chunking")
+                    except LoadError as exc:
+                        failed.append(FileFailure(source, str(exc)))  # previous chunks, if any, stay
+                        continue
+                    embed_started = time.perf_counter()
+                    vectors = self._embed([c.embedding_text for c in chunks])
+                    embed_seconds += time.perf_counter() - embed_started
+                    collection.put_file(source, loaded.content_sha256, chunks, vectors, len(loaded.pages))
+                    (updated if previous else added).append(source)
+                    chunks_embedded += len(chunks)
+                    pages_read += len(loaded.pages)
+                    dirty = True
+                    if time.monotonic() - last_save > checkpoint_seconds:
+                        collection.save()
+                        dirty, last_save = False, time.monotonic()
+                if prune:
+                    present = {path.relative_to(folder).as_posix() for path in paths}
+                    for source in sorted(set(indexed) - present):
+                        collection.remove_file(source)
+                        removed.append(source)
+                        dirty = True
+            except KeyboardInterrupt:
+                interrupted = True
+            finally:
+                bar.close()
+                if dirty or not Collection.exists(target):
+                    collection.save()
+        self._collection = None
+        return IngestReport(
+            added=tuple(added), updated=tuple(updated), removed=tuple(removed), unchanged=tuple(unchanged),
+            failed=tuple(failed), chunks_embedded=chunks_embedded, pages_read=pages_read,
+            seconds=time.perf_counter() - started, embed_seconds=embed_seconds, interrupted=interrupted,
+            collection_chunks=collection.chunk_count,
+        )
+
+    def _embed(self, texts: list[str]):
+        import numpy as np
+
+        size = self.settings.embed_batch_size
+        batches = [self.embedder.embed_passages(texts[i : i + size]) for i in range(0, len(texts), size)]
+        return np.concatenate(batches) if batches else np.zeros((0, self.embedder.identity.dim), np.float32)
+
+    # ----- ask ----------------------------------------------------------------
+    def retrieve(self, question: str) -> Retrieval:
+        """First stage (dense, wide) then second stage (rerank)."""
+        collection = self.collection()
+        t0 = time.perf_counter()
+        query_vector = self.embedder.embed_query(question)
+        t1 = time.perf_counter()
+        candidates = collection.search(query_vector, self.settings.first_stage_k)
+        t2 = time.perf_counter()
+        reranked = self.reranker.rerank(question, candidates)
+        t3 = time.perf_counter()
+        timings = RetrievalTimings(embed_ms=(t1 - t0) * 1e3, first_stage_ms=(t2 - t1) * 1e3, rerank_ms=(t3 - t2) * 1e3)
+        return Retrieval(question=question, hits=tuple(reranked), timings=timings)
+
+    def ask_stream(self, question: str) -> AnswerStream:
+        """Retrieve, then stream the generated answer; ``answer`` is set once iteration ends."""
+        question = question.strip()
+        if not question:
+            raise ValueError("the question is empty")
+        started = time.perf_counter()
+        language = question_language(question)
+        try:
+            retrieval = self.retrieve(question)
+        except CollectionMissingError:
+            retrieval = None
+        stream = AnswerStream(_pieces=iter(()))
+        stream.retrieval = retrieval
+        if retrieval is None or not retrieval.hits:
+            message = EMPTY_COLLECTION[language] if retrieval is None or not self.collection().chunk_count else NOTHING_FOUND[language]
+            stream.answer = Answer(question=question, text=message, citations=(), sources=(), supported=False)
+            stream._pieces = iter([message])
+            zero = RetrievalTimings(0.0, 0.0, 0.0)
+            stream.timings = AskTimings(retrieval.timings if retrieval else zero, 0.0, 0.0,
+                                        (time.perf_counter() - started) * 1e3, 0, 0)
+            return stream
+
+        generator = self.generator
+        t_prompt = time.perf_counter()
+        builder = PromptBuilder(generator.count_tokens, generator.info.context_window, self.settings.max_answer_tokens)
+        prompt = builder.build(question, retrieval.hits[: self.settings.context_chunks])
+        prompt_ms = (time.perf_counter() - t_prompt) * 1e3
+
+        def pieces() -> Iterator[str]:
+            first_token_at = None
+            count = 0
+            parts: list[str] = []
+            for piece in generator.stream_chat(prompt.messages, self.settings.max_answer_tokens, self.settings.temperature):
+                if first_token_at is None:
+                    first_token_at = time.perf_counter()
+                count += 1
+                parts.append(piece)
+                yield piece
+            finished = time.perf_counter()
+            stream.answer = make_answer(question, "".join(parts), prompt.sources)
+            stream.timings = AskTimings(
+                retrieval=retrieval.timings,
+                prompt_ms=prompt_ms,
+                first_token_ms=((first_token_at or finished) - started) * 1e3,
+                total_ms=(finished - started) * 1e3,
+                generated_pieces=count,
+                prompt_tokens=prompt.prompt_tokens,
+            )
+
+        stream._pieces = pieces()
+        return stream
+
+    def ask(self, question: str) -> Answer:
+        stream = self.ask_stream(question)
+        for _ in stream:
+            pass
+        assert stream.answer is not None
+        return stream.answer

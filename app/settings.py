@@ -1,0 +1,105 @@
+"""The one settings object. Every field can be set by an environment variable ``KB_<FIELD>``.
+
+Built at the edges (the CLI, the UI) and passed into ``app.pipeline``; nothing
+reads settings at import time. Wrong values fail at start with a message that
+names the variable, e.g. ``KB_CHUNK_OVERLAP=900: must be smaller than
+KB_CHUNK_TOKENS (256)``.
+
+Deliberately not here: per-collection overrides stored on disk, a config file
+format of our own (a ``.env`` file in the working folder is read, that is all).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "KB_"
+
+
+def _default_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kbqa"
+
+
+class SettingsError(Exception):
+    """Settings that cannot work; the message names the variables to fix."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True)
+
+    # Where things live
+    home: Path = Field(Path(".kb"), description="Folder for collections (indexes).")
+    collection: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Knowledge base name.")
+    documents_dir: Path = Field(Path("data"), description="Folder the UI ingests and uploads into.")
+    model_cache: Path = Field(default_factory=_default_cache, description="Where assembled model files are kept.")
+
+    # Ingest
+    embedding_model: str = Field("multilingual-e5-small", description="Built-in embedder name or a sentence-transformers folder.")
+    chunk_tokens: int = Field(256, ge=16, le=8192, description="Chunk size in embedder tokens.")
+    chunk_overlap: int = Field(32, ge=0, description="Overlap between neighbouring chunks, in tokens.")
+    embed_batch_size: int = Field(16, ge=1, le=1024)
+    max_file_mb: float = Field(200.0, gt=0, description="Larger files are reported and skipped.")
+
+    # Retrieval
+    first_stage_k: int = Field(40, ge=1, le=10_000, description="Candidates the first stage passes on.")
+    reranker: str = Field("lexical-fusion", description="'lexical-fusion', 'none' or a CrossEncoder folder.")
+    rerank_dense_weight: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the dense score in lexical fusion.")
+    context_chunks: int = Field(5, ge=1, le=50, description="Most passages put in the prompt.")
+
+    # Generation
+    llm_model: str = Field("qwen2.5-coder-1.5b-instruct-q4_k_m", description="Built-in model name or a .gguf path.")
+    context_window: int = Field(4096, ge=512, le=131_072)
+    max_answer_tokens: int = Field(512, ge=16, le=8192)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    threads: int | None = Field(None, ge=1, description="CPU threads; default: physical cores.")
+    gpu_layers: int | None = Field(None, ge=-1, description="Layers on the GPU; default: all when the build can offload, else 0.")
+
+    # UI
+    ui_host: str = Field("127.0.0.1", description="Address the web UI binds to; localhost unless you choose otherwise.")
+    ui_port: int = Field(8501, ge=1, le=65535)
+    max_upload_mb: int = Field(200, ge=1)
+
+    @field_validator("embedding_model", "reranker", "llm_model")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_tokens:
+            raise ValueError(
+                f"KB_CHUNK_OVERLAP ({self.chunk_overlap}) must be smaller than KB_CHUNK_TOKENS ({self.chunk_tokens})"
+            )
+        if self.max_answer_tokens >= self.context_window // 2:
+            raise ValueError(
+                f"KB_MAX_ANSWER_TOKENS ({self.max_answer_tokens}) must be under half of "
+                f"KB_CONTEXT_WINDOW ({self.context_window}) to leave room for sources"
+            )
+        return self
+
+    @property
+    def collection_dir(self) -> Path:
+        return self.home / "collections" / self.collection
+
+    @property
+    def collections_root(self) -> Path:
+        return self.home / "collections"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment (and .env) plus explicit overrides, or a readable error."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
+            problems.append(f"{name}: {error['msg']}")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(problems)) from None

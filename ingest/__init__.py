@@ -1,0 +1,1 @@
+"""Files to pages to chunks: loaders and the token-aware chunker."""

@@ -1,0 +1,84 @@
+"""The ingest data types: a file becomes pages, pages become chunks.
+
+A ``Page`` is a run of text that shares one citation target: a PDF page, or one
+heading section of a Markdown file. A ``Chunk`` is the unit that gets embedded and
+cited; it never crosses a page, so every citation names exactly one page.
+
+Offsets: ``start_char``/``end_char`` index into the text of the PDF page as
+pypdf extracted it, or into the whole decoded Markdown/text file. So
+``page_text[start:end] == chunk.text`` holds for PDFs and
+``file_text[start:end] == chunk.text`` for Markdown, and the UI can highlight a
+passage in its context.
+
+Deliberately not here: reading files (``ingest.loaders``), splitting
+(``ingest.chunking``), anything about vectors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Page:
+    """Text that one citation can point at."""
+
+    source: str  # path relative to the folder being ingested, with "/" separators
+    page: int | None  # 1-based PDF page number; None for Markdown and text files
+    text: str
+    heading_path: tuple[str, ...] = ()  # Markdown headings above this section, outermost first
+    start_char: int = 0  # where ``text`` starts in the file's text (0 for PDF pages)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A passage that is embedded, retrieved and cited."""
+
+    source: str
+    page: int | None
+    heading_path: tuple[str, ...]
+    start_char: int
+    end_char: int
+    text: str
+
+    @property
+    def chunk_key(self) -> str:
+        """Stable identity within a collection: file, page and offset."""
+        return f"{self.source}#p{self.page or 0}@{self.start_char}"
+
+    @property
+    def embedding_text(self) -> str:
+        """What the embedder sees: the heading path gives a section's context.
+
+        A chunk under "Installation > GPU" that only says "run make" would be
+        unfindable by a question about GPU installation without it.
+        """
+        if not self.heading_path:
+            return self.text
+        return " > ".join(self.heading_path) + "\n" + self.text
+
+    @property
+    def location(self) -> str:
+        """Human-readable citation target, e.g. ``guide.pdf, page 3``."""
+        if self.page is not None:
+            return f"{self.source}, page {self.page}"
+        if self.heading_path:
+            return f"{self.source} › {' › '.join(self.heading_path)}"
+        return self.source
+
+
+@dataclass(frozen=True)
+class LoadedFile:
+    """A file that was read: its pages and the hash of its bytes."""
+
+    source: str
+    content_sha256: str
+    pages: tuple[Page, ...]
+
+
+@dataclass(frozen=True)
+class FileFailure:
+    """A file that could not be used, with a reason a user can act on."""
+
+    source: str
+    reason: str

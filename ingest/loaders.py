@@ -1,0 +1,158 @@
+"""Read PDF, Markdown and plain-text files into ``Page`` objects.
+
+- PDF goes through pypdf, one ``Page`` per page that has a text layer, with its
+  1-based page number.
+- Markdown is split along its heading structure (parsed by markdown-it-py, so
+  ``#`` lines inside code fences are not mistaken for headings and setext
+  headings count); each section keeps the path of headings above it.
+- Text files (``.txt``) are one section.
+- Text is decoded as UTF-8 (with or without BOM), then GB18030 (a superset of
+  GBK and GB2312), the encodings Chinese users actually have.
+
+Every problem becomes a ``LoadError`` whose message tells the user what is wrong
+and what to do; nothing here returns empty pages silently.
+
+Deliberately not here: OCR of image-only pages (they are reported, not indexed),
+.docx/.html, per-file time limits, password prompts. Those belong to later work
+on ingest robustness.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+from markdown_it import MarkdownIt
+from pypdf import PdfReader
+from pypdf.errors import FileNotDecryptedError, PdfReadError, PyPdfError
+
+from ingest.documents import LoadedFile, Page
+
+SUPPORTED_SUFFIXES = (".pdf", ".md", ".markdown", ".txt")
+
+# pypdf logs every recoverable oddity of a broken PDF as a warning; the ingest
+# report already says what matters about each file.
+logging.getLogger("pypdf").setLevel(logging.ERROR)
+
+
+class LoadError(Exception):
+    """A file that cannot be used; the message is shown to the user as is."""
+
+
+def load_file(path: Path, source: str) -> LoadedFile:
+    """Read one file; ``source`` is the name it is cited by."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise LoadError(f"cannot read file: {exc.strerror or exc}") from exc
+    if not data:
+        raise LoadError("empty file (0 bytes)")
+    digest = hashlib.sha256(data).hexdigest()
+    suffix = path.suffix.lower()
+    if suffix == ".pdf":
+        pages = _pdf_pages(path, source)
+    elif suffix in (".md", ".markdown"):
+        pages = markdown_sections(decode_text(data), source)
+    elif suffix == ".txt":
+        text = decode_text(data)
+        pages = [Page(source=source, page=None, text=text)] if text.strip() else []
+    else:
+        raise LoadError(f"unsupported file type {suffix!r}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
+    if not pages:
+        raise LoadError("no text found in the file")
+    return LoadedFile(source=source, content_sha256=digest, pages=tuple(pages))
+
+
+def decode_text(data: bytes) -> str:
+    """Decode UTF-8 (BOM or not) or GB18030; anything else is a clear error."""
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise LoadError("cannot decode text: not UTF-8 or GB18030/GBK; re-save the file as UTF-8")
+
+
+def _pdf_pages(path: Path, source: str) -> list[Page]:
+    try:
+        reader = PdfReader(path)
+        if reader.is_encrypted:
+            # Many "encrypted" PDFs only carry an owner password and open with an
+            # empty user password; try that before giving up.
+            try:
+                if not reader.decrypt(""):
+                    raise LoadError("encrypted PDF: it needs a password; remove the password and ingest again")
+            except (FileNotDecryptedError, NotImplementedError) as exc:
+                raise LoadError(f"encrypted PDF that cannot be opened: {exc}") from exc
+        pages: list[Page] = []
+        empty_pages = 0
+        for number, pdf_page in enumerate(reader.pages, start=1):
+            text = pdf_page.extract_text() or ""
+            if text.strip():
+                pages.append(Page(source=source, page=number, text=text))
+            else:
+                empty_pages += 1
+    except LoadError:
+        raise
+    except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        # pypdf raises a wide range of errors on damaged files; all mean "corrupt".
+        raise LoadError(f"corrupt PDF: {type(exc).__name__}: {exc}") from exc
+    if not pages:
+        raise LoadError(
+            f"no text layer on any of its {empty_pages} page(s): a scanned or image-only PDF; "
+            "OCR is not available yet, so it was not indexed"
+        )
+    return pages
+
+
+def markdown_sections(text: str, source: str) -> list[Page]:
+    """Split Markdown at its headings; each section keeps its heading path.
+
+    Worked example::
+
+        # Install            -> section ("Install",)          "# Install\\nRun make.\\n"
+        Run make.
+        ## GPU              -> section ("Install", "GPU")    "## GPU\\nSet CMAKE_ARGS.\\n"
+        Set CMAKE_ARGS.
+
+    The heading line stays in its section's text, so offsets are plain slices of
+    the file and the heading's words are searchable.
+    """
+    lines = text.splitlines(keepends=True)
+    line_starts = [0]
+    for line in lines:
+        line_starts.append(line_starts[-1] + len(line))
+
+    tokens = MarkdownIt("commonmark").parse(text)
+    headings: list[tuple[int, int, int, str]] = []  # (first line, line after it, level, title)
+    for index, token in enumerate(tokens):
+        if token.type == "heading_open" and token.map is not None:
+            title = tokens[index + 1].content.strip() if index + 1 < len(tokens) else ""
+            headings.append((token.map[0], token.map[1], int(token.tag[1]), title))
+
+    sections: list[Page] = []
+    path: list[tuple[int, str]] = []  # (level, title) of the headings we are under
+    boundaries = [(0, 0, None)] + [(line, after, (level, title)) for line, after, level, title in headings]
+    for position, (first_line, body_line, heading) in enumerate(boundaries):
+        if heading is not None:
+            level, title = heading
+            while path and path[-1][0] >= level:
+                path.pop()
+            path.append((level, title))
+        next_line = boundaries[position + 1][0] if position + 1 < len(boundaries) else len(lines)
+        start, end = line_starts[first_line], line_starts[next_line]
+        section_text = text[start:end]
+        # A heading directly followed by a sub-heading has no body of its own: its
+        # title lives on in the sub-sections' heading path instead.
+        if text[line_starts[body_line]:end].strip():
+            sections.append(
+                Page(
+                    source=source,
+                    page=None,
+                    text=section_text,
+                    heading_path=tuple(title for _, title in path),
+                    start_char=start,
+                )
+            )
+    return sections

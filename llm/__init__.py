@@ -1,0 +1,1 @@
+"""Local generation: model files, llama.cpp, prompt building and citations."""

@@ -1,0 +1,141 @@
+"""Local text generation with llama-cpp-python; the only module that imports ``llama_cpp``.
+
+- The model's own chat template (stored in the GGUF) formats the conversation:
+  llama-cpp-python reads it from the file's metadata.
+- GPU offload is automatic: all layers go to the GPU when this llama.cpp build
+  can offload (``llama_supports_gpu_offload()``), none otherwise. There is no
+  separate GPU code path; a CUDA build is the same code with a different wheel.
+- Threads default to the number of physical cores: hyper-threads slow llama.cpp down.
+
+Deliberately not here: prompt assembly (``llm.prompt``), citation handling
+(``llm.answer``), downloading or assembling model files (``llm.models``).
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class GenerationError(Exception):
+    """The model could not be loaded or failed while generating."""
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str  # "system", "user" or "assistant"
+    content: str
+
+
+@dataclass(frozen=True)
+class GeneratorInfo:
+    model: str
+    context_window: int
+    threads: int
+    gpu_layers: int
+    gpu_offload_supported: bool
+
+
+class Generator(ABC):
+    """A chat model that streams text."""
+
+    info: GeneratorInfo
+
+    @abstractmethod
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model's tokenizer makes of ``text``."""
+
+    @abstractmethod
+    def stream_chat(self, messages: Sequence[ChatMessage], max_tokens: int, temperature: float) -> Iterator[str]:
+        """Yield the reply piece by piece as the model produces it."""
+
+
+def physical_cores() -> int:
+    """Physical cores available to this process (hyper-threads not counted)."""
+    try:
+        allowed = os.sched_getaffinity(0)
+    except AttributeError:  # not Linux
+        return max(1, (os.cpu_count() or 2) // 2)
+    cores: set[tuple[str, str]] = set()
+    try:
+        processor = physical_id = None
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key == "processor":
+                    processor, physical_id = int(value), "0"
+                elif key == "physical id":
+                    physical_id = value
+                elif key == "core id" and processor in allowed:
+                    cores.add((physical_id or "0", value))
+    except OSError:
+        pass
+    return len(cores) or len(allowed)
+
+
+def gpu_offload_supported() -> bool:
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+class LlamaCppGenerator(Generator):
+    """A GGUF model run by llama.cpp on whatever hardware this build supports."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        context_window: int = 4096,
+        threads: int | None = None,
+        gpu_layers: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        import llama_cpp
+
+        offload = bool(llama_cpp.llama_supports_gpu_offload())
+        if gpu_layers is None:
+            gpu_layers = -1 if offload else 0  # -1: every layer
+        threads = threads or physical_cores()
+        try:
+            self._llama = llama_cpp.Llama(
+                model_path=str(model_path),
+                n_ctx=context_window,
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_gpu_layers=gpu_layers,
+                seed=seed,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise GenerationError(f"llama.cpp could not load {model_path}: {exc}") from exc
+        self.info = GeneratorInfo(
+            model=Path(model_path).name,
+            context_window=context_window,
+            threads=threads,
+            gpu_layers=gpu_layers,
+            gpu_offload_supported=offload,
+        )
+        self._seed = seed
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def stream_chat(self, messages: Sequence[ChatMessage], max_tokens: int, temperature: float) -> Iterator[str]:
+        try:
+            stream = self._llama.create_chat_completion(
+                messages=[{"role": m.role, "content": m.content} for m in messages],
+                max_tokens=max_tokens,
+                temperature=temperature,
+                seed=self._seed,
+                stream=True,
+            )
+            for event in stream:
+                piece = event["choices"][0]["delta"].get("content")
+                if piece:
+                    yield piece
+        except (ValueError, RuntimeError) as exc:
+            raise GenerationError(f"generation failed: {exc}") from exc

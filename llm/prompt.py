@@ -1,0 +1,141 @@
+"""Build the grounded prompt: numbered sources [1]..[n] that fit the context window.
+
+Worked example (two hits, plenty of room)::
+
+    system: You answer questions using only the numbered sources ...
+    user:   Sources:
+            [1] guide.pdf, page 2
+            Run `make run` to install and start the app.
+
+            [2] guide_zh.md › 安装
+            运行 make run 即可安装并启动。
+
+            Question: How do I start the app?
+
+Sources are added best first while they fit: the budget is the model's context
+window minus room for the answer and the fixed instructions, counted with the
+model's own tokenizer (a character estimate is off by 2-3x between Chinese and
+English). A source that only partly fits is cut at a sentence or word boundary
+when at least ``min_partial_tokens`` remain, otherwise dropped.
+
+Deliberately not here: conversation history, prompt caching, choosing which
+hits deserve to be sources (the pipeline decides; this module only fits them).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from llm.generator import ChatMessage
+from retrieval.hits import Hit
+
+SYSTEM_PROMPT = (
+    "You answer questions using only the numbered sources the user gives you.\n"
+    "Rules:\n"
+    "- Use only facts stated in the sources. Do not use outside knowledge.\n"
+    "- After each sentence, cite the sources that support it with their numbers in square brackets, "
+    "like [1] or [2][3].\n"
+    "- If the sources do not contain the answer, say that the documents do not contain it.\n"
+    "- Answer in the language of the question: a Chinese question gets a Chinese answer "
+    "(如果问题是中文，请用中文回答).\n"
+    "- Be concise."
+)
+
+
+# The closing instruction is in the question's language: small models follow an
+# instruction in the language they are about to write much more reliably.
+CLOSING = {
+    "en": "Question: {question}\nAnswer from the sources above, and cite them like [1]:",
+    "zh": "问题：{question}\n请只根据上面的资料用中文回答，并在每句话后用 [1] 这样的编号注明来源：",
+}
+
+
+def question_language(text: str) -> str:
+    """'zh' when the question is mostly Chinese characters, else 'en'."""
+    cjk = sum(1 for ch in text if "\u4e00" <= ch <= "\u9fff")
+    latin = sum(1 for ch in text if ch.isascii() and ch.isalpha())
+    return "zh" if cjk and cjk * 2 >= latin / 3 else "en"
+
+
+@dataclass(frozen=True)
+class Source:
+    """A passage as shown to the model under its number."""
+
+    number: int
+    hit: Hit
+    text: str  # possibly shortened to fit
+
+
+@dataclass(frozen=True)
+class Prompt:
+    messages: tuple[ChatMessage, ...]
+    sources: tuple[Source, ...]
+    prompt_tokens: int  # estimate of the whole prompt in model tokens
+
+
+_CUT_POINT = re.compile(r"(?<=[。！？；.!?;\n])|\s")
+
+
+class PromptBuilder:
+    """Fits hits into the context window as numbered sources."""
+
+    def __init__(
+        self,
+        count_tokens: Callable[[str], int],
+        context_window: int,
+        answer_tokens: int,
+        min_partial_tokens: int = 64,
+        template_overhead_tokens: int = 32,  # chat-template markers around each message
+    ) -> None:
+        self._count = count_tokens
+        self._context_window = context_window
+        self._answer_tokens = answer_tokens
+        self._min_partial = min_partial_tokens
+        self._overhead = template_overhead_tokens
+
+    def build(self, question: str, hits: Sequence[Hit]) -> Prompt:
+        question_part = f"\n{CLOSING[question_language(question)].format(question=question)}"
+        fixed = self._count(SYSTEM_PROMPT) + self._count("Sources:\n" + question_part) + 2 * self._overhead
+        budget = self._context_window - self._answer_tokens - fixed
+        if budget <= 0:
+            raise ValueError(
+                f"context window {self._context_window} leaves no room for sources after "
+                f"{self._answer_tokens} answer tokens and the instructions; raise the context window"
+            )
+        sources: list[Source] = []
+        blocks: list[str] = []
+        used = 0
+        for hit in hits:
+            number = len(sources) + 1
+            header = f"[{number}] {hit.chunk.location}\n"
+            block_cost = self._count(header + hit.chunk.text + "\n\n")
+            text = hit.chunk.text
+            if used + block_cost > budget:
+                room = budget - used - self._count(header) - 2
+                if room < self._min_partial:
+                    break
+                text = self._shorten(text, room)
+                if not text:
+                    break
+                block_cost = self._count(header + text + "\n\n")
+            sources.append(Source(number=number, hit=hit, text=text))
+            blocks.append(header + text)
+            used += block_cost
+        user = "Sources:\n" + "\n\n".join(blocks) + "\n" + question_part
+        messages = (ChatMessage("system", SYSTEM_PROMPT), ChatMessage("user", user))
+        return Prompt(messages=messages, sources=tuple(sources), prompt_tokens=fixed + used)
+
+    def _shorten(self, text: str, max_tokens: int) -> str:
+        """Longest prefix, ending at a sentence or word boundary, within ``max_tokens``."""
+        cuts = [m.start() for m in _CUT_POINT.finditer(text)] + [len(text)]
+        low, high, best = 0, len(cuts) - 1, ""
+        while low <= high:  # binary search over cut points: token counts grow with the prefix
+            middle = (low + high) // 2
+            candidate = text[: cuts[middle]].rstrip()
+            if self._count(candidate) <= max_tokens:
+                best, low = candidate, middle + 1
+            else:
+                high = middle - 1
+        return best

@@ -1,0 +1,1 @@
+"""Embedders, the on-disk collection (FAISS) and the reranking second stage."""

