@@ -189,7 +189,7 @@ def models() -> None:
 def ui() -> None:
     """Start the web UI (binds to KB_UI_HOST, 127.0.0.1 unless you change it)."""
     settings = _settings()
-    app_file = Path(__file__).resolve().parent.parent / "ui" / "app.py"
+    app_file = Path(__file__).resolve().parent.parent / "ui" / "streamlit_app.py"
     command = [
         sys.executable, "-m", "streamlit", "run", str(app_file),
         "--server.address", settings.ui_host,

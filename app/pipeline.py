@@ -36,6 +36,7 @@ from llm.answer import Answer, make_answer
 from llm.generator import Generator, LlamaCppGenerator
 from llm.models import resolve_model_path
 from llm.prompt import PromptBuilder, question_language
+from retrieval import keywords
 from retrieval.embedders import Embedder, load_embedder
 from retrieval.hits import Hit
 from retrieval.rerank import Reranker, load_reranker
@@ -131,6 +132,27 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+class UnsafeFileNameError(ValueError):
+    """A file name that would leave the documents folder or is not a supported document."""
+
+
+def safe_document_path(folder: Path, name: str, *, allow_subfolders: bool = False) -> Path:
+    """Where a document called ``name`` lives inside ``folder``; never outside it."""
+    cleaned = name.replace("\\", "/").strip()
+    if not allow_subfolders:
+        cleaned = cleaned.rsplit("/", 1)[-1]
+    parts = [part for part in cleaned.split("/") if part not in ("", ".")]
+    if not parts or any(part == ".." or part.startswith(".") for part in parts) or "\x00" in cleaned:
+        raise UnsafeFileNameError(f"not an acceptable file name: {name!r}")
+    if Path(parts[-1]).suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise UnsafeFileNameError(f"{parts[-1]!r}: only {', '.join(SUPPORTED_SUFFIXES)} files can be added")
+    root = folder.resolve()
+    target = root.joinpath(*parts).resolve()
+    if root not in target.parents:  # a symlink inside the folder could still point outside
+        raise UnsafeFileNameError(f"{name!r} would be stored outside {folder}")
+    return target
+
+
 def find_documents(folder: Path) -> list[Path]:
     """Supported files below ``folder``, hidden folders skipped, in a stable order."""
     found = []
@@ -183,6 +205,11 @@ class Pipeline:
             self._generator = self._generator_factory()
         return self._generator
 
+    @property
+    def generator_info(self):
+        """The loaded generator's description, or None before it is loaded."""
+        return self._generator.info if self._generator is not None else None
+
     # ----- collection ------------------------------------------------------
     def collection(self) -> Collection:
         """The live collection, reloaded when an ingest has saved a newer generation."""
@@ -211,6 +238,35 @@ class Pipeline:
             if removed:
                 collection.save()
         self._collection = None
+        return removed
+
+    def warm_up(self) -> None:
+        """Load everything the first question would otherwise wait for."""
+        keywords.warm_up()
+        _ = self.generator
+
+    def add_documents(self, files: list[tuple[str, bytes]]) -> IngestReport:
+        """Save uploaded files into the documents folder, then bring the index in step.
+
+        File names are reduced to their last component, so ``../../etc/passwd``
+        becomes ``passwd`` inside the documents folder, never a path outside it.
+        """
+        folder = self.settings.documents_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in files:
+            target = safe_document_path(folder, name)
+            partial = target.with_name(f".{target.name}.partial")
+            partial.write_bytes(data)
+            partial.replace(target)  # an interrupted upload never leaves half a file under the real name
+        return self.ingest(folder, progress=False)
+
+    def delete_document(self, source: str) -> bool:
+        """Remove a document from the index and its file from the documents folder."""
+        removed = bool(self.remove_documents([source]))
+        path = safe_document_path(self.settings.documents_dir, source, allow_subfolders=True)
+        if path.is_file():
+            path.unlink()
+            removed = True
         return removed
 
     # ----- ingest -----------------------------------------------------------

@@ -75,7 +75,8 @@ class Prompt:
     prompt_tokens: int  # estimate of the whole prompt in model tokens
 
 
-_CUT_POINT = re.compile(r"(?<=[。！？；.!?;\n])|\s")
+_SENTENCE_END = re.compile(r"(?<=[。！？；\n])|(?<=[.!?;])\s")
+_WORD_END = re.compile(r"\s|(?<=[\u3400-\u9fff])")
 
 
 class PromptBuilder:
@@ -128,8 +129,17 @@ class PromptBuilder:
         return Prompt(messages=messages, sources=tuple(sources), prompt_tokens=fixed + used)
 
     def _shorten(self, text: str, max_tokens: int) -> str:
-        """Longest prefix, ending at a sentence or word boundary, within ``max_tokens``."""
-        cuts = [m.start() for m in _CUT_POINT.finditer(text)] + [len(text)]
+        """Longest prefix within ``max_tokens`` ending at a sentence end, or else at a word end.
+
+        A word cut is used only when whole sentences would fill less than half the room.
+        """
+        by_sentence = self._longest_prefix(text, max_tokens, _SENTENCE_END)
+        if self._count(by_sentence) >= max_tokens // 2:
+            return by_sentence
+        return self._longest_prefix(text, max_tokens, _WORD_END)
+
+    def _longest_prefix(self, text: str, max_tokens: int, cut_points: re.Pattern[str]) -> str:
+        cuts = [m.start() for m in cut_points.finditer(text) if m.start() > 0]
         low, high, best = 0, len(cuts) - 1, ""
         while low <= high:  # binary search over cut points: token counts grow with the prefix
             middle = (low + high) // 2

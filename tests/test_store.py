@@ -1,0 +1,113 @@
+"""The on-disk collection: round trips, embedder checks, atomic saves, the write lock."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ingest.documents import Chunk
+from retrieval import store as store_module
+from retrieval.embedders import EmbedderIdentity
+from retrieval.store import (
+    Collection,
+    CollectionLockedError,
+    CollectionMissingError,
+    IndexMismatchError,
+    WriteLock,
+)
+
+IDENTITY = EmbedderIdentity(name="test-embedder", dim=8, fingerprint="v1")
+
+
+def chunks_for(source: str, count: int) -> list[Chunk]:
+    return [Chunk(source, 1, (), i * 10, i * 10 + 5, f"{source} text {i}") for i in range(count)]
+
+
+def unit_vectors(count: int, seed: int) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(count, IDENTITY.dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_round_trip_search_replace_and_remove(tmp_path):
+    collection = Collection.open(tmp_path, IDENTITY, create=True)
+    a_vectors, b_vectors = unit_vectors(3, 1), unit_vectors(2, 2)
+    collection.put_file("a.md", "sha-a", chunks_for("a.md", 3), a_vectors, pages=1)
+    collection.put_file("b.md", "sha-b", chunks_for("b.md", 2), b_vectors, pages=1)
+    collection.save()
+
+    reopened = Collection.open(tmp_path, IDENTITY)
+    assert reopened.chunk_count == 5
+    assert reopened.files["a.md"].content_sha256 == "sha-a"
+    best = reopened.search(b_vectors[1], k=2)[0]
+    assert best.chunk.text == "b.md text 1"
+    assert best.first_stage_score == pytest.approx(1.0, abs=1e-5)
+
+    reopened.put_file("a.md", "sha-a2", chunks_for("a.md", 1), unit_vectors(1, 3), pages=1)  # replaced
+    assert reopened.remove_file("b.md")
+    reopened.save()
+    final = Collection.open(tmp_path, IDENTITY)
+    assert final.chunk_count == 1
+    assert set(final.files) == {"a.md"}
+    assert final.search(b_vectors[1], k=5)[0].chunk.source == "a.md"
+
+
+def test_written_files_are_json_and_faiss_never_pickle(tmp_path):
+    collection = Collection.open(tmp_path, IDENTITY, create=True)
+    collection.put_file("a.md", "sha", chunks_for("a.md", 2), unit_vectors(2, 0), pages=1)
+    generation = collection.save()
+    folder = tmp_path / generation
+    assert sorted(p.name for p in folder.iterdir()) == ["chunks.jsonl", "manifest.json", "vectors.faiss"]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["format_version"] == store_module.FORMAT_VERSION
+    assert manifest["embedder"] == {"name": "test-embedder", "dim": 8, "fingerprint": "v1"}
+    for line in (folder / "chunks.jsonl").read_text().splitlines():
+        json.loads(line)
+
+
+def test_opening_with_another_embedder_is_a_clear_error(tmp_path):
+    collection = Collection.open(tmp_path, IDENTITY, create=True)
+    collection.put_file("a.md", "sha", chunks_for("a.md", 1), unit_vectors(1, 0), pages=1)
+    collection.save()
+    other = EmbedderIdentity(name="other-model", dim=8, fingerprint="v9")
+    with pytest.raises(IndexMismatchError, match="test-embedder.*other-model"):
+        Collection.open(tmp_path, other)
+
+
+def test_missing_collection_says_how_to_fill_it(tmp_path):
+    with pytest.raises(CollectionMissingError, match="kb ingest"):
+        Collection.open(tmp_path / "nothing", IDENTITY)
+
+
+def test_crash_during_save_leaves_the_previous_generation_live(tmp_path, monkeypatch):
+    collection = Collection.open(tmp_path, IDENTITY, create=True)
+    collection.put_file("a.md", "sha-a", chunks_for("a.md", 2), unit_vectors(2, 0), pages=1)
+    collection.save()
+
+    collection.put_file("b.md", "sha-b", chunks_for("b.md", 2), unit_vectors(2, 1), pages=1)
+
+    def crash(*args, **kwargs):  # the process dies between writing the new files and committing them
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store_module.os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        collection.save()
+    monkeypatch.undo()
+
+    survivor = Collection.open(tmp_path, IDENTITY)
+    assert set(survivor.files) == {"a.md"}
+    assert survivor.chunk_count == 2
+    survivor.put_file("c.md", "sha-c", chunks_for("c.md", 1), unit_vectors(1, 2), pages=1)
+    survivor.save()  # the next save cleans up and works
+    assert set(Collection.open(tmp_path, IDENTITY).files) == {"a.md", "c.md"}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".staging")]
+
+
+def test_second_writer_is_refused(tmp_path):
+    with WriteLock(tmp_path):
+        with pytest.raises(CollectionLockedError, match="another ingest"):
+            with WriteLock(tmp_path):
+                pass
+    with WriteLock(tmp_path):  # released again
+        pass

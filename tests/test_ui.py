@@ -1,0 +1,55 @@
+"""The Streamlit app under streamlit.testing's AppTest, with the real pipeline and models."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import REPO, SAMPLE_DATA
+
+APP = str(REPO / "ui" / "streamlit_app.py")
+
+
+@pytest.fixture
+def ui_env(monkeypatch, tmp_path, model_cache):
+    monkeypatch.setenv("KB_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KB_DOCUMENTS_DIR", str(tmp_path / "docs"))
+    monkeypatch.setenv("KB_MODEL_CACHE", str(model_cache))
+    return tmp_path
+
+
+def all_text(app: AppTest) -> str:
+    parts = [m.value for m in app.markdown] + [e.label for e in app.expander] + [i.value for i in app.info]
+    parts += [t.value for t in app.text] + [c.value for c in app.caption]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_empty_index_tells_the_user_how_to_fill_it(ui_env):
+    app = AppTest.from_file(APP, default_timeout=300).run()
+    assert not app.exception
+    assert "knowledge base is empty" in app.info[0].value
+    assert "kb ingest" in app.info[0].value
+
+
+def test_question_gets_a_streamed_answer_with_its_sources(ui_env, monkeypatch):
+    from app.pipeline import Pipeline
+    from app.settings import load_settings
+
+    docs = ui_env / "docs"
+    shutil.copytree(SAMPLE_DATA, docs)
+    Pipeline.from_settings(load_settings()).ingest(docs, progress=False)
+
+    app = AppTest.from_file(APP, default_timeout=600).run()
+    assert not app.exception
+    assert "3 documents" in all_text(app) or any("3 documents" in str(m.value) for m in app.sidebar.markdown)
+    app.chat_input[0].set_value("Which port does the web interface listen on?").run()
+    assert not app.exception
+
+    assistant = [m for m in app.chat_message if m.name == "assistant"]
+    assert assistant, "no assistant message rendered"
+    text = all_text(app)
+    assert "8501" in text
+    assert "quick-reference.pdf, page 2" in text  # the cited source: file and page
+    assert "listens on port 8501" in text  # and its passage
