@@ -135,6 +135,9 @@ class SentenceTransformerEmbedder(Embedder):
     """Any local sentence-transformers model folder."""
 
     def __init__(self, model_dir: Path) -> None:
+        # Offline install: never let the hub client try the network (it would hang, then fail).
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
         model_dir = Path(model_dir).expanduser().resolve()

