@@ -197,6 +197,7 @@ def ui() -> None:
         "--server.maxUploadSize", str(settings.max_upload_mb),
         "--browser.gatherUsageStats", "false",
         "--server.headless", "true",
+        "--client.toolbarMode", "viewer",  # no "Deploy" button: this app is meant to stay local
     ]
     typer.echo(f"Web UI on http://{settings.ui_host}:{settings.ui_port}  (Ctrl-C to stop)")
     try:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -179,6 +180,9 @@ class Pipeline:
         self._generator_factory = generator_factory
         self._generator: Generator | None = None
         self._collection: Collection | None = None
+        # One llama.cpp context cannot serve two generations at once; the UI shares one
+        # pipeline between browser sessions, so questions take turns.
+        self._generation_lock = threading.Lock()
         self.chunker = Chunker(embedder.count_tokens, settings.chunk_tokens, settings.chunk_overlap)
 
     @classmethod
@@ -258,7 +262,8 @@ class Pipeline:
             partial = target.with_name(f".{target.name}.partial")
             partial.write_bytes(data)
             partial.replace(target)  # an interrupted upload never leaves half a file under the real name
-        return self.ingest(folder, progress=False)
+        # prune=False: an upload only adds; the collection may also hold files ingested from elsewhere.
+        return self.ingest(folder, prune=False, progress=False)
 
     def delete_document(self, source: str) -> bool:
         """Remove a document from the index and its file from the documents folder."""
@@ -399,12 +404,15 @@ class Pipeline:
             first_token_at = None
             count = 0
             parts: list[str] = []
-            for piece in generator.stream_chat(prompt.messages, self.settings.max_answer_tokens, self.settings.temperature):
-                if first_token_at is None:
-                    first_token_at = time.perf_counter()
-                count += 1
-                parts.append(piece)
-                yield piece
+            with self._generation_lock:
+                for piece in generator.stream_chat(
+                    prompt.messages, self.settings.max_answer_tokens, self.settings.temperature
+                ):
+                    if first_token_at is None:
+                        first_token_at = time.perf_counter()
+                    count += 1
+                    parts.append(piece)
+                    yield piece
             finished = time.perf_counter()
             stream.answer = make_answer(question, "".join(parts), prompt.sources)
             stream.timings = AskTimings(

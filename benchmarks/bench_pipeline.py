@@ -77,6 +77,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from app.settings import Settings
 
 # Project modules are imported inside the subcommand that needs them, so that for
 # example `generation` runs without the embedder's and FAISS's native libraries loaded.
@@ -84,13 +88,14 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DOCS = REPO_ROOT / "data"
 
-# About the sample documents in data/ (user-guide.md, 用户指南.md, quick-reference.pdf).
+# About the sample documents in data/ (user-guide.md, 用户指南.md, quick-reference.pdf),
+# English and Chinese alternating so that --limit-questions 2 still covers both.
 DEFAULT_QUESTIONS = (
     "Which address and port does the web interface listen on by default?",
-    "What do exit codes 2 and 3 of the kb command mean?",
-    "How do I enable GPU acceleration on a machine with an NVIDIA GPU?",
     "为什么索引文件不使用 pickle 格式？",
+    "What do exit codes 2 and 3 of the kb command mean?",
     "中文文本文件可以使用哪些编码？",
+    "How do I enable GPU acceleration on a machine with an NVIDIA GPU?",
     "如果索引过程被中断了，应该怎么办？",
 )
 # Not in the list above: a repeated question would find its whole prompt in the KV cache.
@@ -205,12 +210,13 @@ def print_section(title: str, mapping: dict) -> None:
 
 
 def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """Numbers right-aligned; the first column and any column of text left-aligned."""
     print(f"\n== {title}")
     cells = [[fmt(cell) for cell in row] for row in rows]
     widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headers)]
-    print("  " + "  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(headers, widths))))
-    for row in cells:
-        print("  " + "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    left = [i == 0 or any(isinstance(row[i], str) for row in rows) for i in range(len(headers))]
+    for line in [list(headers), *cells]:
+        print("  " + "  ".join(c.ljust(w) if l else c.rjust(w) for c, w, l in zip(line, widths, left)).rstrip())
 
 
 def start(command: str, parameters: dict, settings: dict) -> dict:
@@ -238,15 +244,27 @@ def finish(payload: dict, json_path: Path | None) -> None:
           f"{payload['machine']['load_average_start']}, at end {payload['machine']['load_average_end']}")
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(payload, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+        text = json.dumps(json_safe(payload), ensure_ascii=False, indent=2, default=str, allow_nan=False)
+        json_path.write_text(text, encoding="utf-8")
         print(f"wrote {json_path}")
 
 
-def settings_dict(settings) -> dict:
+def json_safe(value: object) -> object:
+    """NaN (a measurement that does not exist) becomes null: NaN is not valid JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def settings_dict(settings: Settings) -> dict:
     return settings.model_dump(mode="json")
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(2)
 

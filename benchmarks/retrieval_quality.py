@@ -56,7 +56,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -314,6 +314,8 @@ def markdown_report(report: dict) -> str:
         "",
         f"Machine: {m['platform']}, {m['cpu_model']}, {m['cpu_count']} CPUs, Python {m['python']}; "
         + ", ".join(f"{k} {v}" for k, v in m["packages"].items() if v) + f"; repo {m['repo_commit']}",
+        f"Load average (1/5/15 min) at start {m['loadavg_1_5_15_at_start']}, at end {m['loadavg_1_5_15_at_end']}: "
+        "timings from a busy machine are slower than its idle speed.",
         f"Settings: split {a['split']}, first stage k={a['first_stage_k']}, embed batch {a['batch_size']}, "
         f"--max-docs {a['max_docs']}, --max-queries {a['max_queries']}",
         "",
@@ -365,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="write the full results as JSON here")
     args = parser.parse_args(argv)
 
-    started_at = _now()
+    started_at, load_at_start = _now(), os.getloadavg()
     sets = []
     for name in args.sets:
         folder = args.data / name
@@ -397,7 +399,9 @@ def main(argv: list[str] | None = None) -> int:
         del embedder
 
     report = {
-        "started_at": started_at, "finished_at": _now(), "machine": machine_info(),
+        "started_at": started_at, "finished_at": _now(),
+        "machine": {**machine_info(), "loadavg_1_5_15_at_start": [round(x, 2) for x in load_at_start],
+                    "loadavg_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()]},
         "settings": {"data": str(args.data), "sets": args.sets, "split": args.split, "embedders": args.embedders,
                      "dense_weights": args.dense_weights, "max_docs": args.max_docs,
                      "max_queries": args.max_queries, "first_stage_k": args.first_stage_k,

