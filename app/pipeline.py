@@ -182,7 +182,9 @@ class Pipeline:
         self._collection: Collection | None = None
         # One llama.cpp context cannot serve two generations at once; the UI shares one
         # pipeline between browser sessions, so questions take turns.
+        # An abandoned stream releases it when its generator is closed (Streamlit closes it on rerun).
         self._generation_lock = threading.Lock()
+        self._generator_load_lock = threading.Lock()
         self.chunker = Chunker(embedder.count_tokens, settings.chunk_tokens, settings.chunk_overlap)
 
     @classmethod
@@ -205,8 +207,9 @@ class Pipeline:
 
     @property
     def generator(self) -> Generator:
-        if self._generator is None:
-            self._generator = self._generator_factory()
+        with self._generator_load_lock:  # two first questions at once must not load the model twice
+            if self._generator is None:
+                self._generator = self._generator_factory()
         return self._generator
 
     @property

@@ -21,7 +21,9 @@ ingest
     (``embedder.embed_passages``, same batch size) on exactly the texts the
     ingest embedded (read back from the collection), and times loading,
     hashing and chunking of the same files again outside the ingest, so what
-    our ingest costs on top of the encoder is visible.
+    our ingest costs on top of the encoder is visible. Pages are PDF pages with
+    text, or Markdown sections. The raw run comes after the ingest, so load on
+    the machine that changes in between skews the comparison.
 query
     ``Pipeline.ask_stream`` end to end, one question at a time (built-in English
     and Chinese questions about the sample documents in ``data/``, or a file):
@@ -55,6 +57,11 @@ Notes on method
   with a different run label, so every run evaluates its whole prompt.
 - Generated tokens are counted by re-tokenising the output with the model's
   tokenizer. This can differ by a token or so from what was sampled.
+- llama.cpp's threads synchronise many times per token through OpenMP, and what
+  a waiting thread does (``OMP_WAIT_POLICY``: spin or sleep) changes decode
+  speed a lot when another process wants the same cores. In the app the e5
+  embedder sets it to PASSIVE (unless set) before the generator loads; ``query``
+  prints what the generator got, ``generation --omp-wait-policy`` chooses it.
 - Peak RSS is the process high-water mark (``getrusage``), model loading
   included. In ``generation`` both model objects map the same file.
 """
@@ -247,6 +254,11 @@ def finish(payload: dict, json_path: Path | None) -> None:
         text = json.dumps(json_safe(payload), ensure_ascii=False, indent=2, default=str, allow_nan=False)
         json_path.write_text(text, encoding="utf-8")
         print(f"wrote {json_path}")
+
+
+def omp_wait_policy() -> str:
+    """What llama.cpp's OpenMP threads do between parallel regions (read by libgomp when it loads)."""
+    return os.environ.get("OMP_WAIT_POLICY") or "unset (libgomp default: spin a while, then sleep)"
 
 
 def json_safe(value: object) -> object:
@@ -548,6 +560,7 @@ def cmd_query(args: argparse.Namespace) -> None:
         results["generator"] = {
             "model": generator_info.model, "context_window": generator_info.context_window,
             "threads": generator_info.threads, "gpu_layers": generator_info.gpu_layers,
+            "omp_wait_policy": omp_wait_policy(),
         }
         started = time.perf_counter()
         run_question(pipeline, WARM_UP_QUESTION)
@@ -567,6 +580,7 @@ def cmd_query(args: argparse.Namespace) -> None:
         "jieba warm-up": f"{results['jieba_warm_up_s']:.2f} s",
         "generator load": f"{results['generator_load_s']:.2f} s ({generator_info.model}, "
                           f"{generator_info.threads} threads, {generator_info.gpu_layers} GPU layers)",
+        "OMP_WAIT_POLICY at generator load": results["generator"]["omp_wait_policy"],
         "warm-up question": f"{results['warm_up_question_s']:.2f} s",
     })
     print_table(
@@ -641,6 +655,9 @@ def filler_text(llama, tokens: int) -> str:
 
 
 def cmd_generation(args: argparse.Namespace) -> None:
+    if args.omp_wait_policy != "inherit":
+        # libgomp reads it once, when llama_cpp loads it: this must come before the import.
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy
     import llama_cpp
 
     from app.settings import load_settings
@@ -703,6 +720,7 @@ def cmd_generation(args: argparse.Namespace) -> None:
         "prompt_tokens": f"{prompt_tokens} (system + user text, without chat-template markers)",
         "repeats": args.repeats,
         "order": "warm-up each, then ours, direct, ours, direct, ...",
+        "omp_wait_policy": omp_wait_policy(),
     }
     payload = start("generation", parameters, settings_dict(settings))
     results = payload["results"]
@@ -830,6 +848,11 @@ def build_parser() -> argparse.ArgumentParser:
     generation.add_argument("--model", help="Model name or .gguf path (default: KB_LLM_MODEL or the built-in default).")
     generation.add_argument("--n-ctx", type=positive_int, help="Context window (default: KB_CONTEXT_WINDOW).")
     generation.add_argument("--threads", type=positive_int, help="Threads (default: KB_THREADS or physical cores).")
+    generation.add_argument(
+        "--omp-wait-policy", choices=("inherit", "PASSIVE", "ACTIVE"), default="inherit",
+        help="OMP_WAIT_POLICY for llama.cpp's OpenMP threads (default: inherit the environment). In the app "
+             "the e5 embedder sets PASSIVE before the generator loads; `query` shows what it got.",
+    )
     generation.set_defaults(handler=cmd_generation)
     return parser
 

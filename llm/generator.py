@@ -94,6 +94,12 @@ class LlamaCppGenerator(Generator):
         gpu_layers: int | None = None,
         seed: int = 0,
     ) -> None:
+        # llama.cpp's threads meet at an OpenMP barrier many times per token. Spinning
+        # waiters (the OpenMP default) collapse generation speed as soon as anything
+        # else wants a core (measured: 2-9x slower under load; docs/benchmarks.md), so
+        # wait passively unless the user chose otherwise. Must be set before the
+        # OpenMP runtime starts, i.e. before the first model is loaded.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         import llama_cpp
 
         offload = bool(llama_cpp.llama_supports_gpu_offload())
