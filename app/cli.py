@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
+import shutil
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -27,7 +27,7 @@ from llm.generator import GenerationError
 from llm.models import BUILTIN_MODELS, ModelError, resolve_model_path
 from retrieval.embedders import EmbedderError
 from retrieval.rerank import RerankerError
-from retrieval.store import StoreError
+from retrieval.store import Collection, StoreError, WriteLock
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Private question answering over your documents.")
 
@@ -57,9 +57,16 @@ def ingest(
     keep_missing: Annotated[bool, typer.Option("--keep-missing", help="Keep indexed files that are gone from the folder.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    password: Annotated[Optional[list[str]], typer.Option("--password", help="Password for encrypted PDFs (repeatable).")] = None,
+    no_ocr: Annotated[bool, typer.Option("--no-ocr", help="Do not OCR pages without a text layer.")] = False,
 ) -> None:
     """Index a folder; unchanged files are skipped, changed ones re-indexed, deleted ones removed."""
-    settings = _settings(collection=collection)
+    base = _settings(collection=collection)
+    settings = _settings(
+        collection=collection,
+        pdf_passwords=[*base.pdf_passwords, *(password or [])] or None,
+        ocr=False if no_ocr else None,
+    )
     pipeline = _pipeline(settings)
     try:
         report = pipeline.ingest(folder, prune=not keep_missing, progress=False if quiet or as_json else None)
@@ -75,6 +82,8 @@ def ingest(
         typer.echo(f"{settings.collection}: {report.summary()}")
         for failure in report.failed:
             typer.echo(f"  not indexed: {failure.source}: {failure.reason}", err=True)
+        for warning in report.warnings:
+            typer.echo(f"  warning: {warning.source}: {warning.reason}", err=True)
         if report.interrupted:
             typer.echo("interrupted: the work done so far is saved; run the same command again to finish", err=True)
     if report.interrupted:
@@ -156,6 +165,29 @@ def status(collection: CollectionOption = None) -> None:
 
 
 @cli.command()
+def collections(
+    delete: Annotated[Optional[str], typer.Option("--delete", help="Delete this collection's index (files are not touched).")] = None,
+) -> None:
+    """List the knowledge bases, or delete one."""
+    settings = _settings()
+    root = settings.collections_root
+    if delete is not None:
+        target = root / delete
+        if delete in ("", ".", "..") or "/" in delete or not Collection.exists(target):
+            typer.echo(f"error: no collection named {delete!r} in {root}", err=True)
+            raise typer.Exit(2)
+        with WriteLock(target):  # not while an ingest writes it
+            shutil.rmtree(target)
+        typer.echo(f"deleted collection {delete}")
+        return
+    names = sorted(p.name for p in root.iterdir() if Collection.exists(p)) if root.is_dir() else []
+    if not names:
+        typer.echo(f"no collections in {root}; run `kb ingest <folder>`")
+    for name in names:
+        typer.echo(name + ("  (current)" if name == settings.collection else ""))
+
+
+@cli.command()
 def remove(
     sources: Annotated[list[str], typer.Argument(help="Document names as `kb status` lists them.")],
     collection: CollectionOption = None,
@@ -200,10 +232,9 @@ def ui() -> None:
         "--client.toolbarMode", "viewer",  # no "Deploy" button: this app is meant to stay local
     ]
     typer.echo(f"Web UI on http://{settings.ui_host}:{settings.ui_port}  (Ctrl-C to stop)")
-    try:
-        raise typer.Exit(subprocess.call(command, env=os.environ.copy()))
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
+    sys.stdout.flush()
+    # Become the Streamlit process (no child left behind when this one is stopped).
+    os.execv(sys.executable, command)
 
 
 def main() -> None:

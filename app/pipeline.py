@@ -13,13 +13,17 @@ the folder is removed from the index (unless ``prune=False``). The collection is
 saved every ``checkpoint_seconds`` and at the end, each save atomic, so an
 interrupted ingest keeps what it finished and the next run picks up the rest.
 
+Files are read in a worker process (``ingest.isolation``) with a time limit
+each, one file ahead of the embedder.
+
 Deliberately not here: abstention decisions beyond "nothing was found",
-conversation memory, per-file time limits and OCR.
+conversation memory.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 import json
 import threading
 import time
@@ -32,7 +36,8 @@ from tqdm import tqdm
 from app.settings import Settings
 from ingest.chunking import Chunker
 from ingest.documents import FileFailure
-from ingest.loaders import SUPPORTED_SUFFIXES, LoadError, load_file
+from ingest.isolation import IsolatedLoader, PendingLoad
+from ingest.loaders import SUPPORTED_SUFFIXES, LoadError, LoadOptions
 from llm.answer import Answer, make_answer
 from llm.generator import Generator, LlamaCppGenerator
 from llm.models import resolve_model_path
@@ -60,8 +65,10 @@ class IngestReport:
     removed: tuple[str, ...] = ()
     unchanged: tuple[str, ...] = ()
     failed: tuple[FileFailure, ...] = ()
+    warnings: tuple[FileFailure, ...] = ()  # files indexed with a problem, e.g. pages OCR could not read
     chunks_embedded: int = 0
     pages_read: int = 0
+    ocr_pages: int = 0
     seconds: float = 0.0
     embed_seconds: float = 0.0
     interrupted: bool = False
@@ -74,6 +81,7 @@ class IngestReport:
         return (
             f"added {len(self.added)}, updated {len(self.updated)}, removed {len(self.removed)}, "
             f"unchanged {len(self.unchanged)}, failed {len(self.failed)}; "
+            f"{self.pages_read} pages read ({self.ocr_pages} by OCR), "
             f"{self.chunks_embedded} chunks embedded in {self.seconds:.1f}s; "
             f"collection now holds {self.collection_chunks} chunks"
         )
@@ -278,62 +286,87 @@ class Pipeline:
         return removed
 
     # ----- ingest -----------------------------------------------------------
-    def ingest(self, folder: Path, *, prune: bool = True, progress: bool | None = None,
-               checkpoint_seconds: float = 30.0) -> IngestReport:
+    def ingest(self, folder: Path, *, prune: bool = True, progress: bool | None = None) -> IngestReport:
         """Bring the collection in step with ``folder`` (see module docstring)."""
         folder = Path(folder)
         if not folder.is_dir():
             raise FileNotFoundError(f"no such folder: {folder}")
         started = time.perf_counter()
+        settings = self.settings
         paths = find_documents(folder)
-        target = self.settings.collection_dir
+        target = settings.collection_dir
         added: list[str] = []
         updated: list[str] = []
         unchanged: list[str] = []
         failed: list[FileFailure] = []
+        warnings: list[FileFailure] = []
         removed: list[str] = []
-        chunks_embedded = pages_read = 0
+        chunks_embedded = pages_read = ocr_pages = 0
         embed_seconds = 0.0
         interrupted = False
-        with WriteLock(target):
+        options = LoadOptions(passwords=tuple(settings.pdf_passwords), ocr=settings.ocr)
+        with WriteLock(target), IsolatedLoader(options, settings.file_timeout_seconds) as loader:
             collection = Collection.open(target, self.embedder.identity, create=True)
             indexed = collection.files
             dirty = False
             last_save = time.monotonic()
-            bar = tqdm(paths, desc="ingest", unit="file", disable=None if progress is None else not progress)
             try:
-                for path in bar:
+                # Cheap pass first: size limit and content hash decide what needs reading at all.
+                todo: list[tuple[Path, str, bool]] = []  # (path, source, was indexed before)
+                for path in paths:
                     source = path.relative_to(folder).as_posix()
-                    bar.set_postfix_str(source[-40:], refresh=False)
+                    size = path.stat().st_size
+                    if size > settings.max_file_mb * 1e6:
+                        failed.append(FileFailure(source, f"too large ({size / 1e6:.0f} MB > KB_MAX_FILE_MB={settings.max_file_mb:g})"))
+                        continue
+                    previous = indexed.get(source)
+                    if previous and previous.content_sha256 == file_sha256(path):
+                        unchanged.append(source)
+                    else:
+                        todo.append((path, source, previous is not None))
+
+                bar = tqdm(total=len(todo), desc="ingest", unit="file",
+                           disable=None if progress is None else not progress)
+                pending: deque[PendingLoad] = deque()
+                upcoming = iter(todo)
+                was_indexed = {source: before for _, source, before in todo}
+
+                def top_up() -> None:  # keep the worker one file ahead of the embedder
+                    while len(pending) < 2:
+                        item = next(upcoming, None)
+                        if item is None:
+                            return
+                        pending.append(loader.submit(item[0], item[1]))
+
+                top_up()
+                while pending:
+                    job = pending.popleft()
+                    top_up()
+                    bar.set_postfix_str(job.source[-40:], refresh=False)
                     try:
-                        if path.stat().st_size > self.settings.max_file_mb * 1e6:
-                            raise LoadError(
-                                f"too large ({path.stat().st_size / 1e6:.0f} MB > KB_MAX_FILE_MB="
-                                f"{self.settings.max_file_mb:g})"
-                            )
-                        digest = file_sha256(path)
-                        previous = indexed.get(source)
-                        if previous and previous.content_sha256 == digest:
-                            unchanged.append(source)
-                            continue
-                        loaded = load_file(path, source)
+                        loaded = job.result()
                         chunks = self.chunker.chunk(loaded.pages)
                         if not chunks:
                             raise LoadError("no text left after chunking")
                     except LoadError as exc:
-                        failed.append(FileFailure(source, str(exc)))  # previous chunks, if any, stay
+                        failed.append(FileFailure(job.source, str(exc)))  # previous chunks, if any, stay
+                        bar.update()
                         continue
+                    warnings.extend(FileFailure(job.source, warning) for warning in loaded.warnings)
                     embed_started = time.perf_counter()
                     vectors = self._embed([c.embedding_text for c in chunks])
                     embed_seconds += time.perf_counter() - embed_started
-                    collection.put_file(source, loaded.content_sha256, chunks, vectors, len(loaded.pages))
-                    (updated if previous else added).append(source)
+                    collection.put_file(job.source, loaded.content_sha256, chunks, vectors, len(loaded.pages))
+                    (updated if was_indexed[job.source] else added).append(job.source)
                     chunks_embedded += len(chunks)
                     pages_read += len(loaded.pages)
+                    ocr_pages += sum(1 for page in loaded.pages if page.ocr)
                     dirty = True
-                    if time.monotonic() - last_save > checkpoint_seconds:
-                        collection.save()
+                    bar.update()
+                    if time.monotonic() - last_save > settings.checkpoint_seconds:
+                        collection.save()  # an interruption from here on keeps this work
                         dirty, last_save = False, time.monotonic()
+                bar.close()
                 if prune:
                     present = {path.relative_to(folder).as_posix() for path in paths}
                     for source in sorted(set(indexed) - present):
@@ -343,15 +376,14 @@ class Pipeline:
             except KeyboardInterrupt:
                 interrupted = True
             finally:
-                bar.close()
                 if dirty or not Collection.exists(target):
                     collection.save()
         self._collection = None
         return IngestReport(
             added=tuple(added), updated=tuple(updated), removed=tuple(removed), unchanged=tuple(unchanged),
-            failed=tuple(failed), chunks_embedded=chunks_embedded, pages_read=pages_read,
-            seconds=time.perf_counter() - started, embed_seconds=embed_seconds, interrupted=interrupted,
-            collection_chunks=collection.chunk_count,
+            failed=tuple(failed), warnings=tuple(warnings), chunks_embedded=chunks_embedded,
+            pages_read=pages_read, ocr_pages=ocr_pages, seconds=time.perf_counter() - started,
+            embed_seconds=embed_seconds, interrupted=interrupted, collection_chunks=collection.chunk_count,
         )
 
     def _embed(self, texts: list[str]):

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(32, ge=0, description="Overlap between neighbouring chunks, in tokens.")
     embed_batch_size: int = Field(16, ge=1, le=1024)
     max_file_mb: float = Field(200.0, gt=0, description="Larger files are reported and skipped.")
+    file_timeout_seconds: float = Field(600.0, gt=0, description="A file taking longer to read (parse + OCR) is reported and skipped.")
+    ocr: bool = Field(True, description="OCR PDF pages that have no text layer.")
+    pdf_passwords: list[str] = Field(default_factory=list, description='Passwords to try on encrypted PDFs, as JSON: ["pw1", "pw2"].')
+    checkpoint_seconds: float = Field(30.0, ge=0, description="Save the index at least this often during an ingest.")
 
     # Retrieval
     first_stage_k: int = Field(40, ge=1, le=10_000, description="Candidates the first stage passes on.")

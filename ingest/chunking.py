@@ -89,6 +89,7 @@ class Chunker:
                     start_char=page.start_char + start,
                     end_char=page.start_char + start + len(piece),
                     text=piece,
+                    ocr=page.ocr,
                 )
             )
         return result

@@ -28,6 +28,7 @@ class Page:
     text: str
     heading_path: tuple[str, ...] = ()  # Markdown headings above this section, outermost first
     start_char: int = 0  # where ``text`` starts in the file's text (0 for PDF pages)
+    ocr: bool = False  # the text was recognised from the page image, not extracted
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Chunk:
     start_char: int
     end_char: int
     text: str
+    ocr: bool = False  # from an OCR'd page: may hold recognition errors
 
     @property
     def chunk_key(self) -> str:
@@ -74,6 +76,7 @@ class LoadedFile:
     source: str
     content_sha256: str
     pages: tuple[Page, ...]
+    warnings: tuple[str, ...] = ()  # problems that did not stop the file, e.g. a page OCR could not read
 
 
 @dataclass(frozen=True)

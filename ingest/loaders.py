@@ -5,6 +5,14 @@
 - Markdown is split along its heading structure (parsed by markdown-it-py, so
   ``#`` lines inside code fences are not mistaken for headings and setext
   headings count); each section keeps the path of headings above it.
+- PDF pages without a text layer go through OCR (``ingest.ocr``) when it is
+  switched on; such pages are marked ``ocr=True``. A page OCR cannot read is
+  listed in the file's warnings, never indexed as empty.
+- Encrypted PDFs are opened with the empty password or any of the passwords
+  the user configured.
+- Word (.docx, through mammoth) and HTML (through html2text) are converted to
+  Markdown first, so their headings give heading paths like Markdown's; their
+  offsets refer to that Markdown text.
 - Text files (``.txt``) are one section.
 - Text is decoded as UTF-8 (with or without BOM), then GB18030 (a superset of
   GBK and GB2312), the encodings Chinese users actually have.
@@ -12,15 +20,15 @@
 Every problem becomes a ``LoadError`` whose message tells the user what is wrong
 and what to do; nothing here returns empty pages silently.
 
-Deliberately not here: OCR of image-only pages (they are reported, not indexed),
-.docx/.html, per-file time limits, password prompts. Those belong to later work
-on ingest robustness.
+Deliberately not here: time limits and crash isolation (``ingest.isolation``
+runs this module in a worker process), legacy .doc, spreadsheets, images.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from markdown_it import MarkdownIt
@@ -28,8 +36,15 @@ from pypdf import PdfReader
 from pypdf.errors import FileNotDecryptedError, PdfReadError, PyPdfError
 
 from ingest.documents import LoadedFile, Page
+from ingest.ocr import OcrError, PageOCR
 
-SUPPORTED_SUFFIXES = (".pdf", ".md", ".markdown", ".txt")
+SUPPORTED_SUFFIXES = (".pdf", ".md", ".markdown", ".txt", ".docx", ".html", ".htm")
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    passwords: tuple[str, ...] = ()  # tried, after the empty one, on encrypted PDFs
+    ocr: bool = True  # OCR pages that have no text layer
 
 # pypdf logs every recoverable oddity of a broken PDF as a warning; the ingest
 # report already says what matters about each file.
@@ -40,7 +55,7 @@ class LoadError(Exception):
     """A file that cannot be used; the message is shown to the user as is."""
 
 
-def load_file(path: Path, source: str) -> LoadedFile:
+def load_file(path: Path, source: str, options: LoadOptions = LoadOptions(), ocr: PageOCR | None = None) -> LoadedFile:
     """Read one file; ``source`` is the name it is cited by."""
     try:
         data = path.read_bytes()
@@ -50,8 +65,15 @@ def load_file(path: Path, source: str) -> LoadedFile:
         raise LoadError("empty file (0 bytes)")
     digest = hashlib.sha256(data).hexdigest()
     suffix = path.suffix.lower()
+    warnings: list[str] = []
     if suffix == ".pdf":
-        pages = _pdf_pages(path, source)
+        if options.ocr and ocr is None:
+            ocr = PageOCR()
+        pages = _pdf_pages(path, source, options, ocr if options.ocr else None, warnings)
+    elif suffix == ".docx":
+        pages = markdown_sections(_docx_markdown(path), source)
+    elif suffix in (".html", ".htm"):
+        pages = markdown_sections(_html_markdown(decode_text(data)), source)
     elif suffix in (".md", ".markdown"):
         pages = markdown_sections(decode_text(data), source)
     elif suffix == ".txt":
@@ -61,7 +83,7 @@ def load_file(path: Path, source: str) -> LoadedFile:
         raise LoadError(f"unsupported file type {suffix!r}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
     if not pages:
         raise LoadError("no text found in the file")
-    return LoadedFile(source=source, content_sha256=digest, pages=tuple(pages))
+    return LoadedFile(source=source, content_sha256=digest, pages=tuple(pages), warnings=tuple(warnings))
 
 
 def decode_text(data: bytes) -> str:
@@ -74,36 +96,85 @@ def decode_text(data: bytes) -> str:
     raise LoadError("cannot decode text: not UTF-8 or GB18030/GBK; re-save the file as UTF-8")
 
 
-def _pdf_pages(path: Path, source: str) -> list[Page]:
+def _docx_markdown(path: Path) -> str:
+    import mammoth
+
     try:
-        reader = PdfReader(path)
-        if reader.is_encrypted:
-            # Many "encrypted" PDFs only carry an owner password and open with an
-            # empty user password; try that before giving up.
-            try:
-                if not reader.decrypt(""):
-                    raise LoadError("encrypted PDF: it needs a password; remove the password and ingest again")
-            except (FileNotDecryptedError, NotImplementedError) as exc:
-                raise LoadError(f"encrypted PDF that cannot be opened: {exc}") from exc
+        with path.open("rb") as handle:
+            return mammoth.convert_to_markdown(handle).value
+    except Exception as exc:  # a damaged .docx surfaces as zip, XML or key errors
+        raise LoadError(f"corrupt Word file: {type(exc).__name__}: {exc}") from exc
+
+
+def _html_markdown(html: str) -> str:
+    import html2text
+
+    converter = html2text.HTML2Text()
+    converter.body_width = 0  # no hard wrapping: lines stay sentences
+    converter.ignore_images = True
+    return converter.handle(html)
+
+
+def _open_pdf(path: Path, options: LoadOptions) -> tuple[PdfReader, str | None]:
+    reader = PdfReader(path)
+    if not reader.is_encrypted:
+        return reader, None
+    for password in ("", *options.passwords):
+        try:
+            if reader.decrypt(password):
+                return reader, password
+        except (FileNotDecryptedError, NotImplementedError) as exc:
+            raise LoadError(f"encrypted PDF that cannot be opened: {exc}") from exc
+    hint = "none of the configured passwords fits" if options.passwords else "give it with --password or KB_PDF_PASSWORDS"
+    raise LoadError(f"encrypted PDF: it needs a password ({hint})")
+
+
+def _pdf_pages(path: Path, source: str, options: LoadOptions, ocr: PageOCR | None, warnings: list[str]) -> list[Page]:
+    try:
+        reader, password = _open_pdf(path, options)
         pages: list[Page] = []
-        empty_pages = 0
+        textless: list[int] = []
         for number, pdf_page in enumerate(reader.pages, start=1):
             text = pdf_page.extract_text() or ""
             if text.strip():
                 pages.append(Page(source=source, page=number, text=text))
             else:
-                empty_pages += 1
+                textless.append(number)
     except LoadError:
         raise
-    except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+    except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError, AttributeError, RecursionError,
+            AssertionError, IndexError, ZeroDivisionError, OverflowError) as exc:
         # pypdf raises a wide range of errors on damaged files; all mean "corrupt".
         raise LoadError(f"corrupt PDF: {type(exc).__name__}: {exc}") from exc
+    if textless and ocr is not None:
+        unreadable = []
+        for number in textless:
+            try:
+                text = ocr.read_page(path, number - 1, password)
+            except OcrError as exc:
+                warnings.append(str(exc))
+                continue
+            if text:
+                pages.append(Page(source=source, page=number, text=text, ocr=True))
+            else:
+                unreadable.append(number)
+        pages.sort(key=lambda page: page.page or 0)
+        if unreadable:
+            warnings.append(f"OCR found no text on page(s) {_page_list(unreadable)}; they are not indexed")
+    elif textless and pages:
+        warnings.append(f"page(s) {_page_list(textless)} have no text layer and OCR is off; they are not indexed")
     if not pages:
+        what = "OCR found no text either" if ocr is not None else "OCR is switched off (KB_OCR)"
         raise LoadError(
-            f"no text layer on any of its {empty_pages} page(s): a scanned or image-only PDF; "
-            "OCR is not available yet, so it was not indexed"
+            f"no text layer on any of its {len(textless)} page(s) (a scanned or image-only PDF) and {what}; "
+            "it was not indexed"
         )
     return pages
+
+
+def _page_list(numbers: list[int]) -> str:
+    shown = ", ".join(str(n) for n in numbers[:10])
+    return shown + (f" and {len(numbers) - 10} more" if len(numbers) > 10 else "")
 
 
 def markdown_sections(text: str, source: str) -> list[Page]:
