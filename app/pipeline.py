@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -163,15 +164,26 @@ def safe_document_path(folder: Path, name: str, *, allow_subfolders: bool = Fals
 
 
 def find_documents(folder: Path) -> list[Path]:
-    """Supported files below ``folder``, hidden folders skipped, in a stable order."""
+    """Supported files below ``folder`` in a stable order.
+
+    Hidden files and folders are skipped; symlinked folders are followed (people
+    link their document folders together), each real folder once, so a link loop
+    cannot make the walk endless.
+    """
     found = []
-    for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(folder)
-        if any(part.startswith(".") for part in relative.parts):
+    seen: set[str] = set()
+    for directory, subdirectories, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(directory)
+        if real in seen:
+            subdirectories[:] = []
             continue
-        if path.is_file() and path.suffix.lower() in SUPPORTED_SUFFIXES:
-            found.append(path)
-    return found
+        seen.add(real)
+        subdirectories[:] = sorted(d for d in subdirectories if not d.startswith("."))
+        for name in files:
+            path = Path(directory) / name
+            if not name.startswith(".") and path.suffix.lower() in SUPPORTED_SUFFIXES and path.is_file():
+                found.append(path)
+    return sorted(found)
 
 
 class Pipeline:

@@ -48,6 +48,7 @@ class Citation:
     end_char: int
     passage: str
     score: float
+    ocr: bool = False  # the passage was recognised from a page image and may contain OCR errors
 
     @property
     def location(self) -> str:
@@ -81,6 +82,7 @@ def citation_from_source(source: Source) -> Citation:
         end_char=chunk.end_char,
         passage=chunk.text,
         score=source.hit.score,
+        ocr=chunk.ocr,
     )
 
 

@@ -100,3 +100,14 @@ def test_uploads_stay_inside_the_documents_folder(make_pipeline, tmp_path):
     assert pipeline.delete_document("notes.md")
     assert pipeline.status().files == ()
     assert not (pipeline.settings.documents_dir / "notes.md").exists()
+
+
+def test_linked_folders_are_followed_once_even_in_a_loop(make_pipeline, tmp_path):
+    shared = tmp_path / "shared-notes"
+    write(shared / "policy.md", "# Policy\n\nLaptops are replaced every four years.\n")
+    docs = tmp_path / "docs"
+    write(docs / "own.md", "# Own\n\nMy own note.\n")
+    (docs / "linked").symlink_to(shared, target_is_directory=True)
+    (shared / "loop").symlink_to(shared, target_is_directory=True)  # a cycle must not hang the walk
+    report = make_pipeline().ingest(docs, progress=False)
+    assert sorted(report.added) == ["linked/policy.md", "own.md"]

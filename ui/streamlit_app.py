@@ -57,7 +57,8 @@ def render_sources(answer: Answer) -> None:
 
 
 def _render_citation(citation: Citation) -> None:
-    st.caption(f"relevance {citation.score:.2f}")
+    ocr_note = " · text recognised by OCR from a scanned page, may contain errors" if citation.ocr else ""
+    st.caption(f"relevance {citation.score:.2f}{ocr_note}")
     st.text(citation.passage)
 
 
@@ -86,6 +87,8 @@ def render_sidebar(pipeline: Pipeline, settings: Settings) -> None:
                 progress.update(label=report.summary(), state="complete" if not report.failed else "error")
                 for failure in report.failed:
                     st.sidebar.error(f"{failure.source}: {failure.reason}")
+                for warning in report.warnings:
+                    st.sidebar.warning(f"{warning.source}: {warning.reason}")
     for source in status.files:
         left, right = st.sidebar.columns([5, 1])
         left.write(source)
