@@ -33,10 +33,10 @@ from pathlib import Path
 
 from markdown_it import MarkdownIt
 from pypdf import PdfReader
-from pypdf.errors import FileNotDecryptedError, PdfReadError, PyPdfError
+from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError, PyPdfError
 
 from ingest.documents import LoadedFile, Page
-from ingest.ocr import OcrError, PageOCR
+from ingest.ocr import OcrError, PageOCR, pdfium_page_texts
 
 SUPPORTED_SUFFIXES = (".pdf", ".md", ".markdown", ".txt", ".docx", ".html", ".htm")
 
@@ -130,22 +130,29 @@ def _open_pdf(path: Path, options: LoadOptions) -> tuple[PdfReader, str | None]:
 
 
 def _pdf_pages(path: Path, source: str, options: LoadOptions, ocr: PageOCR | None, warnings: list[str]) -> list[Page]:
+    password: str | None = None
     try:
         reader, password = _open_pdf(path, options)
-        pages: list[Page] = []
-        textless: list[int] = []
-        for number, pdf_page in enumerate(reader.pages, start=1):
-            text = pdf_page.extract_text() or ""
-            if text.strip():
-                pages.append(Page(source=source, page=number, text=text))
-            else:
-                textless.append(number)
+        texts = [pdf_page.extract_text() or "" for pdf_page in reader.pages]
     except LoadError:
         raise
+    except DependencyError as exc:
+        raise LoadError(f"cannot decrypt this PDF: {exc}") from exc
     except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError, AttributeError, RecursionError,
             AssertionError, IndexError, ZeroDivisionError, OverflowError) as exc:
-        # pypdf raises a wide range of errors on damaged files; all mean "corrupt".
-        raise LoadError(f"corrupt PDF: {type(exc).__name__}: {exc}") from exc
+        # pypdf raises a wide range of errors on damaged files. pdfium repairs many of them.
+        try:
+            texts = pdfium_page_texts(path, password)
+        except OcrError:
+            raise LoadError(f"corrupt PDF: {type(exc).__name__}: {exc}") from exc
+        warnings.append(f"damaged PDF ({type(exc).__name__}: {exc}); its text was recovered with pdfium")
+    pages: list[Page] = []
+    textless: list[int] = []
+    for number, text in enumerate(texts, start=1):
+        if text.strip():
+            pages.append(Page(source=source, page=number, text=text))
+        else:
+            textless.append(number)
     if textless and ocr is not None:
         unreadable = []
         for number in textless:

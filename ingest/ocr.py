@@ -1,4 +1,10 @@
-"""OCR for PDF pages without a text layer; the only module that imports rapidocr and pypdfium2.
+"""pdfium and OCR: a second PDF parser and OCR for pages without a text layer.
+
+The only module that imports rapidocr and pypdfium2.
+
+``pdfium_page_texts`` is the fallback when pypdf gives up on a damaged file:
+pdfium (Chrome's PDF engine) repairs many files pypdf rejects (a missing
+``startxref``, broken page trees).
 
 A page is rendered with pdfium at ``scale`` (2 = 144 dpi, enough for body
 text) and read by RapidOCR, whose PP-OCRv4 Chinese/English models ship inside
@@ -22,6 +28,26 @@ from pathlib import Path
 
 class OcrError(Exception):
     """The page could not be rendered or recognised."""
+
+
+def pdfium_page_texts(pdf_path: Path, password: str | None = None) -> list[str]:
+    """Text of every page as pdfium extracts it; raises ``OcrError`` if pdfium cannot open the file."""
+    import pypdfium2 as pdfium
+
+    try:
+        document = pdfium.PdfDocument(str(pdf_path), password=password)
+    except Exception as exc:  # PdfiumError for damaged or locked files
+        raise OcrError(str(exc)) from exc
+    try:
+        texts = []
+        for page in document:
+            textpage = page.get_textpage()
+            texts.append(textpage.get_text_range().replace("\r\n", "\n").replace("\r", "\n"))
+            textpage.close()
+            page.close()
+        return texts
+    finally:
+        document.close()
 
 
 class PageOCR:
