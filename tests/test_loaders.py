@@ -93,3 +93,12 @@ def test_undecodable_text_is_a_clear_error(tmp_path):
     path.write_bytes(bytes(range(128, 256)) * 4)
     with pytest.raises(LoadError, match="decode|UTF-8"):
         load_file(path, "binary.txt")
+
+
+def test_pdf_that_pypdf_rejects_is_recovered_with_pdfium_and_says_so(tmp_path):
+    good = make_pdf(tmp_path / "good.pdf", ["Recovered text survives."]).read_bytes()
+    damaged = tmp_path / "damaged.pdf"
+    damaged.write_bytes(good[: good.rfind(b"startxref")])  # no cross-reference trailer at all
+    loaded = load_file(damaged, "damaged.pdf")
+    assert "Recovered text survives" in loaded.pages[0].text
+    assert "recovered with pdfium" in loaded.warnings[0]
