@@ -274,6 +274,7 @@ def evaluate(embedder: Embedder, collection: Collection, data: EvalSet,
             "ndcg@10_vs_none": delta,
             "ms": {"query_embed": latency(embed_ms), "first_stage": latency(search_ms),
                    "rerank": latency(rerank_ms[name])},
+            "per_query_ndcg@10": [round(v, 4) for v in scores[name]["ndcg@10"]],  # in the set's query_ids order
         })
     return results
 
@@ -407,7 +408,8 @@ def main(argv: list[str] | None = None) -> int:
                      "max_queries": args.max_queries, "first_stage_k": args.first_stage_k,
                      "batch_size": args.batch_size},
         "sets": [{"name": s.name, "docs": len(s.doc_ids), "corpus_docs": s.corpus_size,
-                  "queries": len(s.query_ids), "qrels": sum(map(len, s.qrels.values()))} for s in sets],
+                  "queries": len(s.query_ids), "qrels": sum(map(len, s.qrels.values())),
+                  "query_ids": s.query_ids} for s in sets],
         "embedding": embedding,
         "results": results,
     }
