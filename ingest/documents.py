@@ -19,6 +19,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def describe_location(source: str, page: int | None, heading_path: tuple[str, ...]) -> str:
+    """Human-readable citation target: ``guide.pdf, page 3`` or ``guide.md › Install › GPU``."""
+    if page is not None:
+        return f"{source}, page {page}"
+    if heading_path:
+        return f"{source} › {' › '.join(heading_path)}"
+    return source
+
+
 @dataclass(frozen=True)
 class Page:
     """Text that one citation can point at."""
@@ -61,12 +70,7 @@ class Chunk:
 
     @property
     def location(self) -> str:
-        """Human-readable citation target, e.g. ``guide.pdf, page 3``."""
-        if self.page is not None:
-            return f"{self.source}, page {self.page}"
-        if self.heading_path:
-            return f"{self.source} › {' › '.join(self.heading_path)}"
-        return self.source
+        return describe_location(self.source, self.page, self.heading_path)
 
 
 @dataclass(frozen=True)

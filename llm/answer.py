@@ -27,6 +27,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ingest.documents import describe_location
 from llm.prompt import Source
 from retrieval.keywords import keyword_tokens
 
@@ -52,11 +53,7 @@ class Citation:
 
     @property
     def location(self) -> str:
-        if self.page is not None:
-            return f"{self.source}, page {self.page}"
-        if self.heading_path:
-            return f"{self.source} › {' › '.join(self.heading_path)}"
-        return self.source
+        return describe_location(self.source, self.page, self.heading_path)
 
 
 @dataclass(frozen=True)
