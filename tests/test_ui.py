@@ -53,3 +53,16 @@ def test_question_gets_a_streamed_answer_with_its_sources(ui_env, monkeypatch):
     assert "8501" in text
     assert "quick-reference.pdf, page 2" in text  # the cited source: file and page
     assert "listens on port 8501" in text  # and its passage
+
+
+def test_index_built_with_another_embedder_is_explained_not_a_traceback(ui_env, monkeypatch, minilm_dir):
+    from app.pipeline import Pipeline
+    from app.settings import load_settings
+    from tests.conftest import write
+
+    docs = ui_env / "docs"
+    write(docs / "a.md", "# A\n\nApples are red.\n")
+    Pipeline.from_settings(load_settings(embedding_model=str(minilm_dir))).ingest(docs, progress=False)
+    app = AppTest.from_file(APP, default_timeout=300).run()
+    assert not app.exception
+    assert "was built with embedder" in app.error[0].value

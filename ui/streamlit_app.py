@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from app.pipeline import Pipeline, UnsafeFileNameError
+from app.pipeline import CollectionStatus, Pipeline, UnsafeFileNameError
 from app.settings import Settings, SettingsError, load_settings
 from llm.answer import Answer, Citation
 from llm.generator import GenerationError
@@ -62,8 +62,7 @@ def _render_citation(citation: Citation) -> None:
     st.text(citation.passage)
 
 
-def render_sidebar(pipeline: Pipeline, settings: Settings) -> None:
-    status = pipeline.status()
+def render_sidebar(pipeline: Pipeline, status: CollectionStatus) -> None:
     st.sidebar.header("Knowledge base")
     st.sidebar.write(f"Collection **{status.name}**: {len(status.files)} documents, {status.chunks} passages")
     st.sidebar.caption(f"Embedder: {status.embedder} · reranker: {pipeline.reranker.name}")
@@ -107,15 +106,14 @@ def main() -> None:
         st.stop()
         return
 
-    render_sidebar(pipeline, settings)
     st.title("Ask your documents")
-
     try:
         status = pipeline.status()
-    except StoreError as exc:
+    except StoreError as exc:  # e.g. built with another embedder: say so instead of a traceback
         st.error(f"The index cannot be used: {exc}")
         st.stop()
         return
+    render_sidebar(pipeline, status)
     if not status.exists or status.chunks == 0:
         st.info(
             "The knowledge base is empty. Add files in the sidebar under **Documents**, "
