@@ -93,3 +93,16 @@ def make_pdf(path: Path, pages: list[str]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     pdf.output(str(path))
     return path
+
+
+def make_encrypted_pdf(path: Path, pages: list[str], user_password: str, owner_password: str = "owner") -> Path:
+    """A real encrypted PDF (an empty user password makes one that opens without asking)."""
+    from pypdf import PdfReader, PdfWriter
+
+    plain = make_pdf(path.with_name(path.stem + "-plain.tmp"), pages)
+    writer = PdfWriter(clone_from=PdfReader(plain))
+    writer.encrypt(user_password=user_password, owner_password=owner_password)
+    with path.open("wb") as out:
+        writer.write(out)
+    plain.unlink()
+    return path

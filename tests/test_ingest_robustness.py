@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from pypdf import PdfReader, PdfWriter
+from pypdf import PdfReader
 
 from ingest.loaders import LoadError, LoadOptions, load_file
 from retrieval.store import Collection
-from tests.conftest import SAMPLE_DATA, make_pdf, write
+from tests.conftest import SAMPLE_DATA, make_encrypted_pdf, make_pdf, write
 
 BIN = Path(sys.executable).parent
 
@@ -56,12 +56,8 @@ def test_scanned_chinese_page_is_read_by_ocr_and_marked(make_pipeline, tmp_path)
 
 def test_encrypted_pdf_opens_with_a_configured_password(make_pipeline, tmp_path):
     docs = tmp_path / "docs"
-    plain = make_pdf(tmp_path / "plain.pdf", ["The safe combination is 31-41-59."])
-    writer = PdfWriter(clone_from=PdfReader(plain))
-    writer.encrypt(user_password="s3cret", owner_password="owner")
     docs.mkdir()
-    with (docs / "locked.pdf").open("wb") as out:
-        writer.write(out)
+    make_encrypted_pdf(docs / "locked.pdf", ["The safe combination is 31-41-59."], user_password="s3cret")
 
     without = make_pipeline().ingest(docs, progress=False)
     assert "password" in without.failed[0].reason

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from pypdf import PdfReader, PdfWriter
-
 from ingest.loaders import LoadError, load_file, markdown_sections
-from tests.conftest import make_pdf, write
+from tests.conftest import make_encrypted_pdf, make_pdf, write
 
 
 def test_pdf_pages_keep_their_numbers_and_blank_pages_are_skipped(tmp_path):
@@ -19,23 +17,13 @@ def test_pdf_pages_keep_their_numbers_and_blank_pages_are_skipped(tmp_path):
 
 
 def test_encrypted_pdf_is_reported_as_needing_a_password(tmp_path):
-    plain = make_pdf(tmp_path / "plain.pdf", ["Secret plans."])
-    writer = PdfWriter(clone_from=PdfReader(plain))
-    writer.encrypt(user_password="hunter2", owner_password="owner")
-    locked = tmp_path / "locked.pdf"
-    with locked.open("wb") as out:
-        writer.write(out)
+    locked = make_encrypted_pdf(tmp_path / "locked.pdf", ["Secret plans."], user_password="hunter2")
     with pytest.raises(LoadError, match="encrypted"):
         load_file(locked, "locked.pdf")
 
 
 def test_pdf_with_only_an_owner_password_opens(tmp_path):
-    plain = make_pdf(tmp_path / "plain.pdf", ["Readable by anyone."])
-    writer = PdfWriter(clone_from=PdfReader(plain))
-    writer.encrypt(user_password="", owner_password="owner")
-    path = tmp_path / "owner-only.pdf"
-    with path.open("wb") as out:
-        writer.write(out)
+    path = make_encrypted_pdf(tmp_path / "owner-only.pdf", ["Readable by anyone."], user_password="")
     assert "Readable by anyone" in load_file(path, "owner-only.pdf").pages[0].text
 
 
