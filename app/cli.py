@@ -1,4 +1,4 @@
-"""Command line: ``kb ingest | ask | search | status | remove | models | ui`` and the ``ingest`` shortcut.
+"""Command line: ``kb ingest | ask | search | eval | status | remove | models | ui`` and the ``ingest`` shortcut.
 
 Builds the settings (flags override ``KB_*`` variables), builds the pipeline and
 prints what it returns. All work happens in ``app.pipeline``.
@@ -16,17 +16,21 @@ import os
 import shutil
 import sys
 from dataclasses import asdict
+from dataclasses import replace as replace_config
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from app.evaluation import EvalConfig, EvalReport, machine_description, select_queries
+from app.evaluation import evaluate as run_evaluation
 from app.pipeline import Pipeline
 from app.settings import Settings, SettingsError, load_settings
 from llm.generator import GenerationError
 from llm.models import BUILTIN_MODELS, ModelError, resolve_model_path
 from retrieval.embedders import EmbedderError
-from retrieval.rerank import RerankerError
+from ingest.beir import BeirFormatError, read_beir
+from retrieval.rerank import LEXICAL_FUSION, NO_RERANK, RerankerError, load_reranker
 from retrieval.store import Collection, StoreError, WriteLock
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Private question answering over your documents.")
@@ -144,7 +148,79 @@ def search(
         raise typer.Exit(3) from None
     for rank, hit in enumerate(retrieval.hits[:top], start=1):
         snippet = " ".join(hit.chunk.text.split())[:160]
-        typer.echo(f"{rank}. {hit.chunk.location}  (rerank {hit.score:.3f}, dense {hit.first_stage_score:.3f})\n   {snippet}")
+        scores = [f"score {hit.score:.3f}"]
+        if hit.dense_score is not None:
+            scores.append(f"dense {hit.dense_score:.3f}")
+        if hit.keyword_score is not None:
+            scores.append(f"keyword {hit.keyword_score:.3f}")
+        typer.echo(f"{rank}. {hit.chunk.location}  ({', '.join(scores)})\n   {snippet}")
+
+
+@cli.command(name="eval")
+def evaluate(
+    datasets: Annotated[list[Path], typer.Argument(help="BEIR folders (corpus.jsonl, queries.jsonl, qrels/); several share one collection.")],
+    collection: Annotated[Optional[str], typer.Option("--collection", "-c", help="Collection to build or reuse (default: eval-<set names>).")] = None,
+    qrels: Annotated[str, typer.Option("--qrels", help="Which qrels file: test, train, ...")] = "test",
+    half: Annotated[str, typer.Option("--half", help="all, or tune/report: a fixed half of the queries, split by document.")] = "all",
+    sample: Annotated[Optional[int], typer.Option("--sample", help="At most this many queries per set (fixed seed).")] = None,
+    configs: Annotated[str, typer.Option("--configs", help="Comma-separated: keyword, dense, hybrid, rrf, hybrid+rerank.")] = "keyword,dense,hybrid,hybrid+rerank",
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the results to this JSON file.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Measure retrieval on BEIR-format sets: nDCG@10, Recall@1/5/20/100, MRR@10, latency per configuration."""
+    try:
+        sets = [read_beir(folder, qrels_split=qrels) for folder in datasets]
+        selected = [(beir, select_queries(beir, half=half, sample=sample)) for beir in sets]
+    except (BeirFormatError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    names = [beir.name for beir in sets]
+    if len(set(names)) != len(names):
+        typer.echo(f"error: two sets have the same folder name ({', '.join(names)})", err=True)
+        raise typer.Exit(2)
+    settings = _settings(collection=collection or "eval-" + "-".join(sorted(names)))
+    pipeline = _pipeline(settings)
+    hybrid = pipeline.first_stage()
+    reranker_spec = settings.reranker if settings.reranker != NO_RERANK else LEXICAL_FUSION
+    known = {
+        "keyword": lambda: EvalConfig("keyword", replace_config(hybrid, mode="keyword")),
+        "dense": lambda: EvalConfig("dense", replace_config(hybrid, mode="dense")),
+        "hybrid": lambda: EvalConfig("hybrid", replace_config(hybrid, mode="hybrid")),
+        "rrf": lambda: EvalConfig("rrf", replace_config(hybrid, mode="hybrid", method="rrf")),
+        "hybrid+rerank": lambda: EvalConfig(
+            f"hybrid+{reranker_spec}", replace_config(hybrid, mode="hybrid"),
+            load_reranker(reranker_spec, settings.rerank_dense_weight),
+        ),
+    }
+    wanted = [name.strip() for name in configs.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in known]
+    if unknown or not wanted:
+        typer.echo(f"error: unknown configuration(s) {unknown}; choose from {', '.join(known)}", err=True)
+        raise typer.Exit(2)
+    try:
+        documents = [document for beir in sets for document in beir.documents]
+        typer.echo(f"{settings.collection}: indexing {len(documents)} documents (reused when unchanged)", err=True)
+        # No pruning: a collection built for several sets can serve an evaluation of one of them.
+        report = pipeline.ingest_documents(documents, progress=False if quiet else None)
+        typer.echo(f"{settings.collection}: {report.summary()}", err=True)
+        if report.interrupted:
+            raise typer.Exit(130)
+        results = run_evaluation(pipeline, selected, [known[name]() for name in wanted], progress=False if quiet else None)
+    except StoreError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(3) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+    outcome = EvalReport(
+        collection=settings.collection, chunks=report.collection_chunks, ingest=report,
+        results=tuple(results), machine=machine_description(),
+    )
+    typer.echo(f"{outcome.machine}; collection {outcome.collection}: {outcome.chunks} chunks; "
+               f"first stage k={max(settings.first_stage_k, 100)} per search")
+    typer.echo(outcome.table())
+    if json_path:
+        json_path.write_text(outcome.to_json(), encoding="utf-8")
 
 
 @cli.command()

@@ -28,7 +28,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from app.settings import Settings
 from ingest.chunking import Chunker
-from ingest.documents import FileFailure
+from ingest.documents import FileFailure, LoadedFile
 from ingest.isolation import IsolatedLoader, PendingLoad
 from ingest.loaders import SUPPORTED_SUFFIXES, LoadError, LoadOptions
 from llm.answer import Answer, make_answer
@@ -45,6 +45,7 @@ from llm.models import resolve_model_path
 from llm.prompt import PromptBuilder, question_language
 from retrieval import keywords
 from retrieval.embedders import Embedder, load_embedder
+from retrieval.fusion import FirstStage
 from retrieval.hits import Hit
 from retrieval.rerank import Reranker, load_reranker
 from retrieval.store import Collection, CollectionMissingError, WriteLock
@@ -132,6 +133,20 @@ class AnswerStream:
 
     def __iter__(self) -> Iterator[str]:
         yield from self._pieces
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """An already-loaded document, with the ``source``/``result()`` shape of a ``PendingLoad``."""
+
+    document: LoadedFile
+
+    @property
+    def source(self) -> str:
+        return self.document.source
+
+    def result(self) -> LoadedFile:
+        return self.document
 
 
 def file_sha256(path: Path) -> str:
@@ -243,7 +258,7 @@ class Pipeline:
         folder = self.settings.collection_dir
         live = Collection.current_generation(folder)
         if self._collection is None or self._collection.generation != live:
-            self._collection = Collection.open(folder, self.embedder.identity)
+            self._collection = Collection.open(folder, self.embedder.identity, exact_up_to=self.settings.exact_search_up_to)
         return self._collection
 
     def status(self) -> CollectionStatus:
@@ -260,7 +275,7 @@ class Pipeline:
         """Drop documents from the index (the files themselves are not touched)."""
         folder = self.settings.collection_dir
         with WriteLock(folder):
-            collection = Collection.open(folder, self.embedder.identity)
+            collection = Collection.open(folder, self.embedder.identity, exact_up_to=self.settings.exact_search_up_to)
             removed = [source for source in sources if collection.remove_file(source)]
             if removed:
                 collection.save()
@@ -303,52 +318,99 @@ class Pipeline:
         folder = Path(folder)
         if not folder.is_dir():
             raise FileNotFoundError(f"no such folder: {folder}")
-        started = time.perf_counter()
         settings = self.settings
         paths = find_documents(folder)
+        options = LoadOptions(passwords=tuple(settings.pdf_passwords), ocr=settings.ocr)
+        too_large: list[FileFailure] = []
+        candidates: list[tuple[str, Path, int]] = []  # (source, path, size)
+        for path in paths:
+            source = path.relative_to(folder).as_posix()
+            size = path.stat().st_size
+            if size > settings.max_file_mb * 1e6:
+                too_large.append(FileFailure(source, f"too large ({size / 1e6:.0f} MB > KB_MAX_FILE_MB={settings.max_file_mb:g})"))
+            else:
+                candidates.append((source, path, size))
+        by_source = {source: path for source, path, _ in candidates}
+        present = {path.relative_to(folder).as_posix() for path in paths}
+        with IsolatedLoader(options, settings.file_timeout_seconds) as loader:
+            return self._index(
+                sources=[source for source, _, _ in candidates],
+                # The hash is only computed for files indexed before: a new file is read anyway.
+                content_hash=lambda source: file_sha256(by_source[source]),
+                submit=lambda source: loader.submit(by_source[source], source),
+                present=present if prune else None,
+                failed_early=too_large,
+                progress=progress,
+            )
+
+    def ingest_documents(
+        self, documents: Sequence[LoadedFile], *, prune: bool = False, progress: bool | None = None
+    ) -> IngestReport:
+        """Index documents that are already text (e.g. a BEIR corpus), incrementally like ``ingest``.
+
+        A document whose ``content_sha256`` matches the indexed one is skipped, so
+        running an evaluation twice reuses the collection.
+        """
+        by_source = {document.source: document for document in documents}
+        return self._index(
+            sources=list(by_source),
+            content_hash=lambda source: by_source[source].content_sha256,
+            submit=lambda source: _Ready(by_source[source]),
+            present=set(by_source) if prune else None,
+            failed_early=[],
+            progress=progress,
+        )
+
+    def _index(
+        self,
+        *,
+        sources: list[str],
+        content_hash: Callable[[str], str],
+        submit: Callable[[str], PendingLoad | _Ready],
+        present: set[str] | None,
+        failed_early: list[FileFailure],
+        progress: bool | None,
+    ) -> IngestReport:
+        """The one indexing loop: skip unchanged, load ahead, chunk, embed, checkpoint, prune."""
+        started = time.perf_counter()
+        settings = self.settings
         target = settings.collection_dir
         added: list[str] = []
         updated: list[str] = []
         unchanged: list[str] = []
-        failed: list[FileFailure] = []
+        failed: list[FileFailure] = list(failed_early)
         warnings: list[FileFailure] = []
         removed: list[str] = []
         chunks_embedded = pages_read = ocr_pages = 0
         embed_seconds = 0.0
         interrupted = False
-        options = LoadOptions(passwords=tuple(settings.pdf_passwords), ocr=settings.ocr)
-        with WriteLock(target), IsolatedLoader(options, settings.file_timeout_seconds) as loader:
-            collection = Collection.open(target, self.embedder.identity, create=True)
+        with WriteLock(target):
+            collection = Collection.open(target, self.embedder.identity, create=True, exact_up_to=self.settings.exact_search_up_to)
             indexed = collection.files
             dirty = False
             last_save = time.monotonic()
             try:
-                # Cheap pass first: size limit and content hash decide what needs reading at all.
-                todo: list[tuple[Path, str, bool]] = []  # (path, source, was indexed before)
-                for path in paths:
-                    source = path.relative_to(folder).as_posix()
-                    size = path.stat().st_size
-                    if size > settings.max_file_mb * 1e6:
-                        failed.append(FileFailure(source, f"too large ({size / 1e6:.0f} MB > KB_MAX_FILE_MB={settings.max_file_mb:g})"))
-                        continue
+                # Cheap pass first: the content hash decides what needs reading at all.
+                todo: list[tuple[str, bool]] = []  # (source, was indexed before)
+                for source in sources:
                     previous = indexed.get(source)
-                    if previous and previous.content_sha256 == file_sha256(path):
+                    if previous and previous.content_sha256 == content_hash(source):
                         unchanged.append(source)
                     else:
-                        todo.append((path, source, previous is not None))
+                        todo.append((source, previous is not None))
 
                 bar = tqdm(total=len(todo), desc="ingest", unit="file",
                            disable=None if progress is None else not progress)
-                pending: deque[PendingLoad] = deque()
+                pending: deque = deque()
                 upcoming = iter(todo)
-                was_indexed = {source: before for _, source, before in todo}
+                was_indexed = dict(todo)
 
-                def top_up() -> None:  # keep the worker one file ahead of the embedder
+                def top_up() -> None:  # keep the loader one file ahead of the embedder
                     while len(pending) < 2:
                         item = next(upcoming, None)
                         if item is None:
                             return
-                        pending.append(loader.submit(item[0], item[1]))
+                        pending.append(submit(item[0]))
 
                 top_up()
                 while pending:
@@ -379,8 +441,7 @@ class Pipeline:
                         collection.save()  # an interruption from here on keeps this work
                         dirty, last_save = False, time.monotonic()
                 bar.close()
-                if prune:
-                    present = {path.relative_to(folder).as_posix() for path in paths}
+                if present is not None:
                     for source in sorted(set(indexed) - present):
                         collection.remove_file(source)
                         removed.append(source)
@@ -406,15 +467,28 @@ class Pipeline:
         return np.concatenate(batches) if batches else np.zeros((0, self.embedder.identity.dim), np.float32)
 
     # ----- ask ----------------------------------------------------------------
-    def retrieve(self, question: str) -> Retrieval:
-        """First stage (dense, wide) then second stage (rerank)."""
+    def first_stage(self) -> FirstStage:
+        settings = self.settings
+        return FirstStage(settings.first_stage, settings.fusion, settings.dense_weight_en, settings.dense_weight_zh)
+
+    def retrieve(
+        self, question: str, *, first_stage: FirstStage | None = None, reranker: Reranker | None = None,
+        k: int | None = None,
+    ) -> Retrieval:
+        """First stage (dense + keyword, wide) then second stage (rerank).
+
+        ``first_stage``, ``reranker`` and ``k`` override the settings' choice (the
+        ``eval`` command compares configurations on one loaded collection).
+        """
         collection = self.collection()
+        first_stage = first_stage or self.first_stage()
+        reranker = reranker or self.reranker
         t0 = time.perf_counter()
-        query_vector = self.embedder.embed_query(question)
+        query_vector = self.embedder.embed_query(question) if first_stage.mode != "keyword" else None
         t1 = time.perf_counter()
-        candidates = collection.search(query_vector, self.settings.first_stage_k)
+        candidates = first_stage.search(collection, question, query_vector, k or self.settings.first_stage_k)
         t2 = time.perf_counter()
-        reranked = self.reranker.rerank(question, candidates)
+        reranked = reranker.rerank(question, candidates)
         t3 = time.perf_counter()
         timings = RetrievalTimings(embed_ms=(t1 - t0) * 1e3, first_stage_ms=(t2 - t1) * 1e3, rerank_ms=(t3 - t2) * 1e3)
         return Retrieval(question=question, hits=tuple(reranked), timings=timings)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,9 +50,14 @@ class Settings(BaseSettings):
     checkpoint_seconds: float = Field(30.0, ge=0, description="Save the index at least this often during an ingest.")
 
     # Retrieval
-    first_stage_k: int = Field(40, ge=1, le=10_000, description="Candidates the first stage passes on.")
-    reranker: str = Field("lexical-fusion", description="'lexical-fusion', 'none' or a CrossEncoder folder.")
-    rerank_dense_weight: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the dense score in lexical fusion.")
+    first_stage: Literal["hybrid", "dense", "keyword"] = Field("hybrid", description="Which searches the first stage runs.")
+    fusion: Literal["weighted", "rrf"] = Field("weighted", description="How hybrid search merges dense and keyword scores.")
+    dense_weight_en: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the dense score for English queries (weighted fusion).")
+    dense_weight_zh: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the dense score for Chinese queries (weighted fusion).")
+    exact_search_up_to: int = Field(200_000, ge=0, description="Collections larger than this many chunks use an approximate (IVF) vector index.")
+    first_stage_k: int = Field(40, ge=1, le=10_000, description="Candidates each first-stage search passes on.")
+    reranker: str = Field("none", description="'none', 'lexical-fusion' or a CrossEncoder folder.")
+    rerank_dense_weight: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the first-stage score in lexical fusion.")
     context_chunks: int = Field(5, ge=1, le=50, description="Most passages put in the prompt.")
 
     # Generation

@@ -16,9 +16,11 @@ class Hit:
     """One retrieved chunk. ``rerank_score`` is None until the second stage ran."""
 
     chunk: Chunk
-    first_stage_score: float  # cosine similarity of query and chunk vectors
+    first_stage_score: float  # the first stage's (fused) score; the cosine when it searched vectors only
     first_stage_rank: int  # 1-based rank in the first stage
     rerank_score: float | None = None
+    dense_score: float | None = None  # cosine of query and chunk vectors
+    keyword_score: float | None = None  # BM25 as a share of the query's best possible score, in [0, 1)
 
     @property
     def score(self) -> float:

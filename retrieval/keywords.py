@@ -3,14 +3,19 @@
 Worked example::
 
     keyword_tokens("How is the GPU used? 使用显卡加速")
-    -> ["gpu", "used", "使用", "显卡", "加速"]
+    -> ["gpu", "use", "使用", "显卡", "加速"]
 
-English: lower-cased words of letters and digits (``3.11`` and ``don't`` stay
-whole), minus a short stopword list. Chinese: jieba in search mode, which also
-emits the shorter words inside long ones, so "向量索引" matches "索引".
+English (and other Latin/Greek script): lower-cased words of letters and
+digits (``3.11`` and ``don't`` stay whole, ``β-catenin`` gives ``β`` and
+``catenin``), minus a short stopword list, then Snowball-stemmed (PyStemmer),
+so "studies" matches "study". Chinese: jieba in search mode, which also emits
+the shorter words inside long ones, so "向量索引" matches "索引".
 
-Deliberately not here: stemming (no stemmer ships with the required
-libraries; a later keyword index can add one), traditional-Chinese conversion.
+``TOKENIZER_VERSION`` names this behaviour; a stored keyword index built with
+another version is rebuilt from its chunks (see ``retrieval.keyword_index``).
+
+Deliberately not here: traditional-Chinese conversion, stemming of languages
+other than English, synonyms.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import logging
 import re
 from functools import lru_cache
 
-_LATIN_WORD = re.compile(r"[a-z0-9]+(?:[.'][a-z0-9]+)*")
+TOKENIZER_VERSION = "kw-2"  # bump when keyword_tokens changes its output
+_LATIN_WORD = re.compile(r"[a-z0-9\u00df-\u024f\u03b1-\u03c9]+(?:[.'][a-z0-9\u00df-\u024f\u03b1-\u03c9]+)*")
 _CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _ENGLISH_STOPWORDS = frozenset(
     "a an and are as at be by do does for from has have how i in is it its of on or that the this to "
@@ -35,10 +41,18 @@ def _jieba():
     return jieba
 
 
+@lru_cache(maxsize=1)
+def _stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
 def keyword_tokens(text: str) -> list[str]:
-    """Lower-cased English words (minus stopwords) and jieba words for Chinese runs."""
+    """Stemmed lower-cased English words (minus stopwords) and jieba words for Chinese runs."""
     lowered = text.lower()
-    tokens = [word for word in _LATIN_WORD.findall(lowered) if word not in _ENGLISH_STOPWORDS]
+    words = [word for word in _LATIN_WORD.findall(lowered) if word not in _ENGLISH_STOPWORDS]
+    tokens = _stemmer().stemWords(words) if words else []
     for run in _CJK_RUN.findall(lowered):
         tokens.extend(word for word in _jieba().lcut_for_search(run) if word.strip())
     return tokens
@@ -47,3 +61,10 @@ def keyword_tokens(text: str) -> list[str]:
 def warm_up() -> None:
     """Load jieba's dictionary now (about a second) instead of on the first query."""
     _jieba().initialize()
+
+
+def text_language(text: str) -> str:
+    """'zh' when the text is mostly Chinese characters, else 'en'."""
+    cjk = sum(1 for ch in text if "\u4e00" <= ch <= "\u9fff")
+    latin = sum(1 for ch in text if ch.isascii() and ch.isalpha())
+    return "zh" if cjk and cjk * 2 >= latin / 3 else "en"

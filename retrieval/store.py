@@ -7,9 +7,17 @@ Layout of a collection folder::
         manifest.json    format version, embedder identity, files and their hashes
         vectors.faiss    FAISS IndexIDMap2(IndexFlatIP), written by faiss itself
         chunks.jsonl     one chunk per line, keyed by its FAISS id
+        keywords.npz     the BM25 keyword index (``retrieval.keyword_index``)
+        keyword_terms.json
     write.lock           held by the one process that may write
 
-Nothing is pickled: FAISS's own binary format, JSON and JSON lines only.
+Nothing is pickled: FAISS's own binary format, JSON, JSON lines and numpy
+arrays read with ``allow_pickle=False``.
+
+The keyword index is derived from the chunks: if it is missing, unreadable or
+was built by another tokenizer version, it is rebuilt from ``chunks.jsonl`` on
+load (seconds) and written with the next save, so upgrading the tokenizer never
+means embedding again.
 
 Crash safety: a save writes a whole new generation folder, flushes it to disk,
 then points ``CURRENT`` at it with an atomic rename. A crash at any moment
@@ -20,14 +28,26 @@ is kept until the next save, for a reader that is still loading it.
 Opening a collection with an embedder other than the one that built it raises
 ``IndexMismatchError``: vectors from two models are not comparable.
 
-Deliberately not here: approximate indexes (exact inner-product search is fast
-to tens of thousands of chunks; see docs/benchmarks.md), keyword indexes,
-compaction of the generation history.
+Index type by size: exact inner-product search (IndexIDMap2 over IndexFlatIP)
+up to ``exact_up_to`` chunks; above, an inverted-file index (IndexIVFFlat,
+about sqrt(n) lists, ``nprobe`` lists searched) that keeps adding and removing
+chunks without a rebuild. It is built when a save crosses the threshold,
+retrained when the collection has grown fourfold since, and turned back into an
+exact index below half the threshold. Threshold and ``nprobe`` are measured
+(benchmarks/bench_index.py: recall@10 against exact search at least 0.95).
+IVF rather than HNSW because HNSW cannot delete, and deleting documents is an
+everyday operation here.
+
+Deliberately not here: fusing the two searches (``retrieval.fusion``),
+compaction of the generation history, product quantisation (memory is not the
+limit below a few million chunks on a 24 GB machine).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import re
 import shutil
@@ -42,8 +62,14 @@ from filelock import FileLock, Timeout
 from ingest.documents import Chunk
 from retrieval.embedders import EmbedderIdentity
 from retrieval.hits import Hit
+from retrieval.keyword_index import KeywordIndex
+from retrieval.keywords import TOKENIZER_VERSION
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+EXACT_UP_TO = 200_000  # chunks; beyond this, exact search costs more than the rest of a query
+IVF_NPROBE = 24  # lists searched per query; recall@10 >= 0.95 measured on real e5 vectors
 _GENERATION = re.compile(r"^gen-(\d{6})$")
 
 
@@ -80,12 +106,15 @@ class IndexedFile:
 class Collection:
     """One knowledge base: load, search, change in memory, save atomically."""
 
-    def __init__(self, folder: Path, identity: EmbedderIdentity) -> None:
+    def __init__(self, folder: Path, identity: EmbedderIdentity, exact_up_to: int = EXACT_UP_TO) -> None:
         self.folder = Path(folder)
         self.identity = identity
-        self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(identity.dim))
+        self.exact_up_to = exact_up_to
+        self._index = _exact_index(identity.dim)
+        self._trained_on = 0  # collection size when the IVF index was trained (0: exact index)
         self._chunks: dict[int, Chunk] = {}
         self._files: dict[str, IndexedFile] = {}
+        self._keywords = KeywordIndex()
         self._next_id = 0
         self.generation: str | None = None
 
@@ -95,9 +124,11 @@ class Collection:
         return (Path(folder) / "CURRENT").is_file()
 
     @classmethod
-    def open(cls, folder: Path, identity: EmbedderIdentity, *, create: bool = False) -> Collection:
+    def open(
+        cls, folder: Path, identity: EmbedderIdentity, *, create: bool = False, exact_up_to: int = EXACT_UP_TO
+    ) -> Collection:
         """Load the live generation; with ``create``, a missing collection starts empty."""
-        collection = cls(folder, identity)
+        collection = cls(folder, identity, exact_up_to)
         if not cls.exists(folder):
             if create:
                 return collection
@@ -153,14 +184,30 @@ class Collection:
             raise CorruptCollectionError(
                 f"{gen_dir}: {index.ntotal} vectors of dimension {index.d} but {len(chunks)} chunks"
             )
-        self._index = faiss.downcast_index(index) if not isinstance(index, faiss.IndexIDMap2) else index
+        # read_index returns the concrete class already; downcasting it again crashes faiss.
+        self._index = index
+        self._trained_on = int((manifest.get("vector_index") or {}).get("trained_on", 0))
         self._chunks = chunks
         self._files = {
             source: IndexedFile(source, row["content_sha256"], tuple(row["chunk_ids"]), row["pages"])
             for source, row in manifest["files"].items()
         }
         self._next_id = int(manifest["next_id"])
+        self._keywords = self._load_keywords(gen_dir, manifest.get("keyword_index") or {})
         self.generation = generation
+
+    def _load_keywords(self, gen_dir: Path, described: dict) -> KeywordIndex:
+        if described.get("tokenizer") == TOKENIZER_VERSION:
+            try:
+                index = KeywordIndex.load(gen_dir)
+                if len(index) == len(self._chunks):
+                    return index
+            except (OSError, ValueError, KeyError) as exc:
+                log.warning("keyword index in %s unreadable (%s); rebuilding it from the chunks", gen_dir, exc)
+        index = KeywordIndex()  # older tokenizer or none stored: derive it, the chunks are the truth
+        for chunk_id, chunk in self._chunks.items():
+            index.add(chunk_id, chunk.embedding_text)
+        return index
 
     # ----- reading -------------------------------------------------------
     @property
@@ -174,6 +221,31 @@ class Collection:
     def chunks_of(self, source: str) -> list[Chunk]:
         record = self._files.get(source)
         return [self._chunks[i] for i in record.chunk_ids] if record else []
+
+    def chunk(self, chunk_id: int) -> Chunk:
+        return self._chunks[chunk_id]
+
+    def search_dense(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """(chunk id, cosine) of the ``k`` nearest chunks, best first."""
+        if not self._chunks or k <= 0:
+            return []
+        query = np.asarray(query_vector, dtype=np.float32).reshape(1, -1)
+        scores, ids = self._index.search(query, min(k, len(self._chunks)))
+        return [(int(i), float(score)) for score, i in zip(scores[0], ids[0]) if i >= 0]
+
+    def dense_scores(self, query_vector: np.ndarray, chunk_ids: Sequence[int]) -> np.ndarray:
+        """Cosine of the query with each given chunk's stored vector."""
+        if not len(chunk_ids):
+            return np.zeros(0)
+        vectors = self._index.reconstruct_batch(np.asarray(chunk_ids, dtype=np.int64))
+        return vectors @ np.asarray(query_vector, dtype=np.float32).ravel()
+
+    def search_keywords(self, query: str, k: int) -> list[tuple[int, float]]:
+        """(chunk id, normalised BM25) of the ``k`` best keyword matches, best first."""
+        return self._keywords.search(query, k) if k > 0 else []
+
+    def keyword_scores(self, query: str, chunk_ids: Sequence[int]) -> np.ndarray:
+        return self._keywords.scores_for(query, chunk_ids)
 
     def search(self, query_vector: np.ndarray, k: int) -> list[Hit]:
         """Exact cosine search; best first."""
@@ -200,6 +272,7 @@ class Collection:
             self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
         for chunk_id, chunk in zip(ids.tolist(), chunks):
             self._chunks[chunk_id] = chunk
+            self._keywords.add(chunk_id, chunk.embedding_text)
         self._files[source] = IndexedFile(source, content_sha256, tuple(ids.tolist()), pages)
 
     def remove_file(self, source: str) -> bool:
@@ -210,11 +283,35 @@ class Collection:
             self._index.remove_ids(np.asarray(record.chunk_ids, dtype=np.int64))
         for chunk_id in record.chunk_ids:
             self._chunks.pop(chunk_id, None)
+        self._keywords.remove(record.chunk_ids)
         return True
+
+    @property
+    def index_kind(self) -> str:
+        return "ivf" if isinstance(self._index, faiss.IndexIVF) else "exact"
+
+    def _fit_index_to_size(self) -> None:
+        """Switch between exact and IVF search as the collection crosses the thresholds."""
+        count = len(self._chunks)
+        if self.index_kind == "exact":
+            rebuild = count > self.exact_up_to
+        else:
+            rebuild = count < self.exact_up_to // 2 or count > 4 * self._trained_on
+        if not rebuild:
+            return
+        ids = np.fromiter(self._chunks, dtype=np.int64, count=count)
+        vectors = self._index.reconstruct_batch(ids) if count else np.zeros((0, self.identity.dim), np.float32)
+        if count > self.exact_up_to:
+            self._index, self._trained_on = _ivf_index(vectors), count
+        else:
+            self._index, self._trained_on = _exact_index(self.identity.dim), 0
+        if count:
+            self._index.add_with_ids(np.ascontiguousarray(vectors), ids)
 
     # ----- saving ----------------------------------------------------------
     def save(self) -> str:
         """Write a new generation and make it live atomically; returns its name."""
+        self._fit_index_to_size()
         self.folder.mkdir(parents=True, exist_ok=True)
         existing = sorted(int(m.group(1)) for m in map(_GENERATION.match, os.listdir(self.folder)) if m)
         name = f"gen-{(existing[-1] + 1 if existing else 1):06d}"
@@ -226,11 +323,14 @@ class Collection:
             for chunk_id, chunk in self._chunks.items():
                 row = {"id": chunk_id, **asdict(chunk)}
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._keywords.save(staging)
         manifest = {
             "format_version": FORMAT_VERSION,
             "embedder": asdict(self.identity),
             "chunk_count": len(self._chunks),
             "next_id": self._next_id,
+            "keyword_index": {"tokenizer": TOKENIZER_VERSION},
+            "vector_index": {"kind": self.index_kind, "trained_on": self._trained_on},
             "files": {
                 source: {"content_sha256": f.content_sha256, "chunk_ids": list(f.chunk_ids), "pages": f.pages}
                 for source, f in sorted(self._files.items())
@@ -254,6 +354,23 @@ class Collection:
         for entry in os.listdir(self.folder):
             if (_GENERATION.match(entry) and entry not in keep) or entry.startswith(".staging-"):
                 shutil.rmtree(self.folder / entry, ignore_errors=True)
+
+
+def _exact_index(dim: int) -> faiss.Index:
+    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+
+
+def _ivf_index(vectors: np.ndarray) -> faiss.Index:
+    """An untrained-then-trained IVF index sized for ``vectors``; still empty."""
+    count, dim = vectors.shape
+    lists = int(2 ** round(math.log2(max(math.sqrt(count), 64))))  # about sqrt(n), a power of two
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
+    index.cp.niter = 10  # k-means converges enough for search in 10 rounds; 25 doubles the cost
+    sample = vectors[np.random.default_rng(0).choice(count, size=min(count, 40 * lists), replace=False)]
+    index.train(np.ascontiguousarray(sample))
+    index.set_direct_map_type(faiss.DirectMap.Hashtable)  # reconstruct (fusion) and remove by id
+    index.nprobe = IVF_NPROBE
+    return index
 
 
 class WriteLock:

@@ -58,7 +58,12 @@ def test_written_files_are_json_and_faiss_never_pickle(tmp_path):
     collection.put_file("a.md", "sha", chunks_for("a.md", 2), unit_vectors(2, 0), pages=1)
     generation = collection.save()
     folder = tmp_path / generation
-    assert sorted(p.name for p in folder.iterdir()) == ["chunks.jsonl", "manifest.json", "vectors.faiss"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "chunks.jsonl", "keyword_terms.json", "keywords.npz", "manifest.json", "vectors.faiss"
+    ]
+    with np.load(folder / "keywords.npz", allow_pickle=False) as arrays:  # would raise on object arrays
+        assert sorted(arrays.files) == ["chunk_ids", "counts", "offsets", "term_ids"]
+    json.loads((folder / "keyword_terms.json").read_text())
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["format_version"] == store_module.FORMAT_VERSION
     assert manifest["embedder"] == {"name": "test-embedder", "dim": 8, "fingerprint": "v1"}
@@ -111,3 +116,26 @@ def test_second_writer_is_refused(tmp_path):
                 pass
     with WriteLock(tmp_path):  # released again
         pass
+
+
+def test_large_collection_switches_to_ivf_and_back_keeping_every_chunk(tmp_path):
+    # A tiny threshold forces the rare path; recall is measured in benchmarks/bench_index.py.
+    collection = Collection.open(tmp_path, IDENTITY, create=True, exact_up_to=300)
+    for n in range(4):
+        collection.put_file(f"f{n}.md", "sha", chunks_for(f"f{n}.md", 100), unit_vectors(100, n), pages=1)
+    collection.save()
+    assert collection.index_kind == "ivf"
+    reopened = Collection.open(tmp_path, IDENTITY, exact_up_to=300)
+    assert reopened.index_kind == "ivf" and reopened.chunk_count == 400
+    probe = unit_vectors(100, 2)[7]
+    best_id, best_score = reopened.search_dense(probe, k=1)[0]
+    assert reopened.chunk(best_id).text == "f2.md text 7" and best_score == pytest.approx(1.0, abs=1e-5)
+    assert reopened.dense_scores(probe, [best_id])[0] == pytest.approx(1.0, abs=1e-5)
+    reopened.remove_file("f2.md")  # IVF deletes in place, no rebuild
+    assert all(reopened.chunk(i).source != "f2.md" for i, _ in reopened.search_dense(probe, k=20))
+    for n in (0, 1, 3):
+        reopened.remove_file(f"f{n}.md")
+    reopened.put_file("g.md", "sha", chunks_for("g.md", 5), unit_vectors(5, 9), pages=1)
+    reopened.save()
+    assert reopened.index_kind == "exact"  # below half the threshold again
+    assert Collection.open(tmp_path, IDENTITY, exact_up_to=300).chunk_count == 5

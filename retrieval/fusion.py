@@ -1,0 +1,111 @@
+"""The first retrieval stage: dense search and keyword search, fused into one ranking.
+
+Both searches run over the whole collection (FAISS for vectors,
+``retrieval.keyword_index`` for BM25); the union of their top ``k`` is the
+candidate set, and every candidate gets both scores (a dense-only candidate's
+BM25 and a keyword-only candidate's cosine are computed exactly), so no
+candidate is judged on half the evidence.
+
+Fusion methods:
+
+- ``weighted`` (default): ``w`` x min-max-normalised cosine + ``(1 - w)`` x
+  BM25 as a share of the query's best possible score (``keyword_scale`` =
+  ``absolute``; ``minmax`` rescales it over the candidates instead, which lets
+  one chunk matching one common query word look like a perfect match). Cosines
+  of e5 are bunched (0.75-0.93), so they are min-max rescaled. ``w`` depends on the query's
+  language (``dense_weight_en``, ``dense_weight_zh``): e5 and BM25 are not
+  equally good in both languages, and plain rank fusion lets the weaker one drag
+  the stronger one down. The weights were tuned on SciFact's train queries and a
+  held-out half of CMRC2018 (docs/benchmarks.md).
+- ``rrf``: reciprocal rank fusion, ``1 / (rrf_k + rank)`` summed over both
+  rankings (ranks within the candidates), for comparison.
+
+``mode`` = ``dense`` or ``keyword`` keeps one search only (the ``eval`` command
+compares all three).
+
+Deliberately not here: the second stage (``retrieval.rerank``), learning the
+weights at run time, more than two retrievers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from retrieval.hits import Hit
+from retrieval.keywords import text_language
+from retrieval.store import Collection
+
+MODES = ("hybrid", "dense", "keyword")
+METHODS = ("weighted", "rrf")
+KEYWORD_SCALES = ("absolute", "minmax")
+
+
+def _minmax(values: np.ndarray) -> np.ndarray:
+    span = float(values.max() - values.min()) if len(values) else 0.0
+    return (values - values.min()) / span if span > 1e-12 else np.zeros_like(values)
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """1-based rank of each value, highest first."""
+    ranks = np.empty(len(values), dtype=np.int64)
+    ranks[np.argsort(-values, kind="stable")] = np.arange(1, len(values) + 1)
+    return ranks
+
+
+@dataclass(frozen=True)
+class FirstStage:
+    mode: str = "hybrid"
+    method: str = "weighted"
+    dense_weight_en: float = 0.5
+    dense_weight_zh: float = 0.5
+    rrf_k: int = 60
+    keyword_scale: str = "absolute"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"first stage mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"fusion method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.keyword_scale not in KEYWORD_SCALES:
+            raise ValueError(f"keyword scale must be one of {', '.join(KEYWORD_SCALES)}, got {self.keyword_scale!r}")
+        for weight in (self.dense_weight_en, self.dense_weight_zh):
+            if not 0.0 <= weight <= 1.0:
+                raise ValueError(f"dense weights must lie in [0, 1], got {weight}")
+
+    def dense_weight(self, query: str) -> float:
+        return self.dense_weight_zh if text_language(query) == "zh" else self.dense_weight_en
+
+    def search(self, collection: Collection, query: str, query_vector: np.ndarray | None, k: int) -> list[Hit]:
+        """Candidates best first: up to ``k`` from each search (``2k`` in all for hybrid)."""
+        candidates: dict[int, None] = {}  # insertion-ordered set
+        if self.mode != "keyword":
+            if query_vector is None:
+                raise ValueError("dense and hybrid search need the query vector")
+            candidates.update((chunk_id, None) for chunk_id, _ in collection.search_dense(query_vector, k))
+        if self.mode != "dense":
+            candidates.update((chunk_id, None) for chunk_id, _ in collection.search_keywords(query, k))
+        ids = list(candidates)
+        if not ids:
+            return []
+        dense = collection.dense_scores(query_vector, ids) if query_vector is not None else np.zeros(len(ids))
+        lexical = collection.keyword_scores(query, ids)
+        if self.mode == "dense":
+            fused = dense
+        elif self.mode == "keyword":
+            fused = lexical
+        elif self.method == "rrf":
+            fused = 1.0 / (self.rrf_k + _ranks(dense)) + 1.0 / (self.rrf_k + _ranks(lexical))
+        else:
+            weight = self.dense_weight(query)
+            scaled = _minmax(lexical) if self.keyword_scale == "minmax" else lexical
+            fused = weight * _minmax(dense) + (1 - weight) * scaled
+        order = np.argsort(-fused, kind="stable")
+        return [
+            Hit(
+                chunk=collection.chunk(ids[i]), first_stage_score=float(fused[i]), first_stage_rank=rank,
+                dense_score=float(dense[i]) if query_vector is not None else None, keyword_score=float(lexical[i]),
+            )
+            for rank, i in enumerate(order.tolist(), start=1)
+        ]

@@ -1,0 +1,183 @@
+"""A BM25 keyword index over a collection's chunks, stored with it and changed with it.
+
+Each chunk's keyword tokens (``retrieval.keywords.keyword_tokens``: jieba for
+Chinese, stemmed words for English) are counted once, when the chunk is added;
+a query only looks up its own terms in a sparse matrix (scipy CSC, one column per
+term), so a search costs milliseconds whatever the collection's size, and
+nothing is re-tokenised per query.
+
+Scores are BM25 (Lucene's idf, ``k1`` = 1.2, ``b`` = 0.75) divided by the
+highest score the query could reach (every query term matched, at saturation;
+a term no chunk contains counts with the highest idf), so they lie in [0, 1)
+and mean roughly "how much of the query's weight this chunk matches":
+comparable between queries, which fusion and abstention need.
+
+Worked example::
+
+    index = KeywordIndex()
+    index.add(0, "FAISS stores the vectors")
+    index.add(1, "jieba 切分中文")
+    index.search("where are vectors stored?", k=5)   -> [(0, 0.66...)]
+
+On disk (next to the FAISS file, no pickle)::
+
+    keywords.npz        chunk_ids, offsets, term_ids, counts (int arrays)
+    keyword_terms.json  the term of each term id
+
+Deliberately not here: phrase or proximity scoring, query expansion, field
+weights (a title counts like any other text), and deleting unused terms from the
+vocabulary (an unused term costs one string).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from scipy import sparse
+
+from retrieval.keywords import keyword_tokens
+
+ARRAYS_FILE = "keywords.npz"
+TERMS_FILE = "keyword_terms.json"
+
+
+class KeywordIndex:
+    def __init__(self, k1: float = 1.2, b: float = 0.75) -> None:
+        self.k1, self.b = k1, b
+        self._term_ids: dict[str, int] = {}
+        self._terms: list[str] = []
+        self._docs: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # chunk id -> (term ids, counts)
+        self._compiled: _Compiled | None = None
+
+    def __len__(self) -> int:
+        return len(self._docs)
+
+    # ----- changing --------------------------------------------------------
+    def add(self, chunk_id: int, text: str) -> None:
+        counts = Counter(keyword_tokens(text))
+        ids = np.fromiter((self._term_id(term) for term in counts), dtype=np.int32, count=len(counts))
+        self._docs[int(chunk_id)] = (ids, np.fromiter(counts.values(), dtype=np.int32, count=len(counts)))
+        self._compiled = None
+
+    def remove(self, chunk_ids: Iterable[int]) -> None:
+        for chunk_id in chunk_ids:
+            self._docs.pop(int(chunk_id), None)
+        self._compiled = None
+
+    def _term_id(self, term: str) -> int:
+        term_id = self._term_ids.get(term)
+        if term_id is None:
+            term_id = self._term_ids[term] = len(self._terms)
+            self._terms.append(term)
+        return term_id
+
+    # ----- searching -------------------------------------------------------
+    def search(self, query: str, k: int) -> list[tuple[int, float]]:
+        """The ``k`` best chunks as (chunk id, normalised score), best first; only chunks that match."""
+        compiled = self._compile()
+        scores = compiled.scores(*self._query_terms(query))
+        if scores is None:
+            return []
+        matching = np.flatnonzero(scores > 0)
+        if len(matching) > k:
+            matching = matching[np.argpartition(-scores[matching], k - 1)[:k]]
+        order = matching[np.argsort(-scores[matching], kind="stable")]
+        return [(int(compiled.chunk_ids[row]), float(scores[row])) for row in order]
+
+    def scores_for(self, query: str, chunk_ids: Iterable[int]) -> np.ndarray:
+        """Normalised scores of the given chunks (0 for chunks not in the index)."""
+        chunk_ids = np.fromiter((int(i) for i in chunk_ids), dtype=np.int64)
+        compiled = self._compile()
+        scores = compiled.scores(*self._query_terms(query))
+        if scores is None or not len(compiled.chunk_ids):
+            return np.zeros(len(chunk_ids))
+        rows = np.searchsorted(compiled.chunk_ids, chunk_ids)
+        rows = np.minimum(rows, len(compiled.chunk_ids) - 1)
+        found = compiled.chunk_ids[rows] == chunk_ids
+        return np.where(found, scores[rows], 0.0)
+
+    def _query_terms(self, query: str) -> tuple[np.ndarray, int]:
+        """Ids of the query's distinct terms that the index knows, and how many it does not."""
+        terms = set(keyword_tokens(query))
+        ids = sorted(self._term_ids[t] for t in terms if t in self._term_ids)
+        return np.array(ids, dtype=np.int64), len(terms) - len(ids)
+
+    def _compile(self) -> _Compiled:
+        if self._compiled is None:
+            self._compiled = _Compiled.build(self._docs, len(self._terms), self.k1, self.b)
+        return self._compiled
+
+    # ----- disk ------------------------------------------------------------
+    def save(self, folder: Path) -> None:
+        chunk_ids = np.array(sorted(self._docs), dtype=np.int64)
+        lengths = np.array([len(self._docs[i][0]) for i in chunk_ids], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        term_ids = np.concatenate([self._docs[i][0] for i in chunk_ids]) if len(chunk_ids) else np.zeros(0, np.int32)
+        counts = np.concatenate([self._docs[i][1] for i in chunk_ids]) if len(chunk_ids) else np.zeros(0, np.int32)
+        with open(Path(folder) / ARRAYS_FILE, "wb") as handle:
+            np.savez(handle, chunk_ids=chunk_ids, offsets=offsets, term_ids=term_ids, counts=counts)
+        (Path(folder) / TERMS_FILE).write_text(json.dumps(self._terms, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path, k1: float = 1.2, b: float = 0.75) -> KeywordIndex:
+        """Read a saved index; raises ``ValueError``/``OSError`` if the files are unusable."""
+        index = cls(k1, b)
+        index._terms = json.loads((Path(folder) / TERMS_FILE).read_text(encoding="utf-8"))
+        index._term_ids = {term: i for i, term in enumerate(index._terms)}
+        with np.load(Path(folder) / ARRAYS_FILE, allow_pickle=False) as arrays:  # never unpickle
+            chunk_ids, offsets = arrays["chunk_ids"], arrays["offsets"]
+            term_ids, counts = arrays["term_ids"], arrays["counts"]
+        if len(offsets) != len(chunk_ids) + 1 or offsets[-1] != len(term_ids) or len(term_ids) != len(counts):
+            raise ValueError("keyword index arrays do not fit together")
+        if len(term_ids) and int(term_ids.max()) >= len(index._terms):
+            raise ValueError("keyword index refers to unknown terms")
+        for position, chunk_id in enumerate(chunk_ids.tolist()):
+            start, end = offsets[position], offsets[position + 1]
+            index._docs[chunk_id] = (term_ids[start:end], counts[start:end])
+        return index
+
+
+class _Compiled:
+    """The query-time form: a CSC matrix of BM25 term weights and each term's idf."""
+
+    def __init__(self, chunk_ids: np.ndarray, weights: sparse.csc_matrix, idf: np.ndarray, k1: float) -> None:
+        self.chunk_ids = chunk_ids  # sorted; row i of ``weights`` is chunk_ids[i]
+        self.weights = weights
+        self.idf = idf
+        self.k1 = k1
+
+    @classmethod
+    def build(cls, docs: dict[int, tuple[np.ndarray, np.ndarray]], vocabulary: int, k1: float, b: float) -> _Compiled:
+        chunk_ids = np.array(sorted(docs), dtype=np.int64)
+        if not len(chunk_ids):
+            return cls(chunk_ids, sparse.csc_matrix((0, vocabulary)), np.zeros(vocabulary), k1)
+        per_doc = [docs[i] for i in chunk_ids.tolist()]
+        rows = np.repeat(np.arange(len(per_doc)), [len(ids) for ids, _ in per_doc])
+        columns = np.concatenate([ids for ids, _ in per_doc]).astype(np.int64)
+        frequencies = np.concatenate([counts for _, counts in per_doc]).astype(np.float64)
+        lengths = np.bincount(rows, weights=frequencies, minlength=len(per_doc))
+        average = max(float(lengths.mean()), 1.0)
+        norm = k1 * (1 - b + b * lengths[rows] / average)
+        tf_weight = frequencies * (k1 + 1) / (frequencies + norm)
+        weights = sparse.csc_matrix((tf_weight, (rows, columns)), shape=(len(per_doc), vocabulary))
+        document_frequency = np.bincount(columns, minlength=vocabulary).astype(np.float64)
+        n = len(per_doc)
+        idf = np.log(1 + (n - document_frequency + 0.5) / (document_frequency + 0.5))
+        idf[document_frequency == 0] = 0.0  # terms left over from deleted chunks
+        return cls(chunk_ids, weights, idf, k1)
+
+    def scores(self, term_ids: np.ndarray, unknown_terms: int) -> np.ndarray | None:
+        """Normalised BM25 of every row, or None when no query term is in the index."""
+        if not len(term_ids) or not len(self.chunk_ids):
+            return None
+        idf = self.idf[term_ids]
+        unseen_idf = math.log(1 + (len(self.chunk_ids) + 0.5) / 0.5)  # a term in no chunk
+        ceiling = (float(idf.sum()) + unknown_terms * unseen_idf + float((idf == 0).sum()) * unseen_idf) * (self.k1 + 1)
+        if ceiling <= 0 or math.isnan(ceiling):
+            return None
+        return np.asarray(self.weights[:, term_ids] @ idf).ravel() / ceiling
