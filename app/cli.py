@@ -223,6 +223,45 @@ def evaluate(
         json_path.write_text(outcome.to_json(), encoding="utf-8")
 
 
+@cli.command(name="eval-qa")
+def evaluate_qa(
+    qa_files: Annotated[list[Path], typer.Argument(help="RGB *_fact.json or DomainRAG basic_qa_retrieved_bm25.jsonl files.")],
+    sample: Annotated[Optional[int], typer.Option("--sample", help="At most this many questions per set (fixed seed).")] = None,
+    retrieval_only: Annotated[bool, typer.Option("--retrieval-only", help="Record the evidence only; no generation.")] = False,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write every outcome and the summary to this JSON file.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Answer quality on QA sets: accuracy with and without abstention, rejection rate, citation support."""
+    from app import qa_evaluation
+    from ingest.qa_sets import QASetError, read_qa_set
+
+    try:
+        sets = [read_qa_set(path) for path in qa_files]
+    except QASetError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    base = _pipeline(_settings())
+    outcomes, summaries = [], []
+    try:
+        for qa_set in sets:
+            items = qa_evaluation.select_items(qa_set, sample)
+            answerable, negatives, built_all, built_neg = qa_evaluation.build_collections(
+                base, qa_set, items, progress=False if quiet else None)
+            typer.echo(f"{qa_set.name}: {len(items)} questions; {answerable.settings.collection}: {built_all.summary()}; "
+                       f"{negatives.settings.collection}: {built_neg.summary()}", err=True)
+            outcomes += qa_evaluation.evaluate_set(qa_set, items, answerable, negatives, retrieval_only=retrieval_only,
+                                                   progress=False if quiet else None)
+            summaries.append(qa_evaluation.summarise(qa_set.name, outcomes))
+            if json_path:  # after each set, so a long run keeps what it finished
+                json_path.write_text(qa_evaluation.outcomes_to_json(outcomes, summaries), encoding="utf-8")
+    except (StoreError, ModelError, GenerationError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(3) from None
+    typer.echo(machine_description())
+    for summary in summaries:
+        typer.echo(json.dumps(asdict(summary), ensure_ascii=False))
+
+
 @cli.command()
 def status(collection: CollectionOption = None) -> None:
     """What the knowledge base holds."""

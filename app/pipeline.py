@@ -16,8 +16,9 @@ interrupted ingest keeps what it finished and the next run picks up the rest.
 Files are read in a worker process (``ingest.isolation``) with a time limit
 each, one file ahead of the embedder.
 
-Deliberately not here: abstention decisions beyond "nothing was found",
-conversation memory.
+Deliberately not here: storing conversations (the UI keeps each browser
+session's turns and passes them in), the calibration of abstention thresholds
+(``kb eval-qa``).
 """
 
 from __future__ import annotations
@@ -39,12 +40,14 @@ from ingest.chunking import Chunker
 from ingest.documents import FileFailure, LoadedFile
 from ingest.isolation import IsolatedLoader, PendingLoad
 from ingest.loaders import SUPPORTED_SUFFIXES, LoadError, LoadOptions
-from llm.answer import Answer, make_answer
+from llm.answer import Answer, citation_from_source, make_answer
 from llm.generator import Generator, LlamaCppGenerator
 from llm.models import resolve_model_path
-from llm.prompt import PromptBuilder, question_language
+from llm.prompt import PromptBuilder, Source, question_language
 from retrieval import keywords
 from retrieval.embedders import Embedder, load_embedder
+from retrieval.evidence import AbstentionPolicy, Evidence
+from retrieval.followup import Turn, retrieval_query
 from retrieval.fusion import FirstStage
 from retrieval.hits import Hit
 from retrieval.rerank import Reranker, load_reranker
@@ -53,6 +56,10 @@ from retrieval.store import Collection, CollectionMissingError, WriteLock
 NOTHING_FOUND = {
     "en": "I could not find anything about this in the documents.",
     "zh": "在文档中没有找到与这个问题相关的内容。",
+}
+NOT_IN_DOCUMENTS = {
+    "en": "The documents do not seem to contain the answer to this question. The closest passages found are listed below.",
+    "zh": "文档中似乎没有这个问题的答案。下面列出了找到的最接近的段落。",
 }
 EMPTY_COLLECTION = {
     "en": "The knowledge base is empty. Add documents first: `kb ingest <folder>` or the Documents panel.",
@@ -101,6 +108,7 @@ class Retrieval:
     question: str
     hits: tuple[Hit, ...]  # reranked, best first; all candidates
     timings: RetrievalTimings
+    evidence: Evidence | None = None  # how well the passages for the prompt cover the question
 
 
 @dataclass(frozen=True)
@@ -239,6 +247,15 @@ class Pipeline:
             reranker=load_reranker(settings.reranker, dense_weight=settings.rerank_dense_weight),
             generator_factory=make_generator,
         )
+
+    def with_settings(self, **changes: object) -> Pipeline:
+        """A pipeline on changed settings (e.g. another collection) sharing this one's loaded models.
+
+        Only retrieval, prompt and collection settings may change: the embedder,
+        reranker and generator are reused as they are.
+        """
+        settings = type(self.settings).model_validate({**self.settings.model_dump(), **changes})  # validated
+        return Pipeline(settings, self.embedder, self.reranker, lambda: self.generator)
 
     @property
     def generator(self) -> Generator:
@@ -491,34 +508,62 @@ class Pipeline:
         reranked = reranker.rerank(question, candidates)
         t3 = time.perf_counter()
         timings = RetrievalTimings(embed_ms=(t1 - t0) * 1e3, first_stage_ms=(t2 - t1) * 1e3, rerank_ms=(t3 - t2) * 1e3)
-        return Retrieval(question=question, hits=tuple(reranked), timings=timings)
+        return Retrieval(question=question, hits=tuple(reranked), timings=timings,
+                         evidence=self._evidence(collection, question, reranked[: self.settings.context_chunks]))
 
-    def ask_stream(self, question: str) -> AnswerStream:
-        """Retrieve, then stream the generated answer; ``answer`` is set once iteration ends."""
+    def abstention_policy(self) -> AbstentionPolicy:
+        return AbstentionPolicy(self.settings.abstain_min_coverage, self.settings.abstain_min_dense)
+
+    def would_abstain(self, retrieval: Retrieval, answer: Answer | None = None) -> bool:
+        """The refusal the pipeline makes with abstention on, whether or not it is on."""
+        if retrieval.evidence is None or not self.abstention_policy().supports(retrieval.evidence):
+            return True
+        return False
+
+    @staticmethod
+    def _evidence(collection: Collection, question: str, top: Sequence[Hit]) -> Evidence | None:
+        if not top:
+            return None
+        return Evidence(
+            coverage=collection.keyword_coverage(question, [h.chunk_id for h in top if h.chunk_id is not None]),
+            best_keyword=max(h.keyword_score or 0.0 for h in top),
+            best_dense=max(h.dense_score or 0.0 for h in top),
+        )
+
+    def ask_stream(self, question: str, history: Sequence[Turn] = ()) -> AnswerStream:
+        """Retrieve, then stream the generated answer; ``answer`` is set once iteration ends.
+
+        ``history`` holds the conversation's earlier turns, oldest first: a
+        follow-up question is searched together with the question it follows
+        (``retrieval.followup``) and the last turns go into the prompt.
+
+        With abstention on, a question the passages do not cover is answered with
+        "not in the documents" (in the question's language) and the closest
+        passages, without generating.
+        """
         question = question.strip()
         if not question:
             raise ValueError("the question is empty")
         started = time.perf_counter()
         language = question_language(question)
         try:
-            retrieval = self.retrieve(question)
+            retrieval = self.retrieve(retrieval_query(question, history))
         except CollectionMissingError:
             retrieval = None
         stream = AnswerStream(_pieces=iter(()))
         stream.retrieval = retrieval
         if retrieval is None or not retrieval.hits:
             message = EMPTY_COLLECTION[language] if retrieval is None or not self.collection().chunk_count else NOTHING_FOUND[language]
-            stream.answer = Answer(question=question, text=message, citations=(), sources=(), supported=False)
-            stream._pieces = iter([message])
-            zero = RetrievalTimings(0.0, 0.0, 0.0)
-            stream.timings = AskTimings(retrieval.timings if retrieval else zero, 0.0, 0.0,
-                                        (time.perf_counter() - started) * 1e3, 0, 0)
-            return stream
+            return self._fixed_answer(stream, question, message, (), started)
+        closest = retrieval.hits[: self.settings.context_chunks]
+        if self.settings.abstain and self.would_abstain(retrieval):
+            shown = tuple(Source(number, hit, hit.chunk.text) for number, hit in enumerate(closest, start=1))
+            return self._fixed_answer(stream, question, NOT_IN_DOCUMENTS[language], shown, started)
 
         generator = self.generator
         t_prompt = time.perf_counter()
         builder = PromptBuilder(generator.count_tokens, generator.info.context_window, self.settings.max_answer_tokens)
-        prompt = builder.build(question, retrieval.hits[: self.settings.context_chunks])
+        prompt = builder.build(question, closest, history)
         prompt_ms = (time.perf_counter() - t_prompt) * 1e3
 
         def pieces() -> Iterator[str]:
@@ -548,8 +593,21 @@ class Pipeline:
         stream._pieces = pieces()
         return stream
 
-    def ask(self, question: str) -> Answer:
-        stream = self.ask_stream(question)
+    def _fixed_answer(
+        self, stream: AnswerStream, question: str, message: str, shown: Sequence[Source], started: float
+    ) -> AnswerStream:
+        """An answer the pipeline gives itself (empty index, nothing found, not covered): no generation."""
+        answer = Answer(question=question, text=message, citations=(),
+                        sources=tuple(citation_from_source(source) for source in shown), supported=False)
+        stream.answer = answer
+        stream._pieces = iter([message])
+        retrieval_timings = stream.retrieval.timings if stream.retrieval else RetrievalTimings(0.0, 0.0, 0.0)
+        elapsed = (time.perf_counter() - started) * 1e3
+        stream.timings = AskTimings(retrieval_timings, 0.0, elapsed, elapsed, 0, 0)
+        return stream
+
+    def ask(self, question: str, history: Sequence[Turn] = ()) -> Answer:
+        stream = self.ask_stream(question, history)
         for _ in stream:
             pass
         assert stream.answer is not None

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     first_stage_k: int = Field(40, ge=1, le=10_000, description="Candidates each first-stage search passes on.")
     reranker: str = Field("none", description="'none', 'lexical-fusion' or a CrossEncoder folder.")
     rerank_dense_weight: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the first-stage score in lexical fusion.")
+    abstain: bool = Field(True, description="Say 'not in the documents' when the passages do not cover the question.")
+    abstain_min_coverage: float = Field(0.0, ge=0.0, le=1.0, description="Least share of the question's keyword weight the passages must contain.")
+    abstain_min_dense: float = Field(0.0, ge=-1.0, le=1.0, description="Least cosine similarity of the best passage.")
     context_chunks: int = Field(5, ge=1, le=50, description="Most passages put in the prompt.")
 
     # Generation

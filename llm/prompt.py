@@ -18,8 +18,18 @@ model's own tokenizer (a character estimate is off by 2-3x between Chinese and
 English). A source that only partly fits is cut at a sentence or word boundary
 when at least ``min_partial_tokens`` remain, otherwise dropped.
 
-Deliberately not here: conversation history, prompt caching, choosing which
-hits deserve to be sources (the pipeline decides; this module only fits them).
+Conversation history: the last ``history_turns`` exchanges go in as earlier
+user/assistant messages (questions and answers only, not their sources), so
+the model can resolve "its" in a follow-up; they are dropped oldest first when
+they would take room the sources need.
+
+Prompt caching: the system prompt is identical for every question and comes
+first, so llama.cpp keeps its evaluated prefix between questions
+(llama-cpp-python reuses the longest common token prefix of consecutive
+prompts); nothing question-specific may go into it.
+
+Deliberately not here: choosing which hits deserve to be sources (the
+pipeline decides; this module only fits them).
 """
 
 from __future__ import annotations
@@ -29,7 +39,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from llm.generator import ChatMessage
+from retrieval.followup import Turn
 from retrieval.hits import Hit
+from retrieval.keywords import text_language
 
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered sources the user gives you.\n"
@@ -54,9 +66,7 @@ CLOSING = {
 
 def question_language(text: str) -> str:
     """'zh' when the question is mostly Chinese characters, else 'en'."""
-    cjk = sum(1 for ch in text if "\u4e00" <= ch <= "\u9fff")
-    latin = sum(1 for ch in text if ch.isascii() and ch.isalpha())
-    return "zh" if cjk and cjk * 2 >= latin / 3 else "en"
+    return text_language(text)
 
 
 @dataclass(frozen=True)
@@ -96,9 +106,19 @@ class PromptBuilder:
         self._min_partial = min_partial_tokens
         self._overhead = template_overhead_tokens
 
-    def build(self, question: str, hits: Sequence[Hit]) -> Prompt:
+    def build(self, question: str, hits: Sequence[Hit], history: Sequence[Turn] = (), history_turns: int = 2) -> Prompt:
         question_part = f"\n{CLOSING[question_language(question)].format(question=question)}"
         fixed = self._count(SYSTEM_PROMPT) + self._count("Sources:\n" + question_part) + 2 * self._overhead
+        earlier: list[ChatMessage] = []
+        history_budget = (self._context_window - self._answer_tokens - fixed) // 4  # sources keep most of the room
+        for turn in reversed(list(history)[-history_turns:] if history_turns > 0 else []):
+            pair = [ChatMessage("user", turn.question.strip()), ChatMessage("assistant", turn.answer.strip())]
+            cost = sum(self._count(m.content) + self._overhead for m in pair)
+            if cost > history_budget:
+                break
+            earlier = pair + earlier
+            history_budget -= cost
+            fixed += cost
         budget = self._context_window - self._answer_tokens - fixed
         if budget <= 0:
             raise ValueError(
@@ -125,7 +145,7 @@ class PromptBuilder:
             blocks.append(header + text)
             used += block_cost
         user = "Sources:\n" + "\n\n".join(blocks) + "\n" + question_part
-        messages = (ChatMessage("system", SYSTEM_PROMPT), ChatMessage("user", user))
+        messages = (ChatMessage("system", SYSTEM_PROMPT), *earlier, ChatMessage("user", user))
         return Prompt(messages=messages, sources=tuple(sources), prompt_tokens=fixed + used)
 
     def _shorten(self, text: str, max_tokens: int) -> str:

@@ -106,6 +106,7 @@ class FirstStage:
             Hit(
                 chunk=collection.chunk(ids[i]), first_stage_score=float(fused[i]), first_stage_rank=rank,
                 dense_score=float(dense[i]) if query_vector is not None else None, keyword_score=float(lexical[i]),
+                chunk_id=ids[i],
             )
             for rank, i in enumerate(order.tolist(), start=1)
         ]

@@ -21,6 +21,7 @@ class Hit:
     rerank_score: float | None = None
     dense_score: float | None = None  # cosine of query and chunk vectors
     keyword_score: float | None = None  # BM25 as a share of the query's best possible score, in [0, 1)
+    chunk_id: int | None = None  # the chunk's id in its collection
 
     @property
     def score(self) -> float:

@@ -101,6 +101,27 @@ class KeywordIndex:
         found = compiled.chunk_ids[rows] == chunk_ids
         return np.where(found, scores[rows], 0.0)
 
+    def coverage(self, query: str, chunk_ids: Iterable[int]) -> float:
+        """Share of the query's idf weight whose terms occur in at least one of the chunks.
+
+        Unlike the BM25 share this ignores how often a term occurs: it asks "is every
+        important word of the question somewhere in these passages?", which is what
+        abstention needs (a passage about Super Bowl 2022 lacks the question's "2021").
+        """
+        compiled = self._compile()
+        term_ids, unknown = self._query_terms(query)
+        if not len(compiled.chunk_ids) or (not len(term_ids) and not unknown):
+            return 0.0
+        unseen_idf = math.log(1 + (len(compiled.chunk_ids) + 0.5) / 0.5)
+        idf = np.where(compiled.idf[term_ids] > 0, compiled.idf[term_ids], unseen_idf) if len(term_ids) else np.zeros(0)
+        total = float(idf.sum()) + unknown * unseen_idf
+        present = np.zeros(len(term_ids), dtype=bool)
+        for chunk_id in chunk_ids:
+            document = self._docs.get(int(chunk_id))
+            if document is not None:
+                present |= np.isin(term_ids, document[0])
+        return float(idf[present].sum()) / total if total > 0 else 0.0
+
     def _query_terms(self, query: str) -> tuple[np.ndarray, int]:
         """Ids of the query's distinct terms that the index knows, and how many it does not."""
         terms = set(keyword_tokens(query))

@@ -110,7 +110,7 @@ class Collection:
         self.folder = Path(folder)
         self.identity = identity
         self.exact_up_to = exact_up_to
-        self._index = _exact_index(identity.dim)
+        self._index = exact_index(identity.dim)
         self._trained_on = 0  # collection size when the IVF index was trained (0: exact index)
         self._chunks: dict[int, Chunk] = {}
         self._files: dict[str, IndexedFile] = {}
@@ -247,6 +247,10 @@ class Collection:
     def keyword_scores(self, query: str, chunk_ids: Sequence[int]) -> np.ndarray:
         return self._keywords.scores_for(query, chunk_ids)
 
+    def keyword_coverage(self, query: str, chunk_ids: Sequence[int]) -> float:
+        """Share of the query's keyword weight present in these chunks (``KeywordIndex.coverage``)."""
+        return self._keywords.coverage(query, chunk_ids)
+
     def search(self, query_vector: np.ndarray, k: int) -> list[Hit]:
         """Exact cosine search; best first."""
         if not self._chunks or k <= 0:
@@ -302,9 +306,9 @@ class Collection:
         ids = np.fromiter(self._chunks, dtype=np.int64, count=count)
         vectors = self._index.reconstruct_batch(ids) if count else np.zeros((0, self.identity.dim), np.float32)
         if count > self.exact_up_to:
-            self._index, self._trained_on = _ivf_index(vectors), count
+            self._index, self._trained_on = ivf_index(vectors), count
         else:
-            self._index, self._trained_on = _exact_index(self.identity.dim), 0
+            self._index, self._trained_on = exact_index(self.identity.dim), 0
         if count:
             self._index.add_with_ids(np.ascontiguousarray(vectors), ids)
 
@@ -356,11 +360,11 @@ class Collection:
                 shutil.rmtree(self.folder / entry, ignore_errors=True)
 
 
-def _exact_index(dim: int) -> faiss.Index:
+def exact_index(dim: int) -> faiss.Index:
     return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
 
 
-def _ivf_index(vectors: np.ndarray) -> faiss.Index:
+def ivf_index(vectors: np.ndarray) -> faiss.Index:
     """An untrained-then-trained IVF index sized for ``vectors``; still empty."""
     count, dim = vectors.shape
     lists = int(2 ** round(math.log2(max(math.sqrt(count), 64))))  # about sqrt(n), a power of two

@@ -112,3 +112,76 @@ def test_the_fast_builtin_embedder_also_serves_both_languages(make_pipeline, cor
     assert pipeline.embedder.identity.dim == 512
     assert pipeline.retrieve("tomato plants and sunlight").hits[0].chunk.source == "garden.md"
     assert pipeline.retrieve("大熊猫吃竹子").hits[0].chunk.source == "熊猫.md"
+
+
+# ----- hybrid first stage ------------------------------------------------------
+IDENTIFIERS = {
+    "errors.md": "# Error codes\n\nE4711 means the licence file is missing; E4712 means it has expired.\n",
+    "错误.md": "# 错误代码\n\n错误 K9083 表示磁盘空间不足，需要清理缓存目录。\n",
+}
+
+
+@pytest.fixture
+def hybrid_indexed(make_pipeline, corpus) -> Pipeline:
+    for name, text in IDENTIFIERS.items():
+        write(corpus / name, text)
+    pipeline = make_pipeline()
+    assert not pipeline.ingest(corpus, progress=False).failed
+    return pipeline
+
+
+@pytest.mark.parametrize(
+    "question, expected",
+    [
+        ("E4712", "errors.md"),  # a bare identifier: only the keyword index knows it
+        ("K9083 是什么意思？", "错误.md"),
+        ("How much sun do tomato plants need?", "garden.md"),  # paraphrase-ish: dense carries it
+        ("泡绿茶用多少度的水？", "茶.md"),
+        ("What temperature should water be for green tea?", "茶.md"),  # across languages: dense only
+    ],
+)
+def test_hybrid_first_stage_finds_identifiers_and_meaning_in_both_languages(hybrid_indexed, question, expected):
+    hits = hybrid_indexed.retrieve(question).hits
+    assert hits[0].chunk.source == expected
+    assert hits[0].dense_score is not None and hits[0].keyword_score is not None
+
+
+def test_each_first_stage_mode_does_what_it_says(hybrid_indexed):
+    from retrieval.fusion import FirstStage
+
+    keyword_only = hybrid_indexed.retrieve("E4711 licence", first_stage=FirstStage(mode="keyword")).hits
+    assert [h.chunk.source for h in keyword_only] == ["errors.md"]  # only chunks sharing a term
+    assert hybrid_indexed.retrieve("E4711 licence", first_stage=FirstStage(mode="keyword")).timings.embed_ms < 1
+    dense_only = hybrid_indexed.retrieve("E4711 licence", first_stage=FirstStage(mode="dense")).hits
+    assert len(dense_only) == len(CORPUS) + len(IDENTIFIERS)  # every chunk has a cosine
+    rrf = hybrid_indexed.retrieve("sourdough yeast", first_stage=FirstStage(method="rrf")).hits
+    assert rrf[0].chunk.source == "bread.md"
+    scores = [h.first_stage_score for h in rrf]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_keyword_index_follows_incremental_ingest(make_pipeline, corpus):
+    pipeline = make_pipeline()
+    pipeline.ingest(corpus, progress=False)
+    write(corpus / "errors.md", IDENTIFIERS["errors.md"])
+    pipeline.ingest(corpus, progress=False)
+    assert pipeline.retrieve("E4711").hits[0].chunk.source == "errors.md"
+    (corpus / "errors.md").unlink()
+    pipeline.ingest(corpus, progress=False)
+    assert all(h.chunk.source != "errors.md" for h in pipeline.retrieve("E4711").hits)
+
+
+# ----- follow-up questions ------------------------------------------------------
+def test_follow_up_is_searched_with_the_question_it_follows(indexed):
+    from retrieval.followup import Turn, retrieval_query
+
+    history = [Turn("从北京坐高铁到上海要多久？", "最快四个半小时 [1]。")]
+    query = retrieval_query("它全长多少？", history)
+    assert query.startswith("从北京坐高铁到上海要多久？")
+    assert indexed.retrieve(query).hits[0].chunk.source == "高铁.md"
+
+    history = [Turn("What tyre pressure for a road bike?", "About 6 bar [1].")]
+    query = retrieval_query("And how often should I check it?", history)
+    assert indexed.retrieve(query).hits[0].chunk.source == "bikes.md"
+    # A question that stands on its own is searched as it is, whatever came before.
+    assert retrieval_query("Why does sourdough take so long to rise?", history) == "Why does sourdough take so long to rise?"

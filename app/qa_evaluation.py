@@ -1,0 +1,162 @@
+"""Answer-quality evaluation on QA sets with gold answers: what ``kb eval-qa`` runs.
+
+For each set (``ingest.qa_sets``: RGB en/zh fact, DomainRAG) two collections are
+built through the real ingest path and reused by later runs:
+
+- ``qa-<set>-all``: every selected question's answer passages and distractors;
+- ``qa-<set>-negatives``: the distractors only, so no question has its answer.
+
+Every question is asked against both, through the real pipeline:
+
+- *answerable* (first collection) with abstention off: the generated answer is
+  correct when it contains the gold answer string (case and spacing ignored).
+  "Accuracy with abstention" counts the same answer as wrong when the policy
+  would have abstained, so both accuracies come from one generation;
+- *unanswerable* (second collection) with abstention on: a rejection is the
+  pipeline answering "not in the documents" (before generating, or after its
+  answer check); when it does generate, the answer is kept for inspection.
+
+Also reported: the share of answer sentences whose citation supports them
+(``Answer.sentences``), the share of answers in the question's language, and
+time to first token.
+
+``retrieval_only=True`` skips generation and records the evidence of both
+conditions (seconds per question): the data thresholds are calibrated on.
+
+Deliberately not here: LLM-as-judge scoring, RGB's counterfactual passages.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from tqdm import tqdm
+
+from app.pipeline import IngestReport, Pipeline
+from ingest.qa_sets import QAItem, QASet
+from llm.prompt import question_language
+from retrieval.evidence import Evidence
+
+
+@dataclass(frozen=True)
+class QAOutcome:
+    set_name: str
+    item_id: str
+    condition: str  # "answerable" or "unanswerable"
+    question: str
+    evidence: Evidence | None
+    answer_in_passages: bool  # a passage that would go into the prompt contains the gold answer
+    answer: str | None = None  # None when nothing was generated
+    abstained: bool | None = None  # the pipeline refused (with abstention on)
+    would_abstain: bool | None = None  # answerable condition: the refusal abstention would have made
+    correct: bool | None = None
+    supported_sentences: int | None = None
+    sentences: int | None = None
+    language_ok: bool | None = None
+    first_token_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class QASummary:
+    set_name: str
+    questions: int
+    accuracy_without_abstention: float
+    accuracy_with_abstention: float
+    rejection_rate: float
+    supported_sentence_share: float
+    language_ok_share: float
+    retrieval_recall: float  # answerable questions whose answer reached the prompt
+    first_token_ms_median: float
+
+
+def select_items(qa_set: QASet, sample: int | None, seed: int = 7) -> list[QAItem]:
+    items = [item for item in qa_set.items if item.positives and item.negatives]
+    if sample and sample < len(items):
+        items = sorted(random.Random(seed).sample(items, sample), key=lambda i: int(i.item_id) if i.item_id.isdigit() else 0)
+    return items
+
+
+def build_collections(base: Pipeline, qa_set: QASet, items: list[QAItem], progress: bool | None) -> tuple[Pipeline, Pipeline, IngestReport, IngestReport]:
+    chosen = QASet(qa_set.name, tuple(items))
+    answerable = base.with_settings(collection=f"qa-{qa_set.name}-all")
+    negatives = base.with_settings(collection=f"qa-{qa_set.name}-negatives")
+    report_all = answerable.ingest_documents(chosen.documents(with_positives=True), prune=True, progress=progress)
+    report_neg = negatives.ingest_documents(chosen.documents(with_positives=False), prune=True, progress=progress)
+    return answerable, negatives, report_all, report_neg
+
+
+def _answer_in_prompt(item: QAItem, retrieval, context_chunks: int) -> bool:
+    return any(item.is_correct(hit.chunk.text) for hit in retrieval.hits[:context_chunks])
+
+
+def evaluate_set(
+    qa_set: QASet, items: Sequence[QAItem], answerable: Pipeline, negatives: Pipeline, *,
+    retrieval_only: bool, progress: bool | None = None,
+) -> list[QAOutcome]:
+    outcomes: list[QAOutcome] = []
+    context = answerable.settings.context_chunks
+    bar = tqdm(total=2 * len(items), desc=qa_set.name, unit="q", disable=None if progress is None else not progress)
+    for item in items:
+        for condition, pipeline in (("answerable", answerable), ("unanswerable", negatives)):
+            retrieval = pipeline.retrieve(item.question)
+            base = dict(set_name=qa_set.name, item_id=item.item_id, condition=condition, question=item.question,
+                        evidence=retrieval.evidence, answer_in_passages=_answer_in_prompt(item, retrieval, context))
+            if retrieval_only:
+                outcomes.append(QAOutcome(**base))
+                bar.update()
+                continue
+            run = pipeline if condition == "unanswerable" else pipeline.with_settings(abstain=False)
+            stream = run.ask_stream(item.question)
+            for _ in stream:
+                pass
+            answer = stream.answer
+            sentences = getattr(answer, "sentences", ()) or ()
+            would_abstain = None
+            if condition == "answerable":
+                would_abstain = pipeline.would_abstain(retrieval, answer)
+            outcomes.append(QAOutcome(
+                **base,
+                answer=answer.text,
+                abstained=bool(getattr(answer, "abstained", False)),
+                would_abstain=would_abstain,
+                correct=item.is_correct(answer.text),
+                supported_sentences=sum(1 for s in sentences if s.supported),
+                sentences=len(sentences),
+                language_ok=question_language(answer.text) == question_language(item.question),
+                first_token_ms=stream.timings.first_token_ms if stream.timings else None,
+            ))
+            bar.update()
+    bar.close()
+    return outcomes
+
+
+def summarise(set_name: str, outcomes: Sequence[QAOutcome]) -> QASummary:
+    answerable = [o for o in outcomes if o.set_name == set_name and o.condition == "answerable"]
+    unanswerable = [o for o in outcomes if o.set_name == set_name and o.condition == "unanswerable"]
+    generated = [o for o in answerable + unanswerable if o.answer is not None and not o.abstained]
+
+    def share(values: list[bool]) -> float:
+        return statistics.fmean(values) if values else float("nan")
+
+    return QASummary(
+        set_name=set_name,
+        questions=len(answerable),
+        accuracy_without_abstention=share([bool(o.correct) for o in answerable]),
+        accuracy_with_abstention=share([bool(o.correct) and not o.would_abstain for o in answerable]),
+        rejection_rate=share([bool(o.abstained) for o in unanswerable]),
+        supported_sentence_share=(
+            sum(o.supported_sentences or 0 for o in generated) / max(1, sum(o.sentences or 0 for o in generated))
+        ),
+        language_ok_share=share([bool(o.language_ok) for o in generated]),
+        retrieval_recall=share([o.answer_in_passages for o in answerable]),
+        first_token_ms_median=statistics.median([o.first_token_ms for o in generated if o.first_token_ms]) if generated else float("nan"),
+    )
+
+
+def outcomes_to_json(outcomes: Sequence[QAOutcome], summaries: Sequence[QASummary]) -> str:
+    return json.dumps({"summaries": [asdict(s) for s in summaries], "outcomes": [asdict(o) for o in outcomes]},
+                      ensure_ascii=False, indent=1)
