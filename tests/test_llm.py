@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from ingest.documents import Chunk
-from llm.answer import make_answer
+from llm.answer import Answer, make_answer
 from llm.models import DEFAULT_MODEL, BuiltinModel, ModelError, assemble, resolve_model_path
 from llm.prompt import PromptBuilder, Source, question_language
 from retrieval.hits import Hit
@@ -113,3 +113,10 @@ def test_answer_without_citations_is_flagged_unsupported():
     sources = [Source(1, hit("Apples are red."), "Apples are red.")]
     answer = make_answer("q", "Bananas are yellow.", sources)
     assert not answer.supported and answer.citations == ()
+
+
+def test_an_answer_built_without_sentences_still_works():
+    # The pipeline builds "nothing found" answers this way; the new fields must default.
+    answer = Answer(question="q", text="Nothing found.", citations=(), sources=(), supported=False)
+    assert answer.sentences == () and answer.grounded_share is None and answer.unsupported_sentences == ()
+

@@ -1,0 +1,170 @@
+"""Per-sentence grounding: markers kept, moved, added or flagged; evidence spans; English and Chinese."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingest.documents import Chunk
+from llm.answer import make_answer
+from llm.grounding import ground, split_sentences, support_score
+from llm.prompt import PromptBuilder, Source
+from retrieval.hits import Hit
+
+# Passages written like the sample documents' (data/): a PDF page with wrapped lines, Markdown prose.
+REFERENCE = (
+    "Defaults\nChunks are 256 embedder tokens long and neighbouring chunks overlap by 32 tokens.\n"
+    "The web interface listens on port 8501 of\n127.0.0.1. Answers are limited to 512 tokens."
+)
+INSTALL = (
+    "kbqa needs Python 3.11, a C compiler and about 4 GB of free disk space. Clone the repository and run "
+    "`make run`. The first run compiles llama.cpp, which takes about five minutes on two cores."
+)
+FRUIT = "Apples are red and sweet. They grow on trees in temperate climates."
+ZH_INDEX = "kbqa 的索引保存在 .kb 文件夹中。索引文件不使用 pickle 格式，因此打开索引不会执行任何代码。"
+ZH_INSTALL = "kbqa 需要 Python 3.11、C 编译器和大约 4 GB 的磁盘空间。第一次运行会编译 llama.cpp，双核机器上大约五分钟。"
+
+
+def evidence_texts(sentence, passages):
+    return [passages[e.source_number][e.start_char : e.end_char] for e in sentence.evidence]
+
+
+def test_a_supported_sentence_keeps_its_marker_and_its_evidence_is_a_passage_sentence():
+    passages = {1: FRUIT, 2: REFERENCE}
+    grounded = ground("The web interface listens on port 8501 [2].", passages)
+    [sentence] = grounded.sentences
+    assert grounded.text == "The web interface listens on port 8501 [2]."
+    assert sentence.citations == (2,) and sentence.supported and not sentence.flagged
+    assert sentence.score >= 0.8
+    # The span is the passage's own sentence, line break and all: offsets into the passage text.
+    assert evidence_texts(sentence, passages) == ["The web interface listens on port 8501 of\n127.0.0.1."]
+
+
+def test_a_supported_chinese_sentence_keeps_its_marker_and_its_evidence():
+    passages = {1: ZH_INSTALL, 2: ZH_INDEX}
+    grounded = ground("索引文件不使用 pickle 格式[2]。", passages)
+    [sentence] = grounded.sentences
+    assert sentence.citations == (2,) and sentence.supported
+    assert evidence_texts(sentence, passages) == ["索引文件不使用 pickle 格式，因此打开索引不会执行任何代码。"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "moved"),
+    [
+        ("Chunks overlap by 32 tokens [1].", "Chunks overlap by 32 tokens [2]."),
+        ("kbqa 需要大约 4 GB 的磁盘空间[2]。", "kbqa 需要大约 4 GB 的磁盘空间[1]。"),
+    ],
+)
+def test_a_marker_whose_passage_does_not_say_it_moves_to_the_one_that_does(answer, moved):
+    passages = {1: ZH_INSTALL, 2: ZH_INDEX} if "磁盘" in answer else {1: FRUIT, 2: REFERENCE}
+    grounded = ground(answer, passages)
+    assert grounded.text == moved
+    assert grounded.sentences[0].supported and grounded.sentences[0].evidence
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "The web interface listens on port 8443 [2].",  # every word is in passage 2, the number is not
+        "第一次运行大约需要 15 分钟[1]。",  # the passage says five minutes
+        "是的，索引文件使用 pickle 格式。[2]",  # the passage says the opposite: 不使用
+    ],
+)
+def test_an_invented_or_reversed_sentence_is_flagged_and_keeps_the_models_marker(answer):
+    passages = {1: ZH_INSTALL, 2: ZH_INDEX} if any("\u4e00" <= ch <= "\u9fff" for ch in answer) else {1: FRUIT, 2: REFERENCE}
+    grounded = ground(answer, passages)
+    [sentence] = grounded.sentences
+    assert sentence.flagged and not sentence.supported and sentence.evidence == ()
+    assert grounded.text == answer  # shown as the model wrote it, the UI marks it
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("kbqa needs Python 3.11 and a C compiler. It listens on port 8501 [2].",
+         "kbqa needs Python 3.11 and a C compiler [1]. It listens on port 8501 [2]."),
+        ("第一次运行会编译 llama.cpp，大约需要 5 分钟。", "第一次运行会编译 llama.cpp，大约需要 5 分钟[1]。"),
+    ],
+)
+def test_a_supported_sentence_without_a_marker_gets_its_citation(answer, expected):
+    passages = {1: ZH_INSTALL, 2: ZH_INDEX} if "运行" in answer else {1: INSTALL, 2: REFERENCE}
+    grounded = ground(answer, passages)
+    assert grounded.text == expected
+    assert grounded.sentences[0].citations == (1,) and grounded.sentences[0].supported
+    # "5" in the sentence, "five"/"五" in the passage: spelled-out numbers count.
+    assert all(s.supported for s in grounded.sentences)
+
+
+def test_a_co_cited_passage_that_holds_nothing_of_the_sentence_loses_its_marker():
+    grounded = ground("Apples are red and sweet [1][2].", {1: FRUIT, 2: REFERENCE})
+    assert grounded.text == "Apples are red and sweet [1]."
+
+
+def test_sentence_offsets_point_into_the_final_text():
+    grounded = ground("Chunks overlap by 32 tokens [1]. Apples are red.\n- Port 8501 [1]", {1: FRUIT, 2: REFERENCE})
+    assert grounded.text == "Chunks overlap by 32 tokens [2]. Apples are red [1].\n- Port 8501 [2]"
+    for sentence in grounded.sentences:
+        assert grounded.text[sentence.start_char : sentence.end_char] == sentence.text
+
+
+def test_chinese_sentence_is_checked_against_an_english_passage_by_numbers_and_names():
+    passages = {1: FRUIT, 2: REFERENCE}
+    supported = ground("网页界面监听 8501 端口[1]。", passages).sentences[0]
+    assert supported.supported and supported.citations == (2,)
+    # Nothing language-neutral to compare: left unchecked, neither supported nor flagged.
+    unknowable = ground("网页界面只在本机上运行[2]。", passages).sentences[0]
+    assert not unknowable.checked and not unknowable.flagged and unknowable.citations == (2,)
+
+
+def test_english_sentence_is_checked_against_a_chinese_passage_by_numbers_and_names():
+    passages = {1: ZH_INSTALL, 2: ZH_INDEX}
+    sentence = ground("kbqa needs Python 3.11 and 4 GB of disk space [2].", passages).sentences[0]
+    assert sentence.supported and sentence.citations == (1,)
+
+
+def test_text_that_is_not_a_claim_is_not_checked_and_code_is_left_alone():
+    answer = "Steps:\n```bash\nkb ingest data\n```\nThe documents do not contain the upload limit."
+    grounded = ground(answer, {1: FRUIT, 2: REFERENCE})
+    assert grounded.text == answer  # no marker pushed into the code block
+    assert [s.checked for s in grounded.sentences] == [False, False, False]
+
+
+def test_sentences_end_at_chinese_and_english_punctuation_and_keep_their_markers():
+    text = "Install Python 3.11, e.g. the system one [1]. 然后运行 make run【2】。\n1. Open the UI. [3] Done!"
+    assert [text[s:e] for s, e in split_sentences(text)] == [
+        "Install Python 3.11, e.g. the system one [1].",
+        "然后运行 make run【2】。",
+        "1. Open the UI. [3]",
+        "Done!",
+    ]
+
+
+def test_support_score_needs_every_number():
+    assert support_score("The web interface listens on port 8501.", REFERENCE) == 1.0
+    assert support_score("The web interface listens on port 8502.", REFERENCE) == 0.0
+    assert support_score("Apples are red.", REFERENCE) == 0.0
+
+
+def test_answer_carries_sentences_and_the_share_of_grounded_ones():
+    sources = [Source(n, Hit(Chunk(f"doc{n}.md", None, (), 0, len(t), t), 0.9, n), t)
+               for n, t in ((1, FRUIT), (2, REFERENCE))]
+    answer = make_answer("q", "The web interface listens on port 8501 [1]. It uses TLS 1.3 [2].", sources)
+    assert answer.text == "The web interface listens on port 8501 [2]. It uses TLS 1.3 [2]."
+    assert [s.supported for s in answer.sentences] == [True, False]
+    assert answer.grounded_share == 0.5
+    assert [s.text for s in answer.unsupported_sentences] == ["It uses TLS 1.3 [2]."]
+    assert [c.source for c in answer.citations] == ["doc2.md"]
+
+
+def test_real_model_answer_is_grounded_in_the_passage_it_cites(generator):
+    """The default model answers over two passages; its claim about the port is found, with evidence."""
+    hits = [Hit(Chunk("fruit.md", None, (), 0, len(FRUIT), FRUIT), 0.9, 1),
+            Hit(Chunk("quick-reference.pdf", 2, (), 0, len(REFERENCE), REFERENCE), 0.9, 2)]
+    prompt = PromptBuilder(generator.count_tokens, 4096, 128).build("Which port does the web interface listen on?", hits)
+    generated = "".join(generator.stream_chat(prompt.messages, 128, 0.0))
+    answer = make_answer("Which port does the web interface listen on?", generated, prompt.sources)
+    port = [s for s in answer.sentences if "8501" in s.text]
+    assert port, generated
+    assert all(s.supported and s.citations == (2,) for s in port), answer.sentences
+    for sentence in port:
+        for evidence in sentence.evidence:
+            assert "8501" in answer.citation(2).passage[evidence.start_char : evidence.end_char]
