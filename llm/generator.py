@@ -6,6 +6,9 @@
   can offload (``llama_supports_gpu_offload()``), none otherwise. There is no
   separate GPU code path; a CUDA build is the same code with a different wheel.
 - Threads default to the number of physical cores: hyper-threads slow llama.cpp down.
+- A machine with an NVIDIA GPU running a CPU-only build is the common way to
+  lose the GPU silently (pip built llama.cpp before CUDA was set up). That case
+  is logged once and put on ``GeneratorInfo.notice`` with the rebuild command.
 
 Deliberately not here: prompt assembly (``llm.prompt``), citation handling
 (``llm.answer``), downloading or assembling model files (``llm.models``).
@@ -13,11 +16,24 @@ Deliberately not here: prompt assembly (``llm.prompt``), citation handling
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
+import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+
+log = logging.getLogger(__name__)
+
+# The version is the one pyproject.toml pins: a rebuild must not move it.
+CUDA_REBUILD_COMMAND = (
+    'CMAKE_ARGS="-DGGML_CUDA=on" .venv/bin/pip install --force-reinstall --no-cache-dir llama-cpp-python==0.3.36'
+)
+NVIDIA_DEVICE = "/dev/nvidia0"  # present when the NVIDIA driver sees a GPU, even without nvidia-smi
+_warned: set[str] = set()  # notices already logged by this process
 
 
 class GenerationError(Exception):
@@ -37,6 +53,7 @@ class GeneratorInfo:
     threads: int
     gpu_layers: int
     gpu_offload_supported: bool
+    notice: str | None = None  # something the user should act on, e.g. a GPU this build cannot use
 
 
 class Generator(ABC):
@@ -83,6 +100,34 @@ def gpu_offload_supported() -> bool:
     return bool(llama_cpp.llama_supports_gpu_offload())
 
 
+def nvidia_gpu_present() -> bool:
+    """True when an NVIDIA GPU is visible: ``nvidia-smi -L`` lists one, or its device node exists."""
+    if os.path.exists(NVIDIA_DEVICE):
+        return True
+    nvidia_smi = shutil.which("nvidia-smi")
+    if nvidia_smi is None:
+        return False
+    try:
+        listed = subprocess.run([nvidia_smi, "-L"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):  # a hung driver must not stop the app from starting
+        return False
+    return listed.returncode == 0 and "GPU" in listed.stdout
+
+
+def gpu_notice(offload_supported: bool) -> str | None:
+    """The warning for an NVIDIA GPU this llama.cpp build cannot use, logged once per process; else None."""
+    if offload_supported or not nvidia_gpu_present():
+        return None
+    notice = (
+        "An NVIDIA GPU is present but this llama-cpp-python build cannot offload to it, so the model runs "
+        f"on the CPU. Rebuild it with CUDA: `{CUDA_REBUILD_COMMAND}`"
+    )
+    if notice not in _warned:
+        _warned.add(notice)
+        log.warning(notice)
+    return notice
+
+
 class LlamaCppGenerator(Generator):
     """A GGUF model run by llama.cpp on whatever hardware this build supports."""
 
@@ -124,6 +169,7 @@ class LlamaCppGenerator(Generator):
             threads=threads,
             gpu_layers=gpu_layers,
             gpu_offload_supported=offload,
+            notice=gpu_notice(offload),
         )
         self._seed = seed
 

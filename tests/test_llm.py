@@ -1,4 +1,4 @@
-"""Model assembly, prompt fitting with the real tokenizer, citation handling."""
+"""Model assembly, prompt fitting with the real tokenizer, citation handling, the GPU notice."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import hashlib
 import pytest
 
 from ingest.documents import Chunk
+from llm import generator as generator_module
 from llm.answer import Answer, make_answer
+from llm.generator import LlamaCppGenerator
 from llm.models import DEFAULT_MODEL, BuiltinModel, ModelError, assemble, resolve_model_path
 from llm.prompt import PromptBuilder, Source, question_language
 from retrieval.hits import Hit
@@ -120,3 +122,49 @@ def test_an_answer_built_without_sentences_still_works():
     answer = Answer(question="q", text="Nothing found.", citations=(), sources=(), supported=False)
     assert answer.sentences == () and answer.grounded_share is None and answer.unsupported_sentences == ()
 
+
+def fake_nvidia_smi(tmp_path, exit_code: int) -> str:
+    script = tmp_path / "nvidia-smi"
+    script.write_text(f"#!/bin/sh\necho 'GPU 0: NVIDIA GeForce RTX 4090 (UUID: GPU-1234)'\nexit {exit_code}\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_nvidia_gpu_is_detected_by_nvidia_smi_or_the_device_node(tmp_path, monkeypatch):
+    monkeypatch.setattr(generator_module, "NVIDIA_DEVICE", str(tmp_path / "nvidia0"))
+    monkeypatch.setattr(generator_module.shutil, "which", lambda name: fake_nvidia_smi(tmp_path, 0))
+    assert generator_module.nvidia_gpu_present()
+    monkeypatch.setattr(generator_module.shutil, "which", lambda name: fake_nvidia_smi(tmp_path, 9))
+    assert not generator_module.nvidia_gpu_present()  # nvidia-smi fails: no usable driver
+    (tmp_path / "nvidia0").touch()
+    assert generator_module.nvidia_gpu_present()
+    monkeypatch.setattr(generator_module.shutil, "which", lambda name: None)
+    (tmp_path / "nvidia0").unlink()
+    assert not generator_module.nvidia_gpu_present()
+
+
+def test_a_gpu_the_build_cannot_use_gives_the_rebuild_command_once(monkeypatch, caplog):
+    monkeypatch.setattr(generator_module, "nvidia_gpu_present", lambda: True)
+    monkeypatch.setattr(generator_module, "_warned", set())
+    with caplog.at_level("WARNING", logger="llm.generator"):
+        first = generator_module.gpu_notice(offload_supported=False)
+        second = generator_module.gpu_notice(offload_supported=False)
+    assert first == second and first is not None
+    assert 'CMAKE_ARGS="-DGGML_CUDA=on" .venv/bin/pip install --force-reinstall --no-cache-dir ' \
+           "llama-cpp-python==0.3.36" in first
+    assert [r.levelname for r in caplog.records] == ["WARNING"]  # logged once, not per model load
+    assert generator_module.gpu_notice(offload_supported=True) is None  # a CUDA build: nothing to say
+    monkeypatch.setattr(generator_module, "nvidia_gpu_present", lambda: False)
+    assert generator_module.gpu_notice(offload_supported=False) is None
+
+
+def test_the_real_generator_reports_a_notice_only_for_an_unused_gpu(generator, model_cache, monkeypatch):
+    info = generator.info
+    unused_gpu = generator_module.nvidia_gpu_present() and not info.gpu_offload_supported
+    assert (info.notice is not None) == unused_gpu
+    if info.gpu_offload_supported:
+        return  # a CUDA build: the rare path below cannot happen here
+    # The rare path, forced: this CPU build on a machine that has an NVIDIA GPU.
+    monkeypatch.setattr(generator_module, "nvidia_gpu_present", lambda: True)
+    small = LlamaCppGenerator(resolve_model_path(DEFAULT_MODEL, model_cache), context_window=256)
+    assert small.info.gpu_layers == 0 and generator_module.CUDA_REBUILD_COMMAND in small.info.notice
