@@ -7,9 +7,12 @@ import shutil
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from llm import generator as generator_module
+from llm.generator import CUDA_REBUILD_COMMAND, Generator, GeneratorInfo, gpu_notice
 from tests.conftest import REPO, SAMPLE_DATA
 
 APP = str(REPO / "ui" / "streamlit_app.py")
+UNSUPPORTED_MARK = ":red[**⚠**]"  # what the app puts after a sentence no source supports
 
 
 @pytest.fixture
@@ -52,7 +55,51 @@ def test_question_gets_a_streamed_answer_with_its_sources(ui_env, monkeypatch):
     text = all_text(app)
     assert "8501" in text
     assert "quick-reference.pdf, page 2" in text  # the cited source: file and page
-    assert "listens on port 8501" in text  # and its passage
+    # and its passage, with the sentence that supports the answer highlighted
+    assert ":orange-background[The web interface listens on port 8501 of 127\\.0\\.0\\.1\\.]" in text
+
+
+class ScriptedGenerator(Generator):
+    """Forces two rare paths: an answer with an invented sentence, and a GPU this build cannot use."""
+
+    def __init__(self, model_path, **options) -> None:
+        self.info = GeneratorInfo("scripted", 4096, 1, 0, False, notice=gpu_notice(offload_supported=False))
+
+    def count_tokens(self, text: str) -> int:
+        return len(text) // 3 + 1
+
+    def stream_chat(self, messages, max_tokens, temperature):
+        yield from ["The web interface listens on port 8501 [1]. ", "It also serves HTTPS on port 8443 [1]."]
+
+
+def test_unsupported_sentence_is_marked_and_the_gpu_notice_shown_once(ui_env, monkeypatch, e5):
+    from app.pipeline import Pipeline
+    from app.settings import load_settings
+    from retrieval.rerank import load_reranker
+    from tests.conftest import write
+
+    monkeypatch.setattr(generator_module, "nvidia_gpu_present", lambda: True)
+    monkeypatch.setattr(generator_module, "_warned", set())
+    monkeypatch.setattr("app.pipeline.LlamaCppGenerator", ScriptedGenerator)
+    docs = ui_env / "docs"
+    write(docs / "reference.md", "# Reference\n\nThe web interface listens on port 8501 of 127.0.0.1.\n")
+    settings = load_settings()
+    Pipeline(settings, e5, load_reranker(settings.reranker), lambda: None).ingest(docs, progress=False)
+
+    app = AppTest.from_file(APP, default_timeout=300).run()
+    assert [CUDA_REBUILD_COMMAND in w.value for w in app.sidebar.warning] == [True]  # the model loads at start
+    app.chat_input[0].set_value("Which port does the web interface listen on?").run()
+    assert not app.exception
+    text = all_text(app)
+    assert f"It also serves HTTPS on port 8443 [1]. {UNSUPPORTED_MARK}" in text
+    assert f"8501 [1]. {UNSUPPORTED_MARK}" not in text  # the supported sentence carries no mark
+    assert "1 of 2 statements not found in the sources" in text
+    assert ":orange-background[The web interface listens on port 8501 of 127\\.0\\.0\\.1\\.]" in text
+    assert [CUDA_REBUILD_COMMAND in w.value for w in app.sidebar.warning] == [True]
+
+    app.run()  # a rerun draws the history and the sidebar again: the notice still once
+    assert [CUDA_REBUILD_COMMAND in w.value for w in app.sidebar.warning] == [True]
+    assert f"8443 [1]. {UNSUPPORTED_MARK}" in all_text(app)
 
 
 def test_index_built_with_another_embedder_is_explained_not_a_traceback(ui_env, monkeypatch, minilm_dir):

@@ -5,7 +5,14 @@ otherwise). Settings come from ``KB_*`` environment variables, read here at the
 edge and passed to the pipeline. Models load once per process
 (``st.cache_resource``), never per rerun. The answer streams as it is
 generated; when it is complete it is replaced by the version with checked
-citations, and each cited source shows file, page or section, and the passage.
+citations, in which a sentence no source supports carries a warning mark. Each
+cited source shows file, page or section, and the passage with the sentences
+that support the answer highlighted. Passages and generated text are shown as
+Markdown: passages are escaped first, so a passage can never inject formatting
+or a fake highlight; the answer is the model's Markdown by design.
+
+The sidebar shows the generator's notice, if any (e.g. a GPU the llama.cpp
+build cannot use, with the command that fixes it), once, above the documents.
 
 Deliberately not here: any retrieval, prompting or ingest logic (all in
 ``app.pipeline``), authentication (a localhost tool; put a reverse proxy with
@@ -14,6 +21,8 @@ auth in front if you bind it to a network).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import streamlit as st
@@ -41,6 +50,57 @@ def get_pipeline(settings_json: str) -> Pipeline:
     return pipeline
 
 
+UNSUPPORTED_MARK = ":red[**⚠**]"
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$^=&])")
+_OPEN, _CLOSE = "\ue000", "\ue001"  # private-use characters: stand for the highlight until escaping is done
+
+
+def escape_markdown(text: str) -> str:
+    """Text shown literally by st.markdown: every character Markdown or a Streamlit directive could read is escaped."""
+    # Hard breaks keep the passage's lines; leading spaces would make a code block.
+    return "  \n".join(_MARKDOWN_SPECIAL.sub(r"\\\1", line.lstrip()) for line in text.split("\n"))
+
+
+def highlighted_passage(passage: str, spans: Sequence[tuple[int, int]]) -> str:
+    """The passage as escaped Markdown with the character spans highlighted (overlapping spans merged)."""
+    merged: list[list[int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    parts, position = [], 0
+    for start, end in merged:
+        # One line inside the highlight: a line break would end the directive.
+        parts += [passage[position:start], _OPEN, " ".join(passage[start:end].split()), _CLOSE]
+        position = end
+    parts.append(passage[position:])
+    escaped = escape_markdown("".join(parts))
+    return escaped.replace(_OPEN, ":orange-background[").replace(_CLOSE, "]")
+
+
+def answer_markdown(answer: Answer) -> str:
+    """The answer text with a warning mark after every sentence no source supports."""
+    text, pieces, position = answer.text, [], 0
+    for sentence in answer.unsupported_sentences:
+        pieces += [text[position : sentence.end_char], " ", UNSUPPORTED_MARK]
+        position = sentence.end_char
+    pieces.append(text[position:])
+    return "".join(pieces)
+
+
+def render_answer(answer: Answer, into=None) -> None:
+    """The checked answer (into ``into``, e.g. the placeholder that held the stream) and what was not found."""
+    (into or st).markdown(answer_markdown(answer))
+    flagged = len(answer.unsupported_sentences)
+    if flagged:
+        checked = sum(s.checked for s in answer.sentences)
+        st.caption(
+            f"⚠ {flagged} of {checked} statements not found in the sources (checked by their words and numbers): "
+            "treat them as unverified."
+        )
+
+
 def render_sources(answer: Answer) -> None:
     if not answer.supported:
         if answer.sources:
@@ -52,14 +112,22 @@ def render_sources(answer: Answer) -> None:
         return
     st.caption("Sources")
     for citation in answer.citations:
+        spans = [
+            (evidence.start_char, evidence.end_char)
+            for sentence in answer.sentences
+            if sentence.supported
+            for evidence in sentence.evidence
+            if evidence.source_number == citation.number
+        ]
         with st.expander(f"[{citation.number}] {citation.location}"):
-            _render_citation(citation)
+            _render_citation(citation, spans)
 
 
-def _render_citation(citation: Citation) -> None:
+def _render_citation(citation: Citation, spans: Sequence[tuple[int, int]] = ()) -> None:
     ocr_note = " · text recognised by OCR from a scanned page, may contain errors" if citation.ocr else ""
-    st.caption(f"relevance {citation.score:.2f}{ocr_note}")
-    st.text(citation.passage)
+    support_note = " · highlighted: what supports the answer" if spans else ""
+    st.caption(f"relevance {citation.score:.2f}{ocr_note}{support_note}")
+    st.markdown(highlighted_passage(citation.passage, spans))
 
 
 def render_sidebar(pipeline: Pipeline, status: CollectionStatus) -> None:
@@ -68,8 +136,12 @@ def render_sidebar(pipeline: Pipeline, status: CollectionStatus) -> None:
     st.sidebar.caption(f"Embedder: {status.embedder} · reranker: {pipeline.reranker.name}")
     info = pipeline.generator_info
     if info is not None:
-        where = f"GPU ({info.gpu_layers} layers)" if info.gpu_layers else "CPU"
+        # -1 means every layer; layers asked for on a build that cannot offload stay on the CPU.
+        layers = "all layers" if info.gpu_layers < 0 else f"{info.gpu_layers} layers"
+        where = f"GPU ({layers})" if info.gpu_layers and info.gpu_offload_supported else "CPU"
         st.sidebar.caption(f"Model: {info.model} on {where}, {info.threads} threads")
+        if info.notice:  # e.g. a GPU this llama.cpp build cannot use, with the command that fixes it
+            st.sidebar.warning(info.notice, icon="⚠️")
 
     st.sidebar.subheader("Documents")
     uploads = st.sidebar.file_uploader(
@@ -125,7 +197,7 @@ def main() -> None:
         with st.chat_message("user"):
             st.markdown(turn.question)
         with st.chat_message("assistant"):
-            st.markdown(turn.answer.text)
+            render_answer(turn.answer)
             render_sources(turn.answer)
 
     question = st.chat_input("Ask a question about your documents (English or 中文)")
@@ -143,7 +215,7 @@ def main() -> None:
             placeholder.error(f"Could not answer: {exc}")
             return
         answer = stream.answer
-        placeholder.markdown(answer.text)  # the checked version replaces the raw stream
+        render_answer(answer, into=placeholder)  # the checked version replaces the raw stream
         render_sources(answer)
     history.append(ChatTurn(question=question, answer=answer))
 
