@@ -1,4 +1,4 @@
-"""Command line: ``kb ingest | ask | search | eval | status | remove | models | ui`` and the ``ingest`` shortcut.
+"""Command line: ``kb ingest | ask | chat | search | eval | eval-qa | status | remove | models | ui`` and the ``ingest`` shortcut.
 
 Builds the settings (flags override ``KB_*`` variables), builds the pipeline and
 prints what it returns. All work happens in ``app.pipeline``.
@@ -26,9 +26,11 @@ from app.evaluation import EvalConfig, EvalReport, machine_description, select_q
 from app.evaluation import evaluate as run_evaluation
 from app.pipeline import Pipeline
 from app.settings import Settings, SettingsError, load_settings
+from llm.answer import Answer
 from llm.generator import GenerationError
 from llm.models import BUILTIN_MODELS, ModelError, resolve_model_path
 from retrieval.embedders import EmbedderError
+from retrieval.followup import Turn
 from ingest.beir import BeirFormatError, read_beir
 from retrieval.rerank import LEXICAL_FUSION, NO_RERANK, RerankerError, load_reranker
 from retrieval.store import Collection, StoreError, WriteLock
@@ -94,17 +96,10 @@ def ingest(
         raise typer.Exit(130)
 
 
-@cli.command()
-def ask(
-    question: Annotated[str, typer.Argument(help="Your question, in English or Chinese.")],
-    collection: CollectionOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print answer, citations and timings as JSON.")] = False,
-) -> None:
-    """Answer a question from the indexed documents, citing them as [n]."""
-    settings = _settings(collection=collection)
-    pipeline = _pipeline(settings)
+def _print_streamed_answer(pipeline: Pipeline, question: str, history: list[Turn], as_json: bool = False) -> Answer:
+    """Stream one answer to the terminal, then its checked form and sources; returns the answer."""
     try:
-        stream = pipeline.ask_stream(question)
+        stream = pipeline.ask_stream(question, history)
         streamed_pieces = []
         for piece in stream:
             streamed_pieces.append(piece)
@@ -118,7 +113,7 @@ def ask(
     if as_json:
         payload = {"answer": asdict(answer), "timings": asdict(stream.timings) if stream.timings else None}
         typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
-        return
+        return answer
     typer.echo("")
     streamed = "".join(streamed_pieces).strip()
     if answer.text != streamed:
@@ -128,8 +123,42 @@ def ask(
         typer.echo("\nSources:")
         for citation in answer.citations:
             typer.echo(f"  [{citation.number}] {citation.location}")
+    elif answer.abstained and answer.sources:
+        typer.echo("\nClosest passages:")
+        for citation in answer.sources:
+            typer.echo(f"  [{citation.number}] {citation.location}")
     elif answer.sources:
         typer.echo("\n(This answer cites none of the documents: treat it as unsupported.)")
+    for sentence in answer.unsupported_sentences:
+        typer.echo(f"  not found in the sources: {sentence.text.strip()}", err=True)
+    return answer
+
+
+@cli.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="Your question, in English or Chinese.")],
+    collection: CollectionOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print answer, citations and timings as JSON.")] = False,
+) -> None:
+    """Answer a question from the indexed documents, citing them as [n]."""
+    _print_streamed_answer(_pipeline(_settings(collection=collection)), question, [], as_json)
+
+
+@cli.command()
+def chat(collection: CollectionOption = None) -> None:
+    """A conversation in the terminal: follow-up questions ("and its weight?") keep their context."""
+    pipeline = _pipeline(_settings(collection=collection))
+    history: list[Turn] = []
+    typer.echo("Ask a question (an empty line or Ctrl-D ends the conversation).")
+    while True:
+        try:
+            question = input("\n> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            break
+        if not question:
+            break
+        answer = _print_streamed_answer(pipeline, question, history)
+        history.append(Turn(question, answer.text))
 
 
 @cli.command()

@@ -598,7 +598,8 @@ class Pipeline:
     ) -> AnswerStream:
         """An answer the pipeline gives itself (empty index, nothing found, not covered): no generation."""
         answer = Answer(question=question, text=message, citations=(),
-                        sources=tuple(citation_from_source(source) for source in shown), supported=False)
+                        sources=tuple(citation_from_source(source) for source in shown), supported=False,
+                        abstained=True)
         stream.answer = answer
         stream._pieces = iter([message])
         retrieval_timings = stream.retrieval.timings if stream.retrieval else RetrievalTimings(0.0, 0.0, 0.0)

@@ -6,15 +6,17 @@ built through the real ingest path and reused by later runs:
 - ``qa-<set>-all``: every selected question's answer passages and distractors;
 - ``qa-<set>-negatives``: the distractors only, so no question has its answer.
 
-Every question is asked against both, through the real pipeline:
+Every question is asked against both, through the real pipeline, with
+abstention off so that the model always answers; then ``Pipeline.would_abstain``
+(the same decision the pipeline takes with abstention on: evidence before
+generation, the answer check after it) is applied to that retrieval and answer.
+With temperature 0 this equals running twice, once with abstention on and once
+off, at half the cost, and keeps every answer for calibrating thresholds:
 
-- *answerable* (first collection) with abstention off: the generated answer is
-  correct when it contains the gold answer string (case and spacing ignored).
-  "Accuracy with abstention" counts the same answer as wrong when the policy
-  would have abstained, so both accuracies come from one generation;
-- *unanswerable* (second collection) with abstention on: a rejection is the
-  pipeline answering "not in the documents" (before generating, or after its
-  answer check); when it does generate, the answer is kept for inspection.
+- *answerable* (first collection): the answer is correct when it contains the
+  gold answer (case and spacing ignored); "accuracy with abstention" counts it
+  as wrong when the pipeline would have refused;
+- *unanswerable* (second collection): a rejection is the pipeline refusing.
 
 Also reported: the share of answer sentences whose citation supports them
 (``Answer.sentences``), the share of answers in the question's language, and
@@ -50,9 +52,9 @@ class QAOutcome:
     question: str
     evidence: Evidence | None
     answer_in_passages: bool  # a passage that would go into the prompt contains the gold answer
+    passages: tuple[str, ...] = ()  # the passages that went into the prompt
     answer: str | None = None  # None when nothing was generated
-    abstained: bool | None = None  # the pipeline refused (with abstention on)
-    would_abstain: bool | None = None  # answerable condition: the refusal abstention would have made
+    abstained: bool | None = None  # the pipeline refuses with abstention on
     correct: bool | None = None
     supported_sentences: int | None = None
     sentences: int | None = None
@@ -104,25 +106,21 @@ def evaluate_set(
         for condition, pipeline in (("answerable", answerable), ("unanswerable", negatives)):
             retrieval = pipeline.retrieve(item.question)
             base = dict(set_name=qa_set.name, item_id=item.item_id, condition=condition, question=item.question,
-                        evidence=retrieval.evidence, answer_in_passages=_answer_in_prompt(item, retrieval, context))
+                        evidence=retrieval.evidence, answer_in_passages=_answer_in_prompt(item, retrieval, context),
+                        passages=tuple(hit.chunk.text for hit in retrieval.hits[:context]))
             if retrieval_only:
                 outcomes.append(QAOutcome(**base))
                 bar.update()
                 continue
-            run = pipeline if condition == "unanswerable" else pipeline.with_settings(abstain=False)
-            stream = run.ask_stream(item.question)
+            stream = pipeline.with_settings(abstain=False).ask_stream(item.question)
             for _ in stream:
                 pass
             answer = stream.answer
-            sentences = getattr(answer, "sentences", ()) or ()
-            would_abstain = None
-            if condition == "answerable":
-                would_abstain = pipeline.would_abstain(retrieval, answer)
+            sentences = answer.sentences
             outcomes.append(QAOutcome(
                 **base,
                 answer=answer.text,
-                abstained=bool(getattr(answer, "abstained", False)),
-                would_abstain=would_abstain,
+                abstained=pipeline.would_abstain(retrieval, answer),
                 correct=item.is_correct(answer.text),
                 supported_sentences=sum(1 for s in sentences if s.supported),
                 sentences=len(sentences),
@@ -138,6 +136,10 @@ def summarise(set_name: str, outcomes: Sequence[QAOutcome]) -> QASummary:
     answerable = [o for o in outcomes if o.set_name == set_name and o.condition == "answerable"]
     unanswerable = [o for o in outcomes if o.set_name == set_name and o.condition == "unanswerable"]
     generated = [o for o in answerable + unanswerable if o.answer is not None and not o.abstained]
+    if not any(o.answer is not None for o in answerable):
+        return QASummary(set_name, len(answerable), *(float("nan"),) * 5,
+                         retrieval_recall=statistics.fmean(o.answer_in_passages for o in answerable) if answerable else float("nan"),
+                         first_token_ms_median=float("nan"))
 
     def share(values: list[bool]) -> float:
         return statistics.fmean(values) if values else float("nan")
@@ -146,7 +148,7 @@ def summarise(set_name: str, outcomes: Sequence[QAOutcome]) -> QASummary:
         set_name=set_name,
         questions=len(answerable),
         accuracy_without_abstention=share([bool(o.correct) for o in answerable]),
-        accuracy_with_abstention=share([bool(o.correct) and not o.would_abstain for o in answerable]),
+        accuracy_with_abstention=share([bool(o.correct) and not o.abstained for o in answerable]),
         rejection_rate=share([bool(o.abstained) for o in unanswerable]),
         supported_sentence_share=(
             sum(o.supported_sentences or 0 for o in generated) / max(1, sum(o.sentences or 0 for o in generated))

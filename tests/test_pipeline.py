@@ -111,3 +111,33 @@ def test_linked_folders_are_followed_once_even_in_a_loop(make_pipeline, tmp_path
     (shared / "loop").symlink_to(shared, target_is_directory=True)  # a cycle must not hang the walk
     report = make_pipeline().ingest(docs, progress=False)
     assert sorted(report.added) == ["linked/policy.md", "own.md"]
+
+
+def _never_generate():
+    raise AssertionError("abstention must decide before the model is loaded")
+
+
+def test_question_the_documents_do_not_cover_is_refused_without_generating(sample_pipeline):
+    strict = Pipeline(sample_pipeline.settings.model_copy(update={"abstain_min_coverage": 0.5}),
+                      sample_pipeline.embedder, sample_pipeline.reranker, _never_generate)
+    answer = strict.ask("Who won the football World Cup final in Qatar?")
+    assert answer.abstained and not answer.supported and not answer.citations
+    assert "do not seem to contain" in answer.text
+    assert answer.sources  # the closest passages are shown, to check for oneself
+    chinese = strict.ask("卡塔尔世界杯决赛谁赢了？")
+    assert chinese.abstained and "文档中似乎没有" in chinese.text
+    covered = strict.retrieve("Which port does the web interface listen on?")
+    assert not strict.would_abstain(covered)
+
+
+def test_follow_up_question_is_understood_from_the_conversation(sample_pipeline):
+    from retrieval.followup import Turn
+
+    first = sample_pipeline.ask("Which port does the web interface listen on?")
+    assert "8501" in first.text
+    stream = sample_pipeline.ask_stream("And which address does it bind to?",
+                                        [Turn("Which port does the web interface listen on?", first.text)])
+    for _ in stream:
+        pass
+    assert stream.retrieval.question.startswith("Which port does the web interface listen on?")
+    assert "127.0.0.1" in stream.answer.text

@@ -33,6 +33,7 @@ from llm.answer import Answer, Citation
 from llm.generator import GenerationError
 from llm.models import ModelError
 from retrieval.embedders import EmbedderError
+from retrieval.followup import Turn
 from retrieval.rerank import RerankerError
 from retrieval.store import StoreError
 
@@ -102,6 +103,13 @@ def render_answer(answer: Answer, into=None) -> None:
 
 
 def render_sources(answer: Answer) -> None:
+    if answer.abstained:
+        if answer.sources:
+            with st.expander("Closest passages found"):
+                for citation in answer.sources:
+                    st.markdown(f"**[{citation.number}] {citation.location}**")
+                    _render_citation(citation)
+        return
     if not answer.supported:
         if answer.sources:
             st.warning("This answer cites none of your documents. Treat it as unsupported.")
@@ -192,7 +200,9 @@ def main() -> None:
             f"or run `kb ingest <folder>` (collection `{status.name}`) and reload this page."
         )
 
-    history: list[ChatTurn] = st.session_state.setdefault("history", [])
+    history: list[ChatTurn] = st.session_state.setdefault("history", [])  # per browser session
+    if history and st.sidebar.button("New conversation", help="Forget the questions so far"):
+        history.clear()
     for turn in history:
         with st.chat_message("user"):
             st.markdown(turn.question)
@@ -208,7 +218,9 @@ def main() -> None:
     with st.chat_message("assistant"):
         placeholder = st.empty()
         try:
-            stream = pipeline.ask_stream(question)
+            # The conversation so far, so that a follow-up ("and its weight?") is understood.
+            earlier = [Turn(turn.question, turn.answer.text) for turn in history]
+            stream = pipeline.ask_stream(question, earlier)
             with placeholder.container():
                 st.write_stream(stream)
         except (StoreError, ModelError, GenerationError) as exc:
