@@ -46,7 +46,7 @@ from llm.models import resolve_model_path
 from llm.prompt import PromptBuilder, Source, question_language
 from retrieval import keywords
 from retrieval.embedders import Embedder, load_embedder
-from retrieval.evidence import AbstentionPolicy, Evidence
+from retrieval.evidence import AbstentionPolicy, Evidence, answer_support
 from retrieval.followup import Turn, retrieval_query
 from retrieval.fusion import FirstStage
 from retrieval.hits import Hit
@@ -60,6 +60,10 @@ NOTHING_FOUND = {
 NOT_IN_DOCUMENTS = {
     "en": "The documents do not seem to contain the answer to this question. The closest passages found are listed below.",
     "zh": "文档中似乎没有这个问题的答案。下面列出了找到的最接近的段落。",
+}
+DRAFT_WITHDRAWN = {
+    "en": "(The model's draft answer was withdrawn: no passage states it in answer to this question.)",
+    "zh": "（模型起草的答案已撤回：没有段落针对这个问题给出该答案。）",
 }
 EMPTY_COLLECTION = {
     "en": "The knowledge base is empty. Add documents first: `kb ingest <folder>` or the Documents panel.",
@@ -515,10 +519,18 @@ class Pipeline:
         return AbstentionPolicy(self.settings.abstain_min_coverage, self.settings.abstain_min_dense)
 
     def would_abstain(self, retrieval: Retrieval, answer: Answer | None = None) -> bool:
-        """The refusal the pipeline makes with abstention on, whether or not it is on."""
+        """The refusal the pipeline makes with abstention on, whether or not it is on.
+
+        Before generation (``answer`` None): do the passages cover the question?
+        After: does a passage hold the answer's words next to the question's?
+        """
         if retrieval.evidence is None or not self.abstention_policy().supports(retrieval.evidence):
             return True
-        return False
+        if answer is None or answer.abstained:
+            return bool(answer and answer.abstained)
+        passages = [hit.chunk.text for hit in retrieval.hits[: self.settings.context_chunks]]
+        support = answer_support(retrieval.question, answer.text, passages)
+        return support.score < self.settings.abstain_min_answer_support
 
     @staticmethod
     def _evidence(collection: Collection, question: str, top: Sequence[Hit]) -> Evidence | None:
@@ -581,6 +593,12 @@ class Pipeline:
                     yield piece
             finished = time.perf_counter()
             stream.answer = make_answer(question, "".join(parts), prompt.sources)
+            if self.settings.abstain and self.would_abstain(retrieval, stream.answer):
+                # The draft was streamed already; the checked answer that replaces it says why it was withdrawn.
+                stream.answer = Answer(
+                    question=question, text=f"{NOT_IN_DOCUMENTS[language]} {DRAFT_WITHDRAWN[language]}",
+                    citations=(), sources=stream.answer.sources, supported=False, abstained=True,
+                )
             stream.timings = AskTimings(
                 retrieval=retrieval.timings,
                 prompt_ms=prompt_ms,

@@ -567,12 +567,23 @@ def cmd_query(args: argparse.Namespace) -> None:
         results["warm_up_question_s"] = time.perf_counter() - started
 
         rows = []
+        cold_first_token = []
         for number, question in enumerate(questions, start=1):
+            if args.compare_cache:
+                # Same question with llama.cpp's cache emptied first: what the fixed-prefix reuse saves.
+                pipeline.generator._llama.reset()  # noqa: SLF001 (benchmark only)
+                cold_first_token.append(run_question(pipeline, question)["first_token_ms"])
+                run_question(pipeline, WARM_UP_QUESTION)  # the cache now holds another question's prompt
             row = run_question(pipeline, question)
             rows.append(row)
             print(f"  [{number}/{len(questions)}] {row['total_ms'] / 1e3:.1f} s  {question}", file=sys.stderr)
         results["questions"] = rows
         results["summary"] = {key: summarise([row[key] for row in rows]) for key, _ in QUERY_SPLITS}
+        if cold_first_token:
+            results["first_token_cache"] = {
+                "cold_median_ms": summarise(cold_first_token)["median"],
+                "warm_median_ms": results["summary"]["first_token_ms"]["median"],
+            }
 
     print_section("setup (not in the per-question numbers)", {
         "ingest": f"{report.summary()}",
@@ -598,6 +609,11 @@ def cmd_query(args: argparse.Namespace) -> None:
         ["split", "median", "p95", "min", "max"],
         [[label, *(results["summary"][key][s] for s in ("median", "p95", "min", "max"))] for key, label in QUERY_SPLITS],
     )
+    if "first_token_cache" in results:
+        print_section("time to first token: cache emptied before the question vs. after another question", {
+            "cold (no cached prefix)": f"{results['first_token_cache']['cold_median_ms']:.0f} ms median",
+            "warm (system prompt cached)": f"{results['first_token_cache']['warm_median_ms']:.0f} ms median",
+        })
     print("\nanswers:")
     for i, row in enumerate(rows, start=1):
         answer = " ".join(row["answer"].split())
@@ -826,6 +842,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     query.add_argument("--questions", default="default", metavar="FILE_OR_DEFAULT",
                        help="'default' (built-in questions about data/), a .json list or a text file, one per line.")
+    query.add_argument("--compare-cache", action="store_true",
+                       help="Also time each question with llama.cpp's prompt cache emptied first.")
     query.add_argument("--limit-questions", type=positive_int, metavar="N", help="Only the first N questions.")
     query.add_argument("--home", type=Path, metavar="DIR",
                        help="Home to ingest into or reuse (incremental), kept (default: a temporary one, deleted).")
