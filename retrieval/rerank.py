@@ -2,19 +2,20 @@
 
 Rerankers, chosen by the ``reranker`` setting:
 
-- ``lexical-fusion`` (default): BM25 over the candidates (Chinese segmented by
-  jieba, English words lower-cased), min-max normalised and mixed with the
-  normalised first-stage cosine. Dense similarity misses exact names, numbers
-  and rare terms; BM25 catches them; the mix beat dense-only on SciFact and
-  CMRC2018 (docs/benchmarks.md). Costs about 4 ms for English candidates and
-  about 100 ms for 40 uncached Chinese ones (jieba); recently seen passages are cached.
-- ``none``: keep the first-stage order.
+- ``none`` (default): keep the first stage's order. Since the first stage fuses
+  a corpus-wide BM25 index with dense search (``retrieval.fusion``), no
+  second stage available offline improved on it (docs/benchmarks.md).
+- ``lexical-fusion``: BM25 over the candidates alone (Chinese segmented by
+  jieba, English stemmed), min-max normalised and mixed with the normalised
+  first-stage score. It was the default when the first stage was dense-only;
+  kept for comparison and for ``first_stage=dense``. Costs about 4 ms for
+  English candidates and about 100 ms for 40 uncached Chinese ones (jieba);
+  recently seen passages are cached.
 - a path to a local sentence-transformers ``CrossEncoder`` folder (for example a
   bge-reranker a user copied in): its scores replace the first stage's.
 
-Deliberately not here: a corpus-wide keyword index (BM25's document frequencies
-are taken from the candidates alone, which ranks candidates well but is not a
-first stage), score calibration for abstention.
+Deliberately not here: the corpus-wide keyword index (``retrieval.keyword_index``),
+score calibration for abstention (``retrieval.evidence``).
 """
 
 from __future__ import annotations
