@@ -490,7 +490,8 @@ class Pipeline:
     # ----- ask ----------------------------------------------------------------
     def first_stage(self) -> FirstStage:
         settings = self.settings
-        return FirstStage(settings.first_stage, settings.fusion, settings.dense_weight_en, settings.dense_weight_zh)
+        return FirstStage(settings.first_stage, settings.fusion, settings.dense_weight_en, settings.dense_weight_zh,
+                          feedback_weight=settings.dense_feedback)
 
     def retrieve(
         self, question: str, *, first_stage: FirstStage | None = None, reranker: Reranker | None = None,

@@ -52,9 +52,10 @@ class Settings(BaseSettings):
     # Retrieval
     first_stage: Literal["hybrid", "dense", "keyword"] = Field("hybrid", description="Which searches the first stage runs.")
     fusion: Literal["weighted", "rrf"] = Field("weighted", description="How hybrid search merges dense and keyword scores.")
-    dense_weight_en: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the dense score for English queries (weighted fusion).")
-    dense_weight_zh: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the dense score for Chinese queries (weighted fusion).")
+    dense_weight_en: float = Field(0.3, ge=0.0, le=1.0, description="Weight of the dense score for English queries (weighted fusion).")
+    dense_weight_zh: float = Field(0.3, ge=0.0, le=1.0, description="Weight of the dense score for Chinese queries (weighted fusion).")
     exact_search_up_to: int = Field(200_000, ge=0, description="Collections larger than this many chunks use an approximate (IVF) vector index.")
+    dense_feedback: float = Field(0.0, ge=0.0, le=4.0, description="Pseudo-relevance feedback: weight of the top 3 chunks' mean vector added to the query vector (0: off; see docs/benchmarks.md).")
     first_stage_k: int = Field(40, ge=1, le=10_000, description="Candidates each first-stage search passes on.")
     reranker: str = Field("none", description="'none', 'lexical-fusion' or a CrossEncoder folder.")
     rerank_dense_weight: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the first-stage score in lexical fusion.")

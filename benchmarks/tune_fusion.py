@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--collection", required=True)
     parser.add_argument("--cmrc-sample", type=int, default=600)
     parser.add_argument("--k", type=int, default=40)
+    parser.add_argument("--feedback", action="store_true", help="grid over pseudo-relevance feedback weights instead")
     args = parser.parse_args()
 
     pipeline = Pipeline.from_settings(load_settings(collection=args.collection))
@@ -63,7 +64,13 @@ def main() -> None:
           f"queries: {', '.join(f'{n} {len(q)}' for n, q in sets.items())}", flush=True)
 
     grid = [("rrf", None, FirstStage(method="rrf"))]
-    for scale in ("absolute", "minmax"):
+    if args.feedback:
+        grid = []
+        for beta in (0.0, 0.25, 0.5, 1.0):
+            for weight in (0.2, 0.3, 0.4):
+                grid.append((f"absolute+feedback{beta}", weight,
+                             FirstStage(dense_weight_en=weight, dense_weight_zh=weight, feedback_weight=beta)))
+    for scale in (() if args.feedback else ("absolute", "minmax")):
         for tenth in range(0, 11):
             weight = tenth / 10
             grid.append((scale, weight, FirstStage(dense_weight_en=weight, dense_weight_zh=weight, keyword_scale=scale)))

@@ -240,6 +240,10 @@ class Collection:
         vectors = self._index.reconstruct_batch(np.asarray(chunk_ids, dtype=np.int64))
         return vectors @ np.asarray(query_vector, dtype=np.float32).ravel()
 
+    def vectors(self, chunk_ids: Sequence[int]) -> np.ndarray:
+        """The stored vectors of the given chunks."""
+        return self._index.reconstruct_batch(np.asarray(chunk_ids, dtype=np.int64))
+
     def search_keywords(self, query: str, k: int) -> list[tuple[int, float]]:
         """(chunk id, normalised BM25) of the ``k`` best keyword matches, best first."""
         return self._keywords.search(query, k) if k > 0 else []
