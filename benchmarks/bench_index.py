@@ -10,7 +10,7 @@ What it measures, for each size, with the store's own index builders
   adds (RSS growth while it is built, and the index's serialized size);
 - with ``--collection``, the same on a real collection's e5 vectors, queried with
   real questions embedded by the real embedder (``--queries``, BEIR queries.jsonl
-  files), and ``--nprobe`` values compared, which is how ``IVF_NPROBE`` was chosen.
+  files), and ``--nprobe`` values compared, which is how ``IVF_PROBED_SHARE`` was chosen.
 
 Synthetic vectors: 384 dimensions, drawn around 2,000 random centres (unit
 vectors plus Gaussian noise, renormalised) so that they cluster like real

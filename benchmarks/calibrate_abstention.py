@@ -17,7 +17,7 @@ half, per set and overall.
 
 Example::
 
-    .venv/bin/python benchmarks/calibrate_abstention.py /work/evalkb/qa-answers.json --max-cost 0.05
+    .venv/bin/python benchmarks/calibrate_abstention.py qa-answers-rgb.json qa-answers-domainrag.json --max-cost 0.05
 """
 
 from __future__ import annotations
@@ -54,10 +54,10 @@ def rates(rows: list[dict], coverage_min: float, support_min: float) -> tuple[fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("outcomes", type=Path)
+    parser.add_argument("outcomes", type=Path, nargs="+", help="kb eval-qa --json files")
     parser.add_argument("--max-cost", type=float, default=0.05)
     args = parser.parse_args()
-    rows = [r for r in json.loads(args.outcomes.read_text())["outcomes"] if r["answer"] is not None]
+    rows = [r for path in args.outcomes for r in json.loads(path.read_text())["outcomes"] if r["answer"] is not None]
     for row in rows:
         row["support"] = answer_support(row["question"], row["answer"], row["passages"]).score
     tune = [r for r in rows if half_of(r["item_id"]) == "tune"]
@@ -78,6 +78,28 @@ def main() -> None:
                 print(json.dumps({"set": name, "half": half, "questions": len(subset) // 2,
                                   "accuracy_without": round(without, 3), "accuracy_with": round(with_, 3),
                                   "cost_points": round(100 * (without - with_), 1), "rejection": round(rejection, 3)}))
+    table(rows, coverage_min, support_min)
+    print("\ntrade-off of the answer check alone (all questions, coverage threshold as chosen):")
+    for support_min in (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8):
+        without, with_, rejection = rates(rows, coverage_min, support_min)
+        print(f"  answer support >= {support_min}: cost {100 * (without - with_):.1f} points, rejection {rejection:.3f}")
+
+
+def table(rows: list[dict], coverage_min: float, support_min: float) -> None:
+    """Per set, all questions, with the chosen thresholds: the figures docs/benchmarks.md reports."""
+    print("| set | questions | accuracy, abstention off | accuracy, abstention on | cost (points) | rejection "
+          "| supported sentences | answer in question's language | answer in the 5 passages | first token p50 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name in sorted({r["set_name"] for r in rows}) + ["all"]:
+        subset = [r for r in rows if name in (r["set_name"], "all")]
+        without, with_, rejection = rates(subset, coverage_min, support_min)
+        kept = [r for r in subset if not (r["evidence"]["coverage"] < coverage_min or r["support"] < support_min)]
+        supported = sum(r["supported_sentences"] or 0 for r in kept) / max(1, sum(r["sentences"] or 0 for r in kept))
+        language = statistics.fmean(bool(r["language_ok"]) for r in kept) if kept else float("nan")
+        recall = statistics.fmean(r["answer_in_passages"] for r in subset if r["condition"] == "answerable")
+        first = statistics.median(r["first_token_ms"] for r in subset if r["first_token_ms"]) / 1e3
+        print(f"| {name} | {len(subset) // 2} | {without:.3f} | {with_:.3f} | {100 * (without - with_):.1f} | "
+              f"{rejection:.3f} | {supported:.3f} | {language:.3f} | {recall:.3f} | {first:.1f} s |")
 
 
 if __name__ == "__main__":
