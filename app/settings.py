@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     reranker: str = Field("none", description="'none', 'lexical-fusion' or a CrossEncoder folder.")
     rerank_dense_weight: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the first-stage score in lexical fusion.")
     abstain: bool = Field(True, description="Say 'not in the documents' when the passages do not cover the question.")
-    abstain_min_coverage: float = Field(0.0, ge=0.0, le=1.0, description="Least share of the question's keyword weight the passages must contain.")
+    abstain_min_coverage: float = Field(0.45, ge=0.0, le=1.0, description="Least share of the question's keyword weight the passages must contain (calibrated on RGB + DomainRAG, docs/benchmarks.md).")
     abstain_min_dense: float = Field(0.0, ge=-1.0, le=1.0, description="Least cosine similarity of the best passage.")
     abstain_min_answer_support: float = Field(0.0, ge=0.0, le=1.0, description="Least support of the generated answer by a passage (answer words next to question words); below it the answer is withdrawn.")
     context_chunks: int = Field(5, ge=1, le=50, description="Most passages put in the prompt.")

@@ -56,8 +56,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("outcomes", type=Path, nargs="+", help="kb eval-qa --json files")
     parser.add_argument("--max-cost", type=float, default=0.05)
+    parser.add_argument("--recompute-coverage", type=Path, metavar="KB_HOME",
+                        help="re-run retrieval on the eval-qa collections in KB_HOME and take coverage from the "
+                             "current keyword tokenizer (answers stay as generated)")
     args = parser.parse_args()
     rows = [r for path in args.outcomes for r in json.loads(path.read_text())["outcomes"] if r["answer"] is not None]
+    if args.recompute_coverage:
+        from app.pipeline import Pipeline
+        from app.settings import load_settings
+
+        base = Pipeline.from_settings(load_settings(home=args.recompute_coverage))
+        pipelines = {}
+        for row in rows:
+            name = f"qa-{row['set_name']}-{'all' if row['condition'] == 'answerable' else 'negatives'}"
+            pipeline = pipelines.setdefault(name, base.with_settings(collection=name))
+            row["evidence"]["coverage"] = pipeline.retrieve(row["question"]).evidence.coverage
     for row in rows:
         row["support"] = answer_support(row["question"], row["answer"], row["passages"]).score
     tune = [r for r in rows if half_of(r["item_id"]) == "tune"]

@@ -24,12 +24,19 @@ import logging
 import re
 from functools import lru_cache
 
-TOKENIZER_VERSION = "kw-2"  # bump when keyword_tokens changes its output
+TOKENIZER_VERSION = "kw-3"  # bump when keyword_tokens changes its output
 _LATIN_WORD = re.compile(r"[a-z0-9\u00df-\u024f\u03b1-\u03c9]+(?:[.'][a-z0-9\u00df-\u024f\u03b1-\u03c9]+)*")
 _CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+# Function words: they carry no topic, and a question's "my" or "should" that no passage happens
+# to contain must not count as a missing keyword (``KeywordIndex.coverage``).
 _ENGLISH_STOPWORDS = frozenset(
-    "a an and are as at be by do does for from has have how i in is it its of on or that the this to "
-    "was were what when where which who why will with you your".split()
+    "a about above after again against all am an and any are as at be because been before being below "
+    "between both but by can could did do does doing down during each few for from further had has have "
+    "having he her here hers herself him himself his how i if in into is it its itself just me more most "
+    "my myself no nor not now of off on once only or other our ours ourselves out over own same she should "
+    "so some such than that the their theirs them themselves then there these they this those through to "
+    "too under until up very was we were what when where which while who whom why will with would you "
+    "your yours yourself yourselves".split()
 )
 
 
