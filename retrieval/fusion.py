@@ -49,7 +49,8 @@ METHODS = ("weighted", "rrf")
 KEYWORD_SCALES = ("absolute", "minmax")
 
 
-def _minmax(values: np.ndarray) -> np.ndarray:
+def minmax(values: np.ndarray) -> np.ndarray:
+    """Rescale to [0, 1]; all zeros when the values are (nearly) equal."""
     span = float(values.max() - values.min()) if len(values) else 0.0
     return (values - values.min()) / span if span > 1e-12 else np.zeros_like(values)
 
@@ -94,8 +95,8 @@ class FirstStage:
         if self.method == "rrf":
             return 1.0 / (self.rrf_k + _ranks(dense)) + 1.0 / (self.rrf_k + _ranks(lexical))
         weight = self.dense_weight(query)
-        scaled = _minmax(lexical) if self.keyword_scale == "minmax" else lexical
-        return weight * _minmax(dense) + (1 - weight) * scaled
+        scaled = minmax(lexical) if self.keyword_scale == "minmax" else lexical
+        return weight * minmax(dense) + (1 - weight) * scaled
 
     def search(self, collection: Collection, query: str, query_vector: np.ndarray | None, k: int) -> list[Hit]:
         """Candidates best first: up to ``k`` from each search (``2k`` in all for hybrid)."""

@@ -53,6 +53,7 @@ class KeywordIndex:
         self._terms: list[str] = []
         self._docs: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # chunk id -> (term ids, counts)
         self._compiled: _Compiled | None = None
+        self._last_query: tuple[str, _Compiled, np.ndarray | None] | None = None
 
     def __len__(self) -> int:
         return len(self._docs)
@@ -79,8 +80,7 @@ class KeywordIndex:
     # ----- searching -------------------------------------------------------
     def search(self, query: str, k: int) -> list[tuple[int, float]]:
         """The ``k`` best chunks as (chunk id, normalised score), best first; only chunks that match."""
-        compiled = self._compile()
-        scores = compiled.scores(*self._query_terms(query))
+        compiled, scores = self._all_scores(query)
         if scores is None:
             return []
         matching = np.flatnonzero(scores > 0)
@@ -92,14 +92,23 @@ class KeywordIndex:
     def scores_for(self, query: str, chunk_ids: Iterable[int]) -> np.ndarray:
         """Normalised scores of the given chunks (0 for chunks not in the index)."""
         chunk_ids = np.fromiter((int(i) for i in chunk_ids), dtype=np.int64)
-        compiled = self._compile()
-        scores = compiled.scores(*self._query_terms(query))
+        compiled, scores = self._all_scores(query)
         if scores is None or not len(compiled.chunk_ids):
             return np.zeros(len(chunk_ids))
         rows = np.searchsorted(compiled.chunk_ids, chunk_ids)
         rows = np.minimum(rows, len(compiled.chunk_ids) - 1)
         found = compiled.chunk_ids[rows] == chunk_ids
         return np.where(found, scores[rows], 0.0)
+
+    def _all_scores(self, query: str) -> tuple[_Compiled, np.ndarray | None]:
+        """Every row's score for ``query``; the last query's are kept, because one retrieval asks
+        twice (``search`` for candidates, ``scores_for`` for the union with the dense ones)."""
+        compiled = self._compile()
+        cached = self._last_query  # one read: another thread (UI sessions share the index) may replace it
+        if cached is None or cached[0] != query or cached[1] is not compiled:
+            cached = (query, compiled, compiled.scores(*self._query_terms(query)))
+            self._last_query = cached
+        return compiled, cached[2]
 
     def coverage(self, query: str, chunk_ids: Iterable[int]) -> float:
         """Share of the query's idf weight whose terms occur in at least one of the chunks.

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from retrieval.fusion import minmax
 from retrieval.hits import Hit
 from retrieval.keywords import keyword_tokens
 
@@ -55,11 +56,6 @@ class NoReranker(Reranker):
 
     def rerank(self, query: str, hits: Sequence[Hit]) -> list[Hit]:
         return [replace(hit, rerank_score=hit.first_stage_score) for hit in hits]
-
-
-def _minmax(values: np.ndarray) -> np.ndarray:
-    span = float(values.max() - values.min()) if len(values) else 0.0
-    return (values - values.min()) / span if span > 1e-12 else np.zeros_like(values)
 
 
 @lru_cache(maxsize=4096)
@@ -102,8 +98,8 @@ class LexicalFusionReranker(Reranker):
     def rerank(self, query: str, hits: Sequence[Hit]) -> list[Hit]:
         if not hits:
             return []
-        dense = _minmax(np.array([hit.first_stage_score for hit in hits]))
-        lexical = _minmax(self.bm25_scores(query, hits))
+        dense = minmax(np.array([hit.first_stage_score for hit in hits]))
+        lexical = minmax(self.bm25_scores(query, hits))
         fused = self.dense_weight * dense + (1 - self.dense_weight) * lexical
         rescored = [replace(hit, rerank_score=float(score)) for hit, score in zip(hits, fused)]
         return sorted(rescored, key=lambda hit: (-hit.rerank_score, hit.first_stage_rank))

@@ -259,17 +259,12 @@ class Collection:
         return self._keywords.coverage(query, chunk_ids)
 
     def search(self, query_vector: np.ndarray, k: int) -> list[Hit]:
-        """Exact cosine search; best first."""
-        if not self._chunks or k <= 0:
-            return []
-        query = np.asarray(query_vector, dtype=np.float32).reshape(1, -1)
-        scores, ids = self._index.search(query, min(k, len(self._chunks)))
-        hits = []
-        for rank, (score, chunk_id) in enumerate(zip(scores[0], ids[0]), start=1):
-            if chunk_id < 0:
-                continue
-            hits.append(Hit(chunk=self._chunks[int(chunk_id)], first_stage_score=float(score), first_stage_rank=rank))
-        return hits
+        """Dense search only, as hits; best first (the app's first stage is ``retrieval.fusion``)."""
+        return [
+            Hit(chunk=self._chunks[chunk_id], first_stage_score=score, first_stage_rank=rank,
+                dense_score=score, chunk_id=chunk_id)
+            for rank, (chunk_id, score) in enumerate(self.search_dense(query_vector, k), start=1)
+        ]
 
     # ----- changing (in memory until save) -------------------------------
     def put_file(self, source: str, content_sha256: str, chunks: Sequence[Chunk], vectors: np.ndarray, pages: int) -> None:
