@@ -343,19 +343,18 @@ class Pipeline:
         paths = find_documents(folder)
         options = LoadOptions(passwords=tuple(settings.pdf_passwords), ocr=settings.ocr)
         too_large: list[FileFailure] = []
-        candidates: list[tuple[str, Path, int]] = []  # (source, path, size)
+        by_source: dict[str, Path] = {}  # files within the size limit
         for path in paths:
             source = path.relative_to(folder).as_posix()
             size = path.stat().st_size
             if size > settings.max_file_mb * 1e6:
                 too_large.append(FileFailure(source, f"too large ({size / 1e6:.0f} MB > KB_MAX_FILE_MB={settings.max_file_mb:g})"))
             else:
-                candidates.append((source, path, size))
-        by_source = {source: path for source, path, _ in candidates}
+                by_source[source] = path
         present = {path.relative_to(folder).as_posix() for path in paths}
         with IsolatedLoader(options, settings.file_timeout_seconds) as loader:
             return self._index(
-                sources=[source for source, _, _ in candidates],
+                sources=list(by_source),
                 # The hash is only computed for files indexed before: a new file is read anyway.
                 content_hash=lambda source: file_sha256(by_source[source]),
                 submit=lambda source: loader.submit(by_source[source], source),
@@ -529,6 +528,8 @@ class Pipeline:
             return True
         if answer is None or answer.abstained:
             return bool(answer and answer.abstained)
+        if self.settings.abstain_min_answer_support <= 0:
+            return False  # the check is off: do not tokenise the passages on every answer
         passages = [hit.chunk.text for hit in retrieval.hits[: self.settings.context_chunks]]
         support = answer_support(retrieval.question, answer.text, passages)
         return support.score < self.settings.abstain_min_answer_support
