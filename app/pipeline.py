@@ -41,12 +41,13 @@ from ingest.documents import FileFailure, LoadedFile
 from ingest.isolation import IsolatedLoader, PendingLoad
 from ingest.loaders import SUPPORTED_SUFFIXES, LoadError, LoadOptions
 from llm.answer import Answer, citation_from_source, make_answer
+from llm.grounding import answer_support
 from llm.generator import Generator, LlamaCppGenerator
 from llm.models import resolve_model_path
 from llm.prompt import PromptBuilder, Source, question_language
 from retrieval import keywords
 from retrieval.embedders import Embedder, load_embedder
-from retrieval.evidence import AbstentionPolicy, Evidence, answer_support
+from retrieval.evidence import AbstentionPolicy, Evidence
 from retrieval.followup import Turn, retrieval_query
 from retrieval.fusion import FirstStage
 from retrieval.hits import Hit

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from retrieval.evidence import answer_support  # noqa: E402
+from llm.grounding import answer_support  # noqa: E402
 
 
 def half_of(item_id: str) -> str:

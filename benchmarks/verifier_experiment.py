@@ -1,7 +1,7 @@
 """Can the local model itself verify an answer against a passage? An experiment on ``kb eval-qa`` output.
 
 For every answer in a ``kb eval-qa --json`` file, the default model is shown
-the passage that best supports the answer (``retrieval.evidence.answer_support``'s
+the passage that best supports the answer (``llm.grounding.answer_support``'s
 window, else the first passage), the question and the proposed answer, and asked
 "Does the passage say that this is the answer to the question? yes/no". The
 probability of "yes" against "no" is read from the next-token logits (one
@@ -37,7 +37,7 @@ if str(REPO) not in sys.path:
 
 from app.settings import load_settings  # noqa: E402
 from llm.models import resolve_model_path  # noqa: E402
-from retrieval.evidence import answer_support  # noqa: E402
+from llm.grounding import answer_support  # noqa: E402
 
 SYSTEM = "You check answers against a passage. Reply with yes or no only."
 USER = {

@@ -628,3 +628,43 @@ def _rewrite(sentence: str, before: tuple[int, ...], after: tuple[int, ...]) -> 
         separator = "" if body and _CJK.match(body[-1]) else " "
         rewritten = body + separator + markers + rewritten[cut:]
     return rewritten
+
+
+# ----- the answer as a whole: does it stand next to the question's words? -----------------------
+# Used by abstention (``retrieval.evidence`` explains why "next to" matters). Passage sentences are cut
+# at plain terminators here, not with ``split_sentences``: the thresholds in docs/benchmarks.md were
+# measured with this cut.
+_PASSAGE_SENTENCE_END = re.compile(r"(?<=[.!?;。！？；\n])\s*")
+
+
+@dataclass(frozen=True)
+class AnswerSupport:
+    """The best window of two neighbouring passage sentences for an answer."""
+
+    answer_share: float  # share of the answer's own keywords found in the window
+    question_share: float  # share of the question's keywords found in the same window
+    answer_terms: int  # how many keywords the answer adds to the question (0: nothing to check)
+
+    @property
+    def score(self) -> float:
+        return self.answer_share * self.question_share
+
+
+def answer_support(question: str, answer: str, passages: Sequence[str]) -> AnswerSupport:
+    question_terms = set(keyword_tokens(question))
+    answer_terms = set(keyword_tokens(MARKER.sub(" ", answer))) - question_terms
+    if not answer_terms:
+        return AnswerSupport(0.0, 0.0, 0)
+    best = AnswerSupport(0.0, 0.0, len(answer_terms))
+    for passage in passages:
+        sentences = [set(keyword_tokens(s)) for s in _PASSAGE_SENTENCE_END.split(passage) if s.strip()]
+        for i in range(len(sentences)):
+            window = sentences[i] | (sentences[i + 1] if i + 1 < len(sentences) else set())
+            candidate = AnswerSupport(
+                len(answer_terms & window) / len(answer_terms),
+                len(question_terms & window) / len(question_terms) if question_terms else 0.0,
+                len(answer_terms),
+            )
+            if candidate.score > best.score:
+                best = candidate
+    return best

@@ -16,8 +16,8 @@ evidence it can measure:
 ``AbstentionPolicy`` turns these into a yes/no with thresholds calibrated on
 RGB and DomainRAG (``kb eval-qa``; figures in docs/benchmarks.md).
 
-After generation, ``answer_support`` checks the answer against the passages
-the way a reader would: the new information in the answer (its words that are
+After generation, ``llm.grounding.answer_support`` checks the answer against
+the passages the way a reader would: the new information in the answer (its words that are
 not the question's) must stand in a passage *next to* the question's words,
 within two neighbouring sentences. Distractor passages are usually on the
 question's topic and hold plausible names and numbers, so "the answer's words
@@ -32,14 +32,7 @@ Deliberately not here: per-sentence citation checking for the UI
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
 from dataclasses import dataclass
-
-from retrieval.keywords import keyword_tokens
-
-_MARKER = re.compile(r"\[\d+(?:\]\s*\[\d+)*\]|\[\d+(?:\s*[,，]\s*\d+)*\]")
-_SENTENCE = re.compile(r"(?<=[.!?;。！？；\n])\s*")
 
 
 @dataclass(frozen=True)
@@ -58,36 +51,3 @@ class AbstentionPolicy:
 
     def supports(self, evidence: Evidence) -> bool:
         return evidence.coverage >= self.min_coverage and evidence.best_dense >= self.min_dense
-
-
-@dataclass(frozen=True)
-class AnswerSupport:
-    """The best window of two neighbouring passage sentences for an answer."""
-
-    answer_share: float  # share of the answer's own keywords found in the window
-    question_share: float  # share of the question's keywords found in the same window
-    answer_terms: int  # how many keywords the answer adds to the question (0: nothing to check)
-
-    @property
-    def score(self) -> float:
-        return self.answer_share * self.question_share
-
-
-def answer_support(question: str, answer: str, passages: Sequence[str]) -> AnswerSupport:
-    question_terms = set(keyword_tokens(question))
-    answer_terms = set(keyword_tokens(_MARKER.sub(" ", answer))) - question_terms
-    if not answer_terms:
-        return AnswerSupport(0.0, 0.0, 0)
-    best = AnswerSupport(0.0, 0.0, len(answer_terms))
-    for passage in passages:
-        sentences = [set(keyword_tokens(s)) for s in _SENTENCE.split(passage) if s.strip()]
-        for i in range(len(sentences)):
-            window = sentences[i] | (sentences[i + 1] if i + 1 < len(sentences) else set())
-            candidate = AnswerSupport(
-                len(answer_terms & window) / len(answer_terms),
-                len(question_terms & window) / len(question_terms) if question_terms else 0.0,
-                len(answer_terms),
-            )
-            if candidate.score > best.score:
-                best = candidate
-    return best

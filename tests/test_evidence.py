@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from retrieval.evidence import AbstentionPolicy, Evidence, answer_support
+from llm.grounding import answer_support
+from retrieval.evidence import AbstentionPolicy, Evidence
 from retrieval.keyword_index import KeywordIndex
 
 QUESTION = "Super Bowl 2021 location"
