@@ -22,6 +22,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from app import qa_evaluation
 from app.evaluation import EvalConfig, EvalReport, machine_description, select_queries
 from app.evaluation import evaluate as run_evaluation
 from app.pipeline import Pipeline
@@ -32,6 +33,7 @@ from llm.models import BUILTIN_MODELS, ModelError, resolve_model_path
 from retrieval.embedders import EmbedderError
 from retrieval.followup import Turn
 from ingest.beir import BeirFormatError, read_beir
+from ingest.qa_sets import QASetError, read_qa_set
 from retrieval.rerank import LEXICAL_FUSION, NO_RERANK, RerankerError, load_reranker
 from retrieval.store import Collection, StoreError, WriteLock
 
@@ -261,9 +263,6 @@ def evaluate_qa(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Answer quality on QA sets: accuracy with and without abstention, rejection rate, citation support."""
-    from app import qa_evaluation
-    from ingest.qa_sets import QASetError, read_qa_set
-
     try:
         sets = [read_qa_set(path) for path in qa_files]
     except QASetError as exc:
