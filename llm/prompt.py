@@ -18,6 +18,15 @@ model's own tokenizer (a character estimate is off by 2-3x between Chinese and
 English). A source that only partly fits is cut at a sentence or word boundary
 when at least ``min_partial_tokens`` remain, otherwise dropped.
 
+Passage trimming (``source_tokens``): prompt processing dominates the time to
+first token on a CPU, so every source after the first ``whole_sources`` is cut
+down to its sentences that share the most keywords with the question (stemmed
+English, jieba Chinese: ``retrieval.keywords``), kept in their original order
+with "…" where sentences were left out, within ``source_tokens`` tokens. A source
+with no keyword in common keeps its opening sentences. The best-ranked sources
+stay whole: they hold the answer most often and their context helps the model.
+The model, the citation check and the UI all see the same excerpt.
+
 Conversation history: the last ``history_turns`` exchanges go in as earlier
 user/assistant messages (questions and answers only, not their sources), so
 the model can resolve "its" in a follow-up; they are dropped oldest first when
@@ -41,7 +50,7 @@ from dataclasses import dataclass
 from llm.generator import ChatMessage
 from retrieval.followup import Turn
 from retrieval.hits import Hit
-from retrieval.keywords import text_language
+from retrieval.keywords import keyword_tokens, text_language
 
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered sources the user gives you.\n"
@@ -99,12 +108,16 @@ class PromptBuilder:
         answer_tokens: int,
         min_partial_tokens: int = 64,
         template_overhead_tokens: int = 32,  # chat-template markers around each message
+        source_tokens: int | None = None,  # trim sources after the first ``whole_sources`` to this; None = whole
+        whole_sources: int = 1,
     ) -> None:
         self._count = count_tokens
         self._context_window = context_window
         self._answer_tokens = answer_tokens
         self._min_partial = min_partial_tokens
         self._overhead = template_overhead_tokens
+        self._source_tokens = source_tokens
+        self._whole_sources = whole_sources
 
     def build(self, question: str, hits: Sequence[Hit], history: Sequence[Turn] = (), history_turns: int = 2) -> Prompt:
         question_part = f"\n{CLOSING[question_language(question)].format(question=question)}"
@@ -128,11 +141,15 @@ class PromptBuilder:
         sources: list[Source] = []
         blocks: list[str] = []
         used = 0
+        # Single Chinese characters (的, 是, 在 ...) are mostly function words: they would make every sentence match.
+        question_terms = {t for t in keyword_tokens(question) if not (len(t) == 1 and text_language(t) == "zh")}
         for hit in hits:
             number = len(sources) + 1
             header = f"[{number}] {hit.chunk.location}\n"
-            block_cost = self._count(header + hit.chunk.text + "\n\n")
             text = hit.chunk.text
+            if self._source_tokens and number > self._whole_sources:
+                text = self.excerpt(text, question_terms, self._source_tokens)
+            block_cost = self._count(header + text + "\n\n")
             if used + block_cost > budget:
                 room = budget - used - self._count(header) - 2
                 if room < self._min_partial:
@@ -147,6 +164,41 @@ class PromptBuilder:
         user = "Sources:\n" + "\n\n".join(blocks) + "\n" + question_part
         messages = (ChatMessage("system", SYSTEM_PROMPT), *earlier, ChatMessage("user", user))
         return Prompt(messages=messages, sources=tuple(sources), prompt_tokens=fixed + used)
+
+    def excerpt(self, text: str, question_terms: set[str], max_tokens: int) -> str:
+        """The sentences of ``text`` sharing most keywords with the question, within ``max_tokens``.
+
+        Example: for "What colour are bananas?" (terms ``{"colour", "banana"}``) and a 10-token budget,
+        "Apples are red. Pears grow on trees. Bananas are yellow." becomes "… Bananas are yellow."
+        """
+        if self._count(text) <= max_tokens:
+            return text
+        cuts = [0, *(m.start() for m in _SENTENCE_END.finditer(text) if 0 < m.start() < len(text)), len(text)]
+        sentences = [(start, end) for start, end in zip(cuts, cuts[1:]) if text[start:end].strip()]
+        overlap = [len(question_terms.intersection(keyword_tokens(text[a:b]))) for a, b in sentences]
+        if not any(overlap):
+            return self._shorten(text, max_tokens)
+        chosen: list[int] = []
+        used = 0
+        for index in sorted(range(len(sentences)), key=lambda i: (-overlap[i], i)):  # most shared keywords first
+            if not overlap[index]:
+                break
+            cost = self._count(text[slice(*sentences[index])].strip()) + 1  # + the joining space or "…"
+            if used + cost <= max_tokens:
+                chosen.append(index)
+                used += cost
+        if not chosen:  # even the best sentence is longer than the budget: cut it
+            best = sentences[max(range(len(sentences)), key=lambda i: (overlap[i], -i))]
+            return self._shorten(text[slice(*best)].strip(), max_tokens)
+        pieces, previous = [], -1
+        for index in sorted(chosen):
+            if index != previous + 1:
+                pieces.append("…")
+            pieces.append(text[slice(*sentences[index])].strip())
+            previous = index
+        if previous != len(sentences) - 1:
+            pieces.append("…")
+        return " ".join(pieces)
 
     def _shorten(self, text: str, max_tokens: int) -> str:
         """Longest prefix within ``max_tokens`` ending at a sentence end, or else at a word end.

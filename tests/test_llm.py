@@ -88,6 +88,26 @@ def test_prompt_numbers_sources_and_fits_the_context_window(generator):
     assert total + 256 <= 1024
 
 
+def test_sources_after_the_first_are_trimmed_to_the_sentences_that_match_the_question(generator):
+    filler = "The museum shop sells postcards and umbrellas. Opening hours vary in winter. "
+    second = filler * 6 + "Tickets for the tower cost 12 euros for adults. " + filler * 6
+    chinese = "博物馆的商店出售明信片。" * 8 + "塔楼门票成人十二欧元。" + "冬季开放时间会有变化。" * 8
+    hits = [hit("The tower is 300 metres tall. " * 8, "a.md", rank=1), hit(second, "b.md", rank=2),
+            hit(chinese, "c.md", rank=3)]
+    builder = PromptBuilder(generator.count_tokens, 4096, 256, source_tokens=40, whole_sources=1)
+    prompt = builder.build("How much do tower tickets cost?", hits)
+    first, trimmed, other = (source.text for source in prompt.sources)
+    assert first == hits[0].chunk.text  # the best-ranked source stays whole
+    assert "Tickets for the tower cost 12 euros for adults." in trimmed
+    assert trimmed.startswith("…") and trimmed.endswith("…") and generator.count_tokens(trimmed) <= 40 + 4
+    assert generator.count_tokens(other) <= 44  # no shared keyword: cut to its opening within the budget
+
+    zh = builder.build("塔楼门票多少钱？", hits).sources[2].text
+    assert "塔楼门票成人十二欧元。" in zh and len(zh) < len(chinese)
+    whole = PromptBuilder(generator.count_tokens, 4096, 256).build("How much do tower tickets cost?", hits)
+    assert whole.prompt_tokens > prompt.prompt_tokens + 150  # what trimming saves in prompt processing
+
+
 def test_question_language():
     assert question_language("索引文件使用 pickle 格式吗？") == "zh"
     assert question_language("Which port does the UI use?") == "en"
