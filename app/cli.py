@@ -182,6 +182,8 @@ def search(
         scores = [f"score {hit.score:.3f}"]
         if hit.dense_score is not None:
             scores.append(f"dense {hit.dense_score:.3f}")
+        if hit.second_score is not None:
+            scores.append(f"second {hit.second_score:.3f}")
         if hit.keyword_score is not None:
             scores.append(f"keyword {hit.keyword_score:.3f}")
         typer.echo(f"{rank}. {hit.chunk.location}  ({', '.join(scores)})\n   {snippet}")
@@ -194,7 +196,7 @@ def evaluate(
     qrels: Annotated[str, typer.Option("--qrels", help="Which qrels file: test, train, ...")] = "test",
     half: Annotated[str, typer.Option("--half", help="all, or tune/report: a fixed half of the queries, split by document.")] = "all",
     sample: Annotated[Optional[int], typer.Option("--sample", help="At most this many queries per set (fixed seed).")] = None,
-    configs: Annotated[str, typer.Option("--configs", help="Comma-separated: keyword, dense, hybrid, rrf, hybrid+rerank.")] = "keyword,dense,hybrid,hybrid+rerank",
+    configs: Annotated[str, typer.Option("--configs", help="Comma-separated: keyword, dense, hybrid, hybrid-2way (no second embedder), rrf, hybrid+rerank.")] = "keyword,dense,hybrid-2way,hybrid,hybrid+rerank",
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the results to this JSON file.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -217,6 +219,12 @@ def evaluate(
         "keyword": lambda: EvalConfig("keyword", replace_config(hybrid, mode="keyword")),
         "dense": lambda: EvalConfig("dense", replace_config(hybrid, mode="dense")),
         "hybrid": lambda: EvalConfig("hybrid", replace_config(hybrid, mode="hybrid")),
+        # Without the second embedder: its weight goes back to the main one (what hybrid does when it is off).
+        "hybrid-2way": lambda: EvalConfig("hybrid-2way", replace_config(
+            hybrid, mode="hybrid", second_weight_en=0.0, second_weight_zh=0.0,
+            dense_weight_en=hybrid.dense_weight_en + hybrid.second_weight_en,
+            dense_weight_zh=hybrid.dense_weight_zh + hybrid.second_weight_zh,
+        )),
         "rrf": lambda: EvalConfig("rrf", replace_config(hybrid, mode="hybrid", method="rrf")),
         "hybrid+rerank": lambda: EvalConfig(
             f"hybrid+{reranker_spec}", replace_config(hybrid, mode="hybrid"),

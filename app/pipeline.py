@@ -16,6 +16,12 @@ interrupted ingest keeps what it finished and the next run picks up the rest.
 Files are read in a worker process (``ingest.isolation``) with a time limit
 each, one file ahead of the embedder.
 
+A second embedder (``second_embedder`` setting, all-MiniLM-L6-v2 by default)
+embeds every chunk too; its cosines join the first stage for English questions
+(``retrieval.fusion``). Chunks without a second vector (a collection built
+before it, or with another second model) get one at the end of the next
+ingest, without re-reading or re-embedding their files.
+
 Deliberately not here: storing conversations (the UI keeps each browser
 session's turns and passes them in), the calibration of abstention thresholds
 (``kb eval-qa``).
@@ -221,9 +227,11 @@ class Pipeline:
         embedder: Embedder,
         reranker: Reranker,
         generator_factory: Callable[[], Generator],
+        second_embedder: Embedder | None = None,
     ) -> None:
         self.settings = settings
         self.embedder = embedder
+        self.second_embedder = second_embedder  # its cosines join the first stage (retrieval.fusion)
         self.reranker = reranker
         self._generator_factory = generator_factory
         self._generator: Generator | None = None
@@ -251,6 +259,7 @@ class Pipeline:
             embedder=load_embedder(settings.embedding_model),
             reranker=load_reranker(settings.reranker, dense_weight=settings.rerank_dense_weight),
             generator_factory=make_generator,
+            second_embedder=None if settings.second_embedder.lower() == "none" else load_embedder(settings.second_embedder),
         )
 
     def with_settings(self, **changes: object) -> Pipeline:
@@ -260,7 +269,7 @@ class Pipeline:
         reranker and generator are reused as they are.
         """
         settings = type(self.settings).model_validate({**self.settings.model_dump(), **changes})  # validated
-        return Pipeline(settings, self.embedder, self.reranker, lambda: self.generator)
+        return Pipeline(settings, self.embedder, self.reranker, lambda: self.generator, self.second_embedder)
 
     @property
     def generator(self) -> Generator:
@@ -275,12 +284,18 @@ class Pipeline:
         return self._generator.info if self._generator is not None else None
 
     # ----- collection ------------------------------------------------------
+    def _open_collection(self, folder: Path, *, create: bool = False) -> Collection:
+        return Collection.open(
+            folder, self.embedder.identity, create=create, exact_up_to=self.settings.exact_search_up_to,
+            second_identity=self.second_embedder.identity if self.second_embedder else None,
+        )
+
     def collection(self) -> Collection:
         """The live collection, reloaded when an ingest has saved a newer generation."""
         folder = self.settings.collection_dir
         live = Collection.current_generation(folder)
         if self._collection is None or self._collection.generation != live:
-            self._collection = Collection.open(folder, self.embedder.identity, exact_up_to=self.settings.exact_search_up_to)
+            self._collection = self._open_collection(folder)
         return self._collection
 
     def status(self) -> CollectionStatus:
@@ -297,7 +312,7 @@ class Pipeline:
         """Drop documents from the index (the files themselves are not touched)."""
         folder = self.settings.collection_dir
         with WriteLock(folder):
-            collection = Collection.open(folder, self.embedder.identity, exact_up_to=self.settings.exact_search_up_to)
+            collection = self._open_collection(folder)
             removed = [source for source in sources if collection.remove_file(source)]
             if removed:
                 collection.save()
@@ -406,7 +421,7 @@ class Pipeline:
         embed_seconds = 0.0
         interrupted = False
         with WriteLock(target):
-            collection = Collection.open(target, self.embedder.identity, create=True, exact_up_to=self.settings.exact_search_up_to)
+            collection = self._open_collection(target, create=True)
             indexed = collection.files
             dirty = False
             last_save = time.monotonic()
@@ -449,9 +464,11 @@ class Pipeline:
                         continue
                     warnings.extend(FileFailure(job.source, warning) for warning in loaded.warnings)
                     embed_started = time.perf_counter()
-                    vectors = self._embed([c.embedding_text for c in chunks])
+                    texts = [c.embedding_text for c in chunks]
+                    vectors = self._embed(self.embedder, texts)
+                    second = self._embed(self.second_embedder, texts) if self.second_embedder else None
                     embed_seconds += time.perf_counter() - embed_started
-                    collection.put_file(job.source, loaded.content_sha256, chunks, vectors, len(loaded.pages))
+                    collection.put_file(job.source, loaded.content_sha256, chunks, vectors, len(loaded.pages), second)
                     (updated if was_indexed[job.source] else added).append(job.source)
                     chunks_embedded += len(chunks)
                     pages_read += len(loaded.pages)
@@ -462,6 +479,12 @@ class Pipeline:
                         collection.save()  # an interruption from here on keeps this work
                         dirty, last_save = False, time.monotonic()
                 bar.close()
+                missing_second = collection.missing_second_vectors() if self.second_embedder else []
+                if missing_second:
+                    dirty = True  # an interruption while they are computed keeps the ones done
+                    embed_started = time.perf_counter()
+                    self._add_second_vectors(collection, missing_second, progress)
+                    embed_seconds += time.perf_counter() - embed_started
                 if present is not None:
                     for source in sorted(set(indexed) - present):
                         collection.remove_file(source)
@@ -480,17 +503,37 @@ class Pipeline:
             embed_seconds=embed_seconds, interrupted=interrupted, collection_chunks=collection.chunk_count,
         )
 
-    def _embed(self, texts: list[str]):
+    def _embed(self, embedder: Embedder, texts: list[str]):
         import numpy as np
 
         size = self.settings.embed_batch_size
-        batches = [self.embedder.embed_passages(texts[i : i + size]) for i in range(0, len(texts), size)]
-        return np.concatenate(batches) if batches else np.zeros((0, self.embedder.identity.dim), np.float32)
+        batches = [embedder.embed_passages(texts[i : i + size]) for i in range(0, len(texts), size)]
+        return np.concatenate(batches) if batches else np.zeros((0, embedder.identity.dim), np.float32)
+
+    def _add_second_vectors(self, collection: Collection, missing: list[int], progress: bool | None) -> None:
+        """Give these chunks a second-embedder vector (a collection from before it, or from another model).
+
+        Runs after the files, so an interrupted ingest keeps those; the chunks done here are kept too
+        (the caller saves on interruption), and the next ingest finishes the rest.
+        """
+        assert self.second_embedder is not None
+        size = self.settings.embed_batch_size * 4
+        bar = tqdm(total=len(missing), desc=f"second embedder ({self.second_embedder.identity.name})", unit="chunk",
+                   disable=None if progress is None else not progress)
+        try:
+            for start in range(0, len(missing), size):
+                ids = missing[start : start + size]
+                texts = [collection.chunk(chunk_id).embedding_text for chunk_id in ids]
+                collection.put_second_vectors(ids, self._embed(self.second_embedder, texts))
+                bar.update(len(ids))
+        finally:
+            bar.close()
 
     # ----- ask ----------------------------------------------------------------
     def first_stage(self) -> FirstStage:
         settings = self.settings
         return FirstStage(settings.first_stage, settings.fusion, settings.dense_weight_en, settings.dense_weight_zh,
+                          second_weight_en=settings.second_weight_en, second_weight_zh=settings.second_weight_zh,
                           feedback_weight=settings.dense_feedback)
 
     def retrieve(
@@ -507,8 +550,12 @@ class Pipeline:
         reranker = reranker or self.reranker
         t0 = time.perf_counter()
         query_vector = self.embedder.embed_query(question) if first_stage.mode != "keyword" else None
+        second_vector = None
+        if self.second_embedder and first_stage.second_weight(question) > 0 and collection.has_second_vectors:
+            second_vector = self.second_embedder.embed_query(question)
         t1 = time.perf_counter()
-        candidates = first_stage.search(collection, question, query_vector, k or self.settings.first_stage_k)
+        candidates = first_stage.search(collection, question, query_vector, k or self.settings.first_stage_k,
+                                        second_vector=second_vector)
         t2 = time.perf_counter()
         reranked = reranker.rerank(question, candidates)
         t3 = time.perf_counter()
@@ -577,7 +624,10 @@ class Pipeline:
 
         generator = self.generator
         t_prompt = time.perf_counter()
-        builder = PromptBuilder(generator.count_tokens, generator.info.context_window, self.settings.max_answer_tokens)
+        builder = PromptBuilder(
+            generator.count_tokens, generator.info.context_window, self.settings.max_answer_tokens,
+            source_tokens=self.settings.source_tokens or None, whole_sources=self.settings.whole_sources,
+        )
         prompt = builder.build(question, closest, history)
         prompt_ms = (time.perf_counter() - t_prompt) * 1e3
 

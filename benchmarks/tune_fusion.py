@@ -12,6 +12,11 @@ queries -> ``dense_weight_en``, Chinese -> ``dense_weight_zh``). Query vectors
 are computed once; each grid point runs the real ``retrieval.fusion.FirstStage``
 over the real collection.
 
+``--second``: grid over the main and second embedder's weights together
+(English queries only: the second embedder, all-MiniLM-L6-v2, cannot read
+Chinese); needs a collection whose chunks all have second vectors (any
+``kb eval`` run with the default settings computes them).
+
 Example::
 
     KB_HOME=/work/evalkb .venv/bin/python benchmarks/tune_fusion.py \\
@@ -51,6 +56,7 @@ def main() -> None:
     parser.add_argument("--cmrc-sample", type=int, default=600)
     parser.add_argument("--k", type=int, default=40)
     parser.add_argument("--feedback", action="store_true", help="grid over pseudo-relevance feedback weights instead")
+    parser.add_argument("--second", action="store_true", help="grid over the main and second embedders' weights instead")
     args = parser.parse_args()
 
     pipeline = Pipeline.from_settings(load_settings(collection=args.collection))
@@ -59,7 +65,15 @@ def main() -> None:
         "scifact-train": select_queries(read_beir(args.scifact, qrels_split="train")),
         "cmrc-tune": select_queries(read_beir(args.cmrc), half="tune", sample=args.cmrc_sample),
     }
+    if args.second:
+        if not (pipeline.second_embedder and collection.has_second_vectors):
+            parser.error("--second needs a second embedder and a collection with its vectors (run kb eval first)")
+        sets.pop("cmrc-tune")
     vectors = {name: [pipeline.embedder.embed_query(q.text) for q in queries] for name, queries in sets.items()}
+    second_vectors = {
+        name: [pipeline.second_embedder.embed_query(q.text) if args.second else None for q in queries]
+        for name, queries in sets.items()
+    }
     print(f"# {platform.node()} {os.cpu_count()} cpus; {collection.chunk_count} chunks; "
           f"queries: {', '.join(f'{n} {len(q)}' for n, q in sets.items())}", flush=True)
 
@@ -70,7 +84,13 @@ def main() -> None:
             for weight in (0.2, 0.3, 0.4):
                 grid.append((f"absolute+feedback{beta}", weight,
                              FirstStage(dense_weight_en=weight, dense_weight_zh=weight, feedback_weight=beta)))
-    for scale in (() if args.feedback else ("absolute", "minmax")):
+    if args.second:
+        grid = []
+        for dense_tenths in range(0, 9):
+            for second_tenths in range(0, 9 - dense_tenths):
+                weight, second = dense_tenths / 20, second_tenths / 20
+                grid.append((f"second {second}", weight, FirstStage(dense_weight_en=weight, second_weight_en=second)))
+    for scale in (() if args.feedback or args.second else ("absolute", "minmax")):
         for tenth in range(0, 11):
             weight = tenth / 10
             grid.append((scale, weight, FirstStage(dense_weight_en=weight, dense_weight_zh=weight, keyword_scale=scale)))
@@ -79,8 +99,8 @@ def main() -> None:
         row = {"scale": scale, "dense_weight": weight}
         for name, queries in sets.items():
             ndcg, recall = [], []
-            for query, vector in zip(queries, vectors[name]):
-                ranking = ranked_documents(stage.search(collection, query.text, vector, args.k))
+            for query, vector, second_vector in zip(queries, vectors[name], second_vectors[name]):
+                ranking = ranked_documents(stage.search(collection, query.text, vector, args.k, second_vector=second_vector))
                 ndcg.append(ndcg_at_10(ranking, query.relevant))
                 recall.append(recall_at(ranking, query.relevant, 20))
             row[name] = {"nDCG@10": round(statistics.fmean(ndcg), 4), "R@20": round(statistics.fmean(recall), 4)}

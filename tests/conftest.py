@@ -16,7 +16,7 @@ from app.pipeline import Pipeline
 from app.settings import Settings, load_settings
 from llm.generator import LlamaCppGenerator
 from llm.models import DEFAULT_MODEL, resolve_model_path
-from retrieval.embedders import E5_NAME, load_embedder
+from retrieval.embedders import E5_NAME, MINILM_NAME, load_embedder
 from retrieval.rerank import load_reranker
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,6 +28,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 @pytest.fixture(scope="session")
 def e5():
     return load_embedder(E5_NAME)
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    return load_embedder(MINILM_NAME)
 
 
 @pytest.fixture(scope="session")
@@ -58,17 +63,21 @@ def make_settings(tmp_path, model_cache):
 
 
 @pytest.fixture
-def make_pipeline(make_settings, e5, generator):
+def make_pipeline(make_settings, e5, minilm, generator):
     """A pipeline with the session's real models (loading them per test would cost minutes)."""
 
     def make(**overrides) -> Pipeline:
         settings = make_settings(**overrides)
         embedder = e5 if settings.embedding_model == E5_NAME else load_embedder(settings.embedding_model)
+        second = {"none": None, MINILM_NAME: minilm}.get(settings.second_embedder.lower(), None)
+        if second is None and settings.second_embedder.lower() not in ("none", MINILM_NAME):
+            second = load_embedder(settings.second_embedder)
         return Pipeline(
             settings,
             embedder=embedder,
             reranker=load_reranker(settings.reranker, settings.rerank_dense_weight),
             generator_factory=lambda: generator,
+            second_embedder=second,
         )
 
     return make

@@ -73,7 +73,7 @@ def test_kb_eval_builds_then_reuses_a_collection_and_reports_every_configuration
     assert "added 6" in done.stderr
     report = json.loads(out.read_text())
     configs = {r["config"]: r for r in report["results"]}
-    assert set(configs) == {"keyword", "dense", "hybrid", "hybrid+lexical-fusion"}
+    assert set(configs) == {"keyword", "dense", "hybrid-2way", "hybrid", "hybrid+lexical-fusion"}
     for result in configs.values():
         assert result["queries"] == 4
         assert result["recall"]["100"] == 1.0  # six documents: every one is retrieved

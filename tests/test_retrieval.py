@@ -171,6 +171,44 @@ def test_keyword_index_follows_incremental_ingest(make_pipeline, corpus):
     assert all(h.chunk.source != "errors.md" for h in pipeline.retrieve("E4711").hits)
 
 
+# ----- second embedder ------------------------------------------------------------
+def test_second_embedder_scores_english_questions_and_stays_out_of_chinese_ones(indexed):
+    assert indexed.collection().has_second_vectors  # computed at ingest, one per chunk
+    english = indexed.retrieve("How much sun do tomato plants need?").hits
+    assert english[0].chunk.source == "garden.md"
+    english_passages = [h for h in english if h.chunk.text.isascii()]
+    assert all(h.second_score is not None for h in english_passages)
+    assert english[0].second_score == max(h.second_score for h in english_passages)  # MiniLM agrees
+    assert all(h.second_score is None for h in english if not h.chunk.text.isascii())  # it cannot read Chinese
+    chinese = indexed.retrieve("大熊猫每天吃多少竹子？").hits
+    assert chinese[0].chunk.source == "熊猫.md"
+    assert all(h.second_score is None for h in chinese)  # weight 0 for Chinese: the question is not even embedded
+
+
+def test_collection_without_second_vectors_still_answers_and_next_ingest_adds_them(make_pipeline, corpus):
+    before = make_pipeline(second_embedder="none")
+    before.ingest(corpus, progress=False)
+    after = make_pipeline()  # the default, with the second embedder, on the same collection
+    assert not after.collection().has_second_vectors
+    hits = after.retrieve("What tyre pressure for a road bike?").hits
+    assert hits[0].chunk.source == "bikes.md" and hits[0].second_score is None  # two-way fusion meanwhile
+    report = after.ingest(corpus, progress=False)
+    assert len(report.unchanged) == len(CORPUS) and not report.added  # no file was read or embedded again
+    assert after.collection().has_second_vectors
+    hits = after.retrieve("What tyre pressure for a road bike?").hits
+    assert hits[0].chunk.source == "bikes.md" and hits[0].second_score is not None
+    # Removing a document removes its second vectors too: the rest stay complete.
+    after.remove_documents(["bikes.md"])
+    assert after.collection().has_second_vectors and after.collection().chunk_count == len(CORPUS) - 1
+
+
+def test_weights_that_leave_nothing_for_keywords_are_refused(make_settings):
+    from app.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="KB_DENSE_WEIGHT_EN"):
+        make_settings(dense_weight_en=0.7, second_weight_en=0.5)
+
+
 # ----- follow-up questions ------------------------------------------------------
 def test_follow_up_is_searched_with_the_question_it_follows(indexed):
     from retrieval.followup import Turn, retrieval_query

@@ -139,3 +139,35 @@ def test_large_collection_switches_to_ivf_and_back_keeping_every_chunk(tmp_path)
     reopened.save()
     assert reopened.index_kind == "exact"  # below half the threshold again
     assert Collection.open(tmp_path, IDENTITY, exact_up_to=300).chunk_count == 5
+
+
+SECOND = EmbedderIdentity(name="second-embedder", dim=8, fingerprint="s1")
+
+
+def test_second_vectors_round_trip_and_are_dropped_for_another_second_model(tmp_path):
+    collection = Collection.open(tmp_path, IDENTITY, create=True, second_identity=SECOND)
+    second_a = unit_vectors(3, 7)
+    collection.put_file("a.md", "sha-a", chunks_for("a.md", 3), unit_vectors(3, 1), 1, second_vectors=second_a)
+    collection.put_file("b.md", "sha-b", chunks_for("b.md", 2), unit_vectors(2, 2), 1)  # none for b yet
+    assert not collection.has_second_vectors
+    missing = collection.missing_second_vectors()
+    assert [collection.chunk(i).source for i in missing] == ["b.md", "b.md"]
+    collection.put_second_vectors(missing, unit_vectors(2, 8))
+    assert collection.has_second_vectors and collection.missing_second_vectors() == []
+    collection.save()
+
+    reopened = Collection.open(tmp_path, IDENTITY, second_identity=SECOND)
+    assert reopened.has_second_vectors
+    a_ids = list(reopened.files["a.md"].chunk_ids)
+    assert reopened.second_scores(second_a[1], a_ids)[1] == pytest.approx(1.0, abs=1e-5)
+    reopened.remove_file("a.md")
+    assert reopened.has_second_vectors  # b's stay, a's went with a
+
+    other = EmbedderIdentity(name="another-second", dim=8, fingerprint="x")
+    switched = Collection.open(tmp_path, IDENTITY, second_identity=other)  # not an error: recomputed at ingest
+    assert switched.chunk_count == 5 and not switched.has_second_vectors
+    assert len(switched.missing_second_vectors()) == 5
+    without = Collection.open(tmp_path, IDENTITY)
+    assert without.missing_second_vectors() == [] and not without.has_second_vectors
+    with pytest.raises(ValueError, match="without a second embedder"):
+        without.second_scores(second_a[0], a_ids)
