@@ -310,7 +310,11 @@ def status(collection: CollectionOption = None) -> None:
     if not state.exists:
         typer.echo(f"{state.name}: empty; run `kb ingest <folder>`")
         return
-    typer.echo(f"{state.name}: {len(state.files)} documents, {state.chunks} chunks, embedder {state.embedder}")
+    second = f", second embedder {state.second_embedder}" if state.second_embedder else ""
+    typer.echo(f"{state.name}: {len(state.files)} documents, {state.chunks} chunks, embedder {state.embedder}{second}")
+    if state.second_vectors_missing:
+        typer.echo(f"  {state.second_vectors_missing} chunks have no {state.second_embedder} vector yet: "
+                   "English questions use e5 and keywords only until `kb ingest` adds them")
     for source in state.files:
         typer.echo(f"  {source}")
 

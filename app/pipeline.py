@@ -139,6 +139,8 @@ class CollectionStatus:
     files: tuple[str, ...]
     chunks: int
     embedder: str
+    second_embedder: str | None = None
+    second_vectors_missing: int = 0  # chunks the next ingest still has to give a second vector
 
 
 @dataclass
@@ -306,6 +308,8 @@ class Pipeline:
         return CollectionStatus(
             self.settings.collection, True, tuple(sorted(collection.files)), collection.chunk_count,
             self.embedder.identity.name,
+            self.second_embedder.identity.name if self.second_embedder else None,
+            len(collection.missing_second_vectors()),
         )
 
     def remove_documents(self, sources: list[str]) -> list[str]:

@@ -36,7 +36,8 @@ never searched, only read back for candidates, so it is always an exact
 IndexIDMap2. Its identity is in the manifest too; vectors from another second
 model are dropped on load, and until every chunk has one again
 (``missing_second_vectors``, filled by the next ingest) the first stage leaves
-the second scores out rather than mix models.
+the second scores out rather than mix models. Opened without a second
+embedder, a collection ignores the file, and its next save leaves it out.
 
 Index type by size: exact inner-product search (IndexIDMap2 over IndexFlatIP)
 up to ``exact_up_to`` chunks; above, an inverted-file index (IndexIVFFlat,

@@ -190,11 +190,12 @@ def test_collection_without_second_vectors_still_answers_and_next_ingest_adds_th
     before.ingest(corpus, progress=False)
     after = make_pipeline()  # the default, with the second embedder, on the same collection
     assert not after.collection().has_second_vectors
+    assert after.status().second_vectors_missing == after.status().chunks > 0
     hits = after.retrieve("What tyre pressure for a road bike?").hits
     assert hits[0].chunk.source == "bikes.md" and hits[0].second_score is None  # two-way fusion meanwhile
     report = after.ingest(corpus, progress=False)
     assert len(report.unchanged) == len(CORPUS) and not report.added  # no file was read or embedded again
-    assert after.collection().has_second_vectors
+    assert after.collection().has_second_vectors and after.status().second_vectors_missing == 0
     hits = after.retrieve("What tyre pressure for a road bike?").hits
     assert hits[0].chunk.source == "bikes.md" and hits[0].second_score is not None
     # Removing a document removes its second vectors too: the rest stay complete.
