@@ -18,7 +18,9 @@ almost any sentence on the topic occur somewhere). Three measurable checks:
   segmentation of the same phrase still matches. This share is the ``score``.
 - numbers: every number written with digits in the sentence (``8501``,
   ``3.11``, ``127.0.0.1``) must occur, in digits or spelled out ("five", "五").
-  Invented details are most often numbers.
+  Invented details are most often numbers. Identifiers with underscores
+  (``KB_UI_PORT``, ``chunk_tokens``) are held to the same rule, case aside:
+  the model invents setting names ("set KB_PORT") whose parts the passage has.
 - negation: each clause of the sentence must be negated ("not", "不", "没有")
   exactly when the passage clause holding most of it is; otherwise the passage
   says the opposite with the same words ("使用 pickle" against "不使用 pickle").
@@ -91,6 +93,7 @@ _BLOCK_START = re.compile(r"[ \t]*(?:\n|[-*+•#|>]|\d{1,3}[.)、]\s)")
 _LIST_PREFIX = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)、])\s+")
 _CLAUSE_END = re.compile(r"[，,;；:：]\s*")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_IDENTIFIER = re.compile(r"\b[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+\b")  # snake_case / SCREAMING_CASE names
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _BACKTICKED = re.compile(r"`([^`]+)`")
 _WORD = re.compile(r"[A-Za-z0-9_][\w.\-]*")
@@ -501,8 +504,12 @@ def _name_like_words(sentence: str) -> list[str]:
 
 
 def _numbers(text: str) -> set[str]:
+    """Numbers in digits, and identifiers such as ``KB_UI_PORT`` (lower-cased): both must occur exactly."""
     # "8,501" and "8501" are one number; "3.11" keeps its point.
-    return {re.sub(r",(?=\d{3}\b)", "", n) for n in _NUMBER.findall(text)}
+    numbers = {re.sub(r",(?=\d{3}\b)", "", n) for n in _NUMBER.findall(text)}
+    # The keyword tokenizer splits KB_PORT into "kb" + "port", which a passage about KB_CHUNK_TOKENS and
+    # the port holds: an invented setting name would pass on words alone.
+    return numbers | {identifier.lower() for identifier in _IDENTIFIER.findall(text)}
 
 
 def _spelled_numbers(text: str) -> set[str]:

@@ -144,6 +144,15 @@ def test_support_score_needs_every_number():
     assert support_score("Apples are red.", REFERENCE) == 0.0
 
 
+def test_an_invented_setting_name_is_not_supported_by_a_passage_holding_its_parts():
+    settings = ("Change the chunk size with KB_CHUNK_TOKENS. The web interface listens on port 8501; "
+                "every setting is an environment variable.")
+    invented = ground("To change the port, set the KB_PORT environment variable [1].", {1: settings})
+    assert invented.sentences[0].flagged  # "kb" and "port" are both in the passage, KB_PORT is not
+    stated = ground("Set the kb_chunk_tokens environment variable to change the chunk size [1].", {1: settings})
+    assert stated.sentences[0].supported  # the same identifier, whatever its case
+
+
 def test_answer_carries_sentences_and_the_share_of_grounded_ones():
     sources = [Source(n, Hit(Chunk(f"doc{n}.md", None, (), 0, len(t), t), 0.9, n), t)
                for n, t in ((1, FRUIT), (2, REFERENCE))]
