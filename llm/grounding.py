@@ -12,7 +12,7 @@ most of it (``WINDOW_SENTENCES``; not the whole passage, where the words of
 almost any sentence on the topic occur somewhere). Three measurable checks:
 
 - keywords: the share of the sentence's content keywords
-  (``retrieval.keywords.keyword_tokens``: stemmed English words, jieba words,
+  (``retrieval.keywords.content_keywords``: stemmed English words, jieba words,
   without lone Chinese characters, which are mostly particles) found there. A
   Chinese word counts as found when it is a substring, so a different jieba
   segmentation of the same phrase still matches. This share is the ``score``.
@@ -76,7 +76,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from retrieval.keywords import keyword_tokens, text_language
+from retrieval.keywords import content_keywords, keyword_tokens, text_language
 
 SUPPORT_MIN = 0.55  # share of the sentence's keywords and numbers the passage sentences must hold
 CONTRIBUTION_MIN = 0.25  # a co-cited passage holding less (and none of the numbers) loses its marker
@@ -453,12 +453,8 @@ def _bare(sentence: str) -> str:
 
 
 def _terms(text: str) -> list[str]:
-    """Content keywords: keyword_tokens without digit-only tokens (checked as numbers) and lone Chinese characters."""
-    return [
-        token
-        for token in keyword_tokens(text)
-        if not _NUMBER.fullmatch(token) and not (len(token) == 1 and _CJK.match(token))
-    ]
+    """Content keywords without digit-only tokens (those are checked as numbers)."""
+    return [token for token in content_keywords(text) if not _NUMBER.fullmatch(token)]
 
 
 def _term_in(term: str, piece: _Piece) -> bool:

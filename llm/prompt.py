@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from llm.generator import ChatMessage
 from retrieval.followup import Turn
 from retrieval.hits import Hit
-from retrieval.keywords import keyword_tokens, text_language
+from retrieval.keywords import content_keywords, text_language
 
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered sources the user gives you.\n"
@@ -141,8 +141,7 @@ class PromptBuilder:
         sources: list[Source] = []
         blocks: list[str] = []
         used = 0
-        # Single Chinese characters (的, 是, 在 ...) are mostly function words: they would make every sentence match.
-        question_terms = {t for t in keyword_tokens(question) if not (len(t) == 1 and text_language(t) == "zh")}
+        question_terms = set(content_keywords(question))
         for hit in hits:
             number = len(sources) + 1
             header = f"[{number}] {hit.chunk.location}\n"
@@ -175,7 +174,7 @@ class PromptBuilder:
             return text
         cuts = [0, *(m.start() for m in _SENTENCE_END.finditer(text) if 0 < m.start() < len(text)), len(text)]
         sentences = [(start, end) for start, end in zip(cuts, cuts[1:]) if text[start:end].strip()]
-        overlap = [len(question_terms.intersection(keyword_tokens(text[a:b]))) for a, b in sentences]
+        overlap = [len(question_terms.intersection(content_keywords(text[a:b]))) for a, b in sentences]
         if not any(overlap):
             return self._shorten(text, max_tokens)
         chosen: list[int] = []

@@ -65,6 +65,15 @@ def keyword_tokens(text: str) -> list[str]:
     return tokens
 
 
+def content_keywords(text: str) -> list[str]:
+    """``keyword_tokens`` without lone Chinese characters (的, 是, 在 ...: mostly particles, they match anything).
+
+    For judging whether two texts say the same thing (citation checks, passage trimming); BM25 keeps them,
+    where idf already weighs them down.
+    """
+    return [token for token in keyword_tokens(text) if not (len(token) == 1 and _CJK_RUN.fullmatch(token))]
+
+
 def warm_up() -> None:
     """Load jieba's dictionary now (about a second) instead of on the first query."""
     _jieba().initialize()
