@@ -309,7 +309,7 @@ class Pipeline:
             self.settings.collection, True, tuple(sorted(collection.files)), collection.chunk_count,
             self.embedder.identity.name,
             self.second_embedder.identity.name if self.second_embedder else None,
-            len(collection.missing_second_vectors()),
+            collection.second_vectors_missing,
         )
 
     def remove_documents(self, sources: list[str]) -> list[str]:
@@ -483,7 +483,7 @@ class Pipeline:
                         collection.save()  # an interruption from here on keeps this work
                         dirty, last_save = False, time.monotonic()
                 bar.close()
-                missing_second = collection.missing_second_vectors() if self.second_embedder else []
+                missing_second = collection.missing_second_vectors() if collection.second_vectors_missing else []
                 if missing_second:
                     dirty = True  # an interruption while they are computed keeps the ones done
                     embed_started = time.perf_counter()

@@ -297,7 +297,16 @@ class Collection:
     @property
     def has_second_vectors(self) -> bool:
         """Every chunk has a vector from the configured second embedder."""
-        return self._second is not None and bool(self._chunks) and self._second.ntotal == len(self._chunks)
+        return self._second is not None and bool(self._chunks) and self.second_vectors_missing == 0
+
+    @property
+    def second_vectors_missing(self) -> int:
+        """How many chunks lack a second-embedder vector (0 without a second embedder); no id scan.
+
+        Second vectors only exist for chunks of the collection (they are added with their chunks or
+        for missing ones, removed with their file), so the count is the difference of the sizes.
+        """
+        return len(self._chunks) - self._second.ntotal if self._second is not None else 0
 
     def second_scores(self, query_vector: np.ndarray, chunk_ids: Sequence[int]) -> np.ndarray:
         """Cosine of the second embedder's query vector with each given chunk's second vector."""
