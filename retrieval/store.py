@@ -285,10 +285,7 @@ class Collection:
 
     def dense_scores(self, query_vector: np.ndarray, chunk_ids: Sequence[int]) -> np.ndarray:
         """Cosine of the query with each given chunk's stored vector."""
-        if not len(chunk_ids):
-            return np.zeros(0)
-        vectors = self._index.reconstruct_batch(np.asarray(chunk_ids, dtype=np.int64))
-        return vectors @ np.asarray(query_vector, dtype=np.float32).ravel()
+        return _cosines(self._index, query_vector, chunk_ids)
 
     def vectors(self, chunk_ids: Sequence[int]) -> np.ndarray:
         """The stored vectors of the given chunks."""
@@ -312,13 +309,10 @@ class Collection:
         """Cosine of the second embedder's query vector with each given chunk's second vector."""
         if self._second is None:
             raise ValueError("this collection was opened without a second embedder")
-        if not len(chunk_ids):
-            return np.zeros(0)
-        vectors = self._second.reconstruct_batch(np.asarray(chunk_ids, dtype=np.int64))
-        return vectors @ np.asarray(query_vector, dtype=np.float32).ravel()
+        return _cosines(self._second, query_vector, chunk_ids)
 
     def missing_second_vectors(self) -> list[int]:
-        """Chunk ids that have no second-embedder vector yet (all of them when none is configured: none)."""
+        """Chunk ids that have no second-embedder vector yet (none when no second embedder is configured)."""
         if self._second is None:
             return []
         present = set(faiss.vector_to_array(self._second.id_map).tolist()) if self._second.ntotal else set()
@@ -459,6 +453,14 @@ class Collection:
         for entry in os.listdir(self.folder):
             if (_GENERATION.match(entry) and entry not in keep) or entry.startswith(".staging-"):
                 shutil.rmtree(self.folder / entry, ignore_errors=True)
+
+
+def _cosines(index: faiss.Index, query_vector: np.ndarray, chunk_ids: Sequence[int]) -> np.ndarray:
+    """Inner products (cosines: vectors are unit length) of the query with the given ids' stored vectors."""
+    if not len(chunk_ids):
+        return np.zeros(0)
+    vectors = index.reconstruct_batch(np.asarray(chunk_ids, dtype=np.int64))
+    return vectors @ np.asarray(query_vector, dtype=np.float32).ravel()
 
 
 def exact_index(dim: int) -> faiss.Index:
