@@ -13,8 +13,8 @@ default model's tokenizer. Reported per setting:
   ``answers.jsonl``) appears in the sources the model sees, among questions
   where it appears in the untrimmed sources.
 
-``--generate N`` also asks the default model the first N questions with each
-setting (abstention off, so every question is answered) and reports accuracy
+``--generate N`` also asks the default model the first N questions with the
+settings in ``GENERATED`` (abstention off, so every question is answered) and reports accuracy
 (gold span contained in the answer) and the median time to first token. Run it
 on an otherwise idle machine: generation on 2 cores collapses when shared.
 
@@ -24,7 +24,7 @@ passages is on hand; RGB's passages are snippets shorter than any budget).
 Example::
 
     KB_HOME=/work/evalkb .venv/bin/python benchmarks/trim_passages.py \\
-        ../shared/data/retrieval/cmrc2018 --collection eval-cmrc2018-scifact --max 300 --generate 40
+        ../shared/data/retrieval/cmrc2018 --collection eval-cmrc2018-scifact --max 300 --generate 30
 """
 
 from __future__ import annotations
