@@ -39,9 +39,11 @@ from dataclasses import asdict, dataclass
 from tqdm import tqdm
 
 from app.pipeline import IngestReport, Pipeline
+from ingest.documents import LoadedFile
 from ingest.qa_sets import QAItem, QASet
 from llm.prompt import question_language
 from retrieval.evidence import Evidence
+from retrieval.keywords import content_keywords
 
 
 @dataclass(frozen=True)
@@ -82,17 +84,37 @@ def select_items(qa_set: QASet, sample: int | None, seed: int = 7) -> list[QAIte
     return items
 
 
+def distractors(qa_set: QASet) -> list[LoadedFile]:
+    """The distractors-only collection: every item's negatives, minus passages that answer any item's question.
+
+    The items share one collection, so a negative of one question can answer
+    another ("Barty wins the 2021 Wimbledon" is a distractor for 2019 and the
+    answer for 2021). A passage is dropped when it states an item's answer
+    (``QAItem.mentions_answer``) and holds at least half of that question's
+    content keywords; a bare answer string in an unrelated passage ("北京",
+    "5") does not answer the question.
+    """
+    def answers(item: QAItem, text: str) -> bool:
+        if not item.mentions_answer(text):
+            return False
+        terms = set(content_keywords(item.question))
+        return not terms or len(terms & set(content_keywords(text))) >= len(terms) / 2
+
+    return [document for document in qa_set.documents(with_positives=False)
+            if not any(answers(item, document.pages[0].text) for item in qa_set.items)]
+
+
 def build_collections(base: Pipeline, qa_set: QASet, items: list[QAItem], progress: bool | None) -> tuple[Pipeline, Pipeline, IngestReport, IngestReport]:
     chosen = QASet(qa_set.name, tuple(items))
     answerable = base.with_settings(collection=f"qa-{qa_set.name}-all")
     negatives = base.with_settings(collection=f"qa-{qa_set.name}-negatives")
     report_all = answerable.ingest_documents(chosen.documents(with_positives=True), prune=True, progress=progress)
-    report_neg = negatives.ingest_documents(chosen.documents(with_positives=False), prune=True, progress=progress)
+    report_neg = negatives.ingest_documents(distractors(chosen), prune=True, progress=progress)
     return answerable, negatives, report_all, report_neg
 
 
 def _answer_in_prompt(item: QAItem, retrieval, context_chunks: int) -> bool:
-    return any(item.is_correct(hit.chunk.text) for hit in retrieval.hits[:context_chunks])
+    return any(item.mentions_answer(hit.chunk.text) for hit in retrieval.hits[:context_chunks])
 
 
 def evaluate_set(

@@ -12,6 +12,7 @@ import pytest
 
 from app.evaluation import mrr_at_10, ndcg_at_10, recall_at
 from ingest.beir import BeirFormatError, read_beir
+from app.qa_evaluation import distractors
 from ingest.qa_sets import QASetError, read_qa_set
 
 BIN = Path(sys.executable).parent
@@ -115,3 +116,50 @@ def test_qa_sets_are_read_with_their_answer_rules(tmp_path):
     (tmp_path / "other.jsonl").write_text('{"x": 1}\n', encoding="utf-8")
     with pytest.raises(QASetError, match="neither"):
         read_qa_set(tmp_path / "other.jsonl")
+
+
+def _rgb(tmp_path, rows) -> Path:
+    path = tmp_path / "en_fact.json"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    return path
+
+
+def test_negatives_that_state_the_answer_in_other_words_are_dropped(tmp_path):
+    rows = [
+        {"id": 0, "query": "Who won the women's singles Wimbledon in 2021?", "answer": "Ashleigh Barty",
+         "positive": ["Ashleigh Barty won in 2021."],
+         "negative": ["Barty wins the 2021 Wimbledon.", "Serena Williams lost in the first round."]},
+        {"id": 1, "query": "When does season 3 of The Crown premiere?",
+         "answer": [["November 17 2019", "Nov 17, 2019"]], "positive": ["It premieres on November 17, 2019."],
+         "negative": ["The Crown season 3 premieres Sunday, November 17 on Netflix.",
+                      "Season 4 arrives on 15th November.", "It premiered on 17th of November."]},
+        {"id": 2, "query": "《肖申克的救赎》的导演是谁", "answer": "弗兰克·德拉邦特", "positive": ["导演是弗兰克·德拉邦特。"],
+         "negative": ["电影的导演是弗兰克.德拉邦特。", "德拉克洛瓦是画家。"]},
+        {"id": 3, "query": "里约奥运会开幕日期", "answer": "2016年8月5日", "positive": ["2016年8月5日开幕。"],
+         "negative": ["8月6日开赛，8月5日就开幕。", "18月5日不是日期。"]},
+    ]
+    items = read_qa_set(_rgb(tmp_path, rows)).items
+    assert items[0].negatives == ("Serena Williams lost in the first round.",)  # the winner's surname alone
+    assert items[1].negatives == ("Season 4 arrives on 15th November.",)  # month and day, without the year
+    assert items[2].negatives == ("德拉克洛瓦是画家。",)  # "." for "·" in a translated name
+    assert items[3].negatives == ("18月5日不是日期。",)  # 8月5日 inside another number is not the date
+
+
+def test_distractors_only_collection_drops_passages_that_answer_another_question(tmp_path):
+    rows = [
+        {"id": 0, "query": "Who won the women's singles Wimbledon in 2019?", "answer": "Simona Halep",
+         "positive": ["Simona Halep won the 2019 title."],
+         "negative": ["Kerber won the women's singles Wimbledon title in 2018.", "Wimbledon is played on grass.",
+                      "Tickets for Kerber fans are sold out."]},
+        {"id": 1, "query": "Who won the women's singles Wimbledon in 2018?", "answer": "Angelique Kerber",
+         "positive": ["Angelique Kerber won the 2018 title."],
+         "negative": ["Halep reached the semi-final in 2018.", "Kerber lost one set."]},
+    ]
+    qa_set = read_qa_set(_rgb(tmp_path, rows))
+    kept = {document.pages[0].text for document in distractors(qa_set)}
+    assert qa_set.items[1].negatives == ("Halep reached the semi-final in 2018.",)  # its own: any mention of Kerber
+    # The first answers item 1 although it was item 0's distractor; the ticket news mentions Kerber, answers nothing.
+    assert kept == {"Wimbledon is played on grass.", "Halep reached the semi-final in 2018.",
+                    "Tickets for Kerber fans are sold out."}
+    everything = {document.pages[0].text for document in qa_set.documents(with_positives=True)}
+    assert "Kerber won the women's singles Wimbledon title in 2018." in everything  # still there when answerable
