@@ -15,7 +15,7 @@ comparable between queries, which fusion and abstention need.
 Worked example::
 
     index = KeywordIndex()
-    index.add(0, "FAISS stores the vectors", heading="Storage")
+    index.add(0, "FAISS stores the vectors")
     index.add(1, "jieba 切分中文")
     index.search("where are vectors stored?", k=5)   -> [(0, 0.66...)]
 
@@ -24,16 +24,9 @@ On disk (next to the FAISS file, no pickle)::
     keywords.npz        chunk_ids, offsets, term_ids, counts (int arrays)
     keyword_terms.json  the term of each term id
 
-A chunk's heading path is a field of its own: its words count
-``HEADING_WEIGHT`` times (BM25F-style, the way search engines weigh titles). A
-section titled "Warranty" is about warranties more than a page that mentions
-the word once. Chosen on tuning queries only (docs/benchmarks.md): heading
-words counted 1, 2, 3, 4 and 6 times gave SciFact train 0.749, 0.750, 0.751,
-0.749, 0.749 and CMRC2018 tune 0.988, 0.990, 0.990, 0.990, 0.990.
-
-Deliberately not here: phrase or proximity scoring, query expansion, other
-fields, and deleting unused terms from the vocabulary (an unused term costs one
-string).
+Deliberately not here: phrase or proximity scoring, query expansion, field
+weights (a title counts like any other text), and deleting unused terms from the
+vocabulary (an unused term costs one string).
 """
 
 from __future__ import annotations
@@ -49,7 +42,6 @@ from scipy import sparse
 
 from retrieval.keywords import keyword_tokens
 
-HEADING_WEIGHT = 3  # a heading word counts as this many occurrences of it in the text
 ARRAYS_FILE = "keywords.npz"
 TERMS_FILE = "keyword_terms.json"
 
@@ -67,11 +59,8 @@ class KeywordIndex:
         return len(self._docs)
 
     # ----- changing --------------------------------------------------------
-    def add(self, chunk_id: int, text: str, heading: str = "") -> None:
-        """Index ``text``, and ``heading`` (the chunk's heading path) with ``HEADING_WEIGHT`` for each word."""
+    def add(self, chunk_id: int, text: str) -> None:
         counts = Counter(keyword_tokens(text))
-        for term, count in Counter(keyword_tokens(heading)).items():
-            counts[term] += HEADING_WEIGHT * count
         ids = np.fromiter((self._term_id(term) for term in counts), dtype=np.int32, count=len(counts))
         self._docs[int(chunk_id)] = (ids, np.fromiter(counts.values(), dtype=np.int32, count=len(counts)))
         self._compiled = None

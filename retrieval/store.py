@@ -75,7 +75,7 @@ from filelock import FileLock, Timeout
 from ingest.documents import Chunk
 from retrieval.embedders import EmbedderIdentity
 from retrieval.hits import Hit
-from retrieval.keyword_index import HEADING_WEIGHT, KeywordIndex
+from retrieval.keyword_index import KeywordIndex
 from retrieval.keywords import TOKENIZER_VERSION, text_language
 
 log = logging.getLogger(__name__)
@@ -240,16 +240,16 @@ class Collection:
         return index
 
     def _load_keywords(self, gen_dir: Path, described: dict) -> KeywordIndex:
-        if described.get("tokenizer") == TOKENIZER_VERSION and described.get("heading_weight", 1) == HEADING_WEIGHT:
+        if described.get("tokenizer") == TOKENIZER_VERSION:
             try:
                 index = KeywordIndex.load(gen_dir)
                 if len(index) == len(self._chunks):
                     return index
             except (OSError, ValueError, KeyError) as exc:
                 log.warning("keyword index in %s unreadable (%s); rebuilding it from the chunks", gen_dir, exc)
-        index = KeywordIndex()  # older tokenizer or weights, or none stored: derive it, the chunks are the truth
+        index = KeywordIndex()  # older tokenizer or none stored: derive it, the chunks are the truth
         for chunk_id, chunk in self._chunks.items():
-            _index_keywords(index, chunk_id, chunk)
+            index.add(chunk_id, chunk.embedding_text)
         return index
 
     # ----- reading -------------------------------------------------------
@@ -363,7 +363,7 @@ class Collection:
             self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
         for chunk_id, chunk in zip(ids.tolist(), chunks):
             self._chunks[chunk_id] = chunk
-            _index_keywords(self._keywords, chunk_id, chunk)
+            self._keywords.add(chunk_id, chunk.embedding_text)
         if second_vectors is not None and self._second is not None:
             self.put_second_vectors(ids.tolist(), second_vectors)
         self._files[source] = IndexedFile(source, content_sha256, tuple(ids.tolist()), pages)
@@ -427,7 +427,7 @@ class Collection:
             "embedder": asdict(self.identity),
             "chunk_count": len(self._chunks),
             "next_id": self._next_id,
-            "keyword_index": {"tokenizer": TOKENIZER_VERSION, "heading_weight": HEADING_WEIGHT},
+            "keyword_index": {"tokenizer": TOKENIZER_VERSION},
             "second_embedder": asdict(self.second_identity) if self._second is not None else None,
             "vector_index": {"kind": self.index_kind, "trained_on": self._trained_on},
             "files": {
@@ -518,8 +518,3 @@ def _fsync_tree(folder: Path) -> None:
     for path in folder.iterdir():
         _fsync_file(path)
     _fsync_dir(folder)
-
-
-def _index_keywords(index: KeywordIndex, chunk_id: int, chunk: Chunk) -> None:
-    """The chunk's text, and its heading path as the heading field (``KeywordIndex.add``)."""
-    index.add(chunk_id, chunk.text, heading=" > ".join(chunk.heading_path))

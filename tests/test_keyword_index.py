@@ -95,36 +95,3 @@ def test_collection_keeps_keyword_index_in_step_and_rebuilds_a_missing_one(tmp_p
     rebuilt = Collection.open(tmp_path, IDENTITY)
     assert rebuilt.chunk(rebuilt.search_keywords("gpu offload", k=1)[0][0]).source == "b.md"
     assert rebuilt.chunk(rebuilt.search_keywords("向量索引", k=1)[0][0]).source == "a.md"
-
-
-def test_heading_words_weigh_more_than_the_same_words_in_the_text():
-    index = KeywordIndex()
-    # The section about warranties says "warranty" only in its heading; the other mentions it in passing.
-    index.add(0, "Two years for parts and labour, one year for the battery, from the date of purchase.",
-              heading="Manual > Warranty")
-    index.add(1, "Keep the warranty card with the charger.")
-    assert [chunk_id for chunk_id, _ in index.search("warranty", k=2)] == [0, 1]
-    # Counted once, like text, the heading loses to the shorter passage: the weight is what ranks it first.
-    plain = KeywordIndex()
-    plain.add(0, "Manual > Warranty\nTwo years for parts and labour, one year for the battery, from the date of purchase.")
-    plain.add(1, "Keep the warranty card with the charger.")
-    assert plain.search("warranty", k=1)[0][0] == 1
-
-
-def test_an_index_stored_with_other_heading_weights_is_rebuilt(tmp_path):
-    collection = Collection.open(tmp_path, IDENTITY, create=True)
-    chunk = Chunk("a.md", None, ("Warranty",), 0, 30, "Two years for parts and labour.")
-    collection.put_file("a.md", "sha-a", [chunk], np.eye(8, dtype=np.float32)[:1], 1)
-    generation = collection.save()
-    stored = KeywordIndex.load(tmp_path / generation).scores_for("warranty", [0])[0]
-    manifest_path = tmp_path / generation / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    assert manifest["keyword_index"]["heading_weight"] > 1
-    manifest["keyword_index"].pop("heading_weight")  # as written before headings had a weight ...
-    manifest_path.write_text(json.dumps(manifest))
-    old = KeywordIndex()
-    old.add(0, chunk.embedding_text)  # ... when the heading counted once, as part of the text
-    old.save(tmp_path / generation)
-    assert old.scores_for("warranty", [0])[0] != stored
-    rebuilt = Collection.open(tmp_path, IDENTITY)
-    assert rebuilt.keyword_scores("warranty", [0])[0] == stored
