@@ -14,7 +14,7 @@ paragraph is the turn before it. Each question is run through the real
   to check that history does not pull a standalone question off course.
 
 Reported: Recall@1 and Recall@5 of the question's paragraph, and how often
-``is_follow_up`` fired.
+``is_follow_up`` fired on the follow-ups and on the original (standalone) questions.
 
 Not measured: English follow-ups (no English set here has questions whose
 subject can be replaced mechanically; the test suite checks an English case),
@@ -75,7 +75,7 @@ def main() -> None:
     pipeline = Pipeline.from_settings(load_settings(collection=args.collection))
     pipeline.retrieve("warm up")
     counts = {name: [0, 0] for name in ("full", "follow-up alone", "follow-up + history", "topic switch")}
-    fired = 0
+    fired = fired_standalone = 0
     for index, (source, before, full, follow_up) in enumerate(cases):
         unrelated = cases[(index + 1) % len(cases)][1]
         queries = {
@@ -85,6 +85,7 @@ def main() -> None:
             "topic switch": retrieval_query(full, [Turn(unrelated, "")]),
         }
         fired += is_follow_up(follow_up)
+        fired_standalone += is_follow_up(full)  # a standalone question taken for a follow-up
         for name, text in queries.items():
             ranking = ranked_documents(pipeline.retrieve(text).hits)
             counts[name][0] += ranking[:1] == [source]
@@ -92,6 +93,7 @@ def main() -> None:
     result = {
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus",
         "collection": args.collection, "cases": len(cases), "is_follow_up_fired": fired,
+        "fired_on_standalone": fired_standalone,
         "recall": {name: {"R@1": round(c[0] / len(cases), 3), "R@5": round(c[1] / len(cases), 3)} for name, c in counts.items()},
     }
     print(json.dumps(result, ensure_ascii=False, indent=1))

@@ -224,3 +224,23 @@ def test_follow_up_is_searched_with_the_question_it_follows(indexed):
     assert indexed.retrieve(query).hits[0].chunk.source == "bikes.md"
     # A question that stands on its own is searched as it is, whatever came before.
     assert retrieval_query("Why does sourdough take so long to rise?", history) == "Why does sourdough take so long to rise?"
+
+
+@pytest.mark.parametrize(
+    "question, follows",
+    [
+        ("What does that mean?", True),  # "that" as a pronoun points back
+        ("Is that free?", True),
+        ("Which part holds the yeast that ferments the dough?", False),  # "that" starting a clause
+        ("Is there a gluten-free sourdough?", False),  # "there is" points nowhere
+        ("此外还有什么功能？", True),  # "besides that"
+        ("其他格式支持吗？", True),  # "the other formats"
+        ("我应该怎么保存面包才不会变硬？", False),  # 该 inside 应该 "should"
+        ("土耳其的首都是哪座城市？", False),  # 其 inside a name
+    ],
+)
+def test_reference_words_inside_other_words_do_not_make_a_follow_up(question, follows):
+    from retrieval.followup import Turn, retrieval_query
+
+    history = [Turn("What tyre pressure for a road bike?", "About 6 bar [1].")]
+    assert (retrieval_query(question, history) != question) is follows
