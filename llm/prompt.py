@@ -68,7 +68,8 @@ SYSTEM_PROMPT = (
 # The closing instruction is in the question's language: small models follow an
 # instruction in the language they are about to write much more reliably.
 CLOSING = {
-    "en": "Question: {question}\nAnswer from the sources above, and cite them like [1]:",
+    # "in English" is spelled out: with a Chinese source ranked first the model otherwise answers in Chinese.
+    "en": "Question: {question}\nAnswer in English from the sources above, and cite them like [1]:",
     "zh": "问题：{question}\n请只根据上面的资料用中文回答，并在每句话后用 [1] 这样的编号注明来源：",
 }
 

@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from app.pipeline import Pipeline, UnsafeFileNameError, safe_document_path
+from llm.prompt import question_language
 from tests.conftest import SAMPLE_DATA, make_pdf, write
 
 
@@ -40,6 +41,15 @@ def test_chinese_question_gets_a_chinese_answer_citing_the_chinese_page(sample_p
     assert any("\u4e00" <= ch <= "\u9fff" for ch in answer.text)
     assert answer.citations
     assert any(c.source == "quick-reference.pdf" and c.page == 3 for c in answer.citations)
+
+
+def test_english_question_over_a_chinese_source_gets_an_english_answer(sample_pipeline):
+    # The Chinese guide's GPU section ranks among the first sources; the answer must still be English.
+    retrieval = sample_pipeline.retrieve("How do I get GPU acceleration?")
+    assert "用户指南.md" in [hit.chunk.source for hit in retrieval.hits[:2]]
+    answer = sample_pipeline.ask("How do I get GPU acceleration?")
+    assert question_language(answer.text) == "en", answer.text
+    assert "CUDA" in answer.text
 
 
 def test_empty_knowledge_base_says_how_to_fill_it(make_pipeline):
