@@ -1,0 +1,117 @@
+"""Does the abstention rule refuse answerable questions that are worded differently from the text?
+
+Two measurements of ``retrieval.evidence`` (keyword coverage and best cosine of
+the 5 sources), for the default rule (coverage >= ``KB_ABSTAIN_MIN_COVERAGE``)
+and for "coverage or best cosine >= d":
+
+- ``--sample``: hand-written questions on the sample documents (the collection
+  ``kb ingest data`` builds), answerable ones worded as a user might and
+  off-topic ones. Reports how many of each the rule refuses.
+- ``--beir FOLDER``: a BEIR set already in a collection (``kb eval`` builds
+  one): every query is retrieved once; *answerable* = an answer document is among
+  the 5 sources, *unanswerable* = the same query with the answer documents'
+  chunks removed from the hits (what retrieval would give if they were not
+  indexed). Reports false refusals and rejection.
+
+Example::
+
+    .venv/bin/python benchmarks/abstention_paraphrases.py --sample
+    KB_HOME=/work/evalkb .venv/bin/python benchmarks/abstention_paraphrases.py \\
+        --beir ../shared/data/retrieval/scifact --beir ../shared/data/retrieval/cmrc2018 \\
+        --collection eval-cmrc2018-scifact --sample-queries 500
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from app.evaluation import select_queries  # noqa: E402
+from app.pipeline import Pipeline  # noqa: E402
+from app.settings import load_settings  # noqa: E402
+from ingest.beir import read_beir  # noqa: E402
+
+ANSWERABLE = [
+    "How do I get GPU acceleration?", "Which text encodings are accepted for Chinese files?",
+    "How long does the first run take?", "What happens to documents I delete from the folder?",
+    "Does kbqa send my documents anywhere?", "How much disk space does kbqa need?",
+    "Can other computers on my network open the web page?", "What should I do if a scanned PDF has no text?",
+    "怎样启用 GPU 加速？", "如何更换嵌入模型？", "网页界面默认监听哪个地址？", "上传的文件保存在哪里？",
+    "加密的 PDF 会怎么样？", "第一次运行需要多长时间？", "我的文件会被上传到网上吗？", "删除的文件还会留在索引里吗？",
+]
+OFF_TOPIC = [
+    "Who won the football World Cup final in Qatar?", "What is the capital of France?",
+    "How do I bake sourdough bread?", "What is the boiling point of water at sea level?",
+    "Who wrote Pride and Prejudice?", "How tall is Mount Everest?", "What is the best way to learn to play the guitar?",
+    "How many moons does Jupiter have?", "What GPU does the iPhone 15 use?", "How much does an NVIDIA RTX 4090 cost?",
+    "谁赢得了2022年世界杯？", "如何治疗感冒？", "长城有多长？", "《红楼梦》的作者是谁？", "北京今天的天气怎么样？", "怎么做红烧肉？",
+    "显卡的价格是多少？", "Python 3.12 有哪些新特性？",
+]
+OVERRIDES = (None, 0.90, 0.88, 0.86)
+
+
+def refuses(evidence: dict, min_coverage: float, dense_override: float | None) -> bool:
+    if evidence["coverage"] >= min_coverage:
+        return False
+    return dense_override is None or evidence["best_dense"] < dense_override
+
+
+def evidence_of(collection, question: str, hits) -> dict:
+    top = hits[:5]
+    return {"coverage": collection.keyword_coverage(question, [h.chunk_id for h in top]),
+            "best_dense": max((h.dense_score or 0.0) for h in top) if top else 0.0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sample", action="store_true", help="the hand-written questions on the sample documents")
+    parser.add_argument("--beir", type=Path, action="append", default=[])
+    parser.add_argument("--collection", help="collection holding the BEIR sets")
+    parser.add_argument("--sample-queries", type=int, default=500, help="at most this many queries per BEIR set")
+    args = parser.parse_args()
+    settings = load_settings()
+    min_coverage = settings.abstain_min_coverage
+    print(f"# {platform.node()} {os.cpu_count()} cpus; coverage >= {min_coverage}, or best cosine >= d")
+    if args.sample:
+        pipeline = Pipeline.from_settings(settings)
+        collection = pipeline.collection()
+        groups = {"answerable": ANSWERABLE, "off-topic": OFF_TOPIC}
+        evidence = {name: [evidence_of(collection, q, pipeline.retrieve(q).hits) for q in questions]
+                    for name, questions in groups.items()}
+        for name, rows in evidence.items():
+            print(json.dumps({"sample": name, "questions": len(rows),
+                              "best_cosine_median": round(statistics.median(r["best_dense"] for r in rows), 3),
+                              "refused": {str(d): sum(refuses(r, min_coverage, d) for r in rows) for d in OVERRIDES}}))
+    for folder in args.beir:
+        pipeline = Pipeline.from_settings(load_settings(collection=args.collection))
+        collection = pipeline.collection()
+        beir = read_beir(folder)
+        queries = select_queries(beir, half="report", sample=args.sample_queries) if beir.name == "cmrc2018" \
+            else select_queries(beir, sample=args.sample_queries)
+        answerable, unanswerable = [], []
+        for query in queries:
+            hits = pipeline.retrieve(query.text).hits
+            if any(hit.chunk.source in query.relevant for hit in hits[:5]):
+                answerable.append(evidence_of(collection, query.text, hits))
+            unanswerable.append(evidence_of(collection, query.text,
+                                            [h for h in hits if h.chunk.source not in query.relevant]))
+        print(json.dumps({"set": beir.name, "answerable": len(answerable), "unanswerable": len(unanswerable),
+                          **{f"d={d}": {"false_refusals": round(statistics.fmean(refuses(r, min_coverage, d) for r in answerable), 3),
+                                        "rejection": round(statistics.fmean(refuses(r, min_coverage, d) for r in unanswerable), 3)}
+                             for d in OVERRIDES}}))
+
+
+if __name__ == "__main__":
+    main()
