@@ -30,6 +30,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse
 import json
 import platform
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -62,16 +63,36 @@ OFF_TOPIC = [
 OVERRIDES = (None, 0.90, 0.88, 0.86)
 
 
-def refuses(evidence: dict, min_coverage: float, dense_override: float | None) -> bool:
+_NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
+_LATIN = re.compile(r"[A-Za-z][\w.\-]*")
+
+
+def specific_terms(question: str) -> set[str]:
+    """Numbers, and words written like names: any Latin word in Chinese, capitalised/digit/_ words in English."""
+    terms = set(_NUMBER.findall(question))
+    chinese = bool(re.search(r"[\u4e00-\u9fff]", question))
+    for position, word in enumerate(_LATIN.findall(question)):
+        word = word.rstrip(".-")
+        if chinese or (position > 0 and word[:1].isupper()) or word.isupper() and len(word) > 1 \
+                or re.search(r"[\d_]", word):
+            terms.add(word)
+    return {t.lower() for t in terms}
+
+
+def refuses(evidence: dict, min_coverage: float, dense_override: float | None, specifics: bool = False) -> bool:
     if evidence["coverage"] >= min_coverage:
         return False
+    if specifics and evidence["missing_specifics"]:
+        return True
     return dense_override is None or evidence["best_dense"] < dense_override
 
 
 def evidence_of(collection, question: str, hits) -> dict:
     top = hits[:5]
+    text = " ".join(h.chunk.text for h in top).lower()
     return {"coverage": collection.keyword_coverage(question, [h.chunk_id for h in top]),
-            "best_dense": max((h.dense_score or 0.0) for h in top) if top else 0.0}
+            "best_dense": max((h.dense_score or 0.0) for h in top) if top else 0.0,
+            "missing_specifics": sum(term not in text for term in specific_terms(question))}
 
 
 def main() -> None:
@@ -93,7 +114,9 @@ def main() -> None:
         for name, rows in evidence.items():
             print(json.dumps({"sample": name, "questions": len(rows),
                               "best_cosine_median": round(statistics.median(r["best_dense"] for r in rows), 3),
-                              "refused": {str(d): sum(refuses(r, min_coverage, d) for r in rows) for d in OVERRIDES}}))
+                              "refused": {str(d): sum(refuses(r, min_coverage, d) for r in rows) for d in OVERRIDES},
+                              "refused_specifics": {str(d): sum(refuses(r, min_coverage, d, True) for r in rows)
+                                                    for d in OVERRIDES}}))
     for folder in args.beir:
         pipeline = Pipeline.from_settings(load_settings(collection=args.collection))
         collection = pipeline.collection()
@@ -110,7 +133,10 @@ def main() -> None:
         print(json.dumps({"set": beir.name, "answerable": len(answerable), "unanswerable": len(unanswerable),
                           **{f"d={d}": {"false_refusals": round(statistics.fmean(refuses(r, min_coverage, d) for r in answerable), 3),
                                         "rejection": round(statistics.fmean(refuses(r, min_coverage, d) for r in unanswerable), 3)}
-                             for d in OVERRIDES}}))
+                             for d in OVERRIDES},
+                          **{f"d={d}+specifics": {"false_refusals": round(statistics.fmean(refuses(r, min_coverage, d, True) for r in answerable), 3),
+                                                  "rejection": round(statistics.fmean(refuses(r, min_coverage, d, True) for r in unanswerable), 3)}
+                             for d in OVERRIDES if d}}))
 
 
 if __name__ == "__main__":
