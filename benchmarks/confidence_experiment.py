@@ -42,7 +42,6 @@ if str(REPO) not in sys.path:
 
 from app.pipeline import Pipeline  # noqa: E402
 from app.settings import load_settings  # noqa: E402
-from llm.models import resolve_model_path  # noqa: E402
 from llm.prompt import PromptBuilder  # noqa: E402
 
 _CONTENT = re.compile(r"[\w\u4e00-\u9fff]")
@@ -61,18 +60,15 @@ def new_token_logprobs(question: str, pieces: list[str], logprobs: list[float]) 
 
 
 def main() -> None:
-    from llama_cpp import Llama
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+    from benchmarks.raw_model import open_raw_model
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("outcomes", type=Path)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     settings = load_settings()
-    llm = Llama(model_path=str(resolve_model_path(settings.llm_model, settings.model_cache)), n_ctx=2048,
-                n_threads=2, logits_all=True, verbose=False)
-    formatter = Jinja2ChatFormatter(template=llm.metadata["tokenizer.chat_template"],
-                                    eos_token=llm.detokenize([llm.token_eos()]).decode(), bos_token="")
+    model = open_raw_model(settings, logits_all=True)
+    llm = model.llm
     pipelines: dict[str, Pipeline] = {}
     rows = []
     for row in json.loads(args.outcomes.read_text())["outcomes"]:
@@ -85,8 +81,7 @@ def main() -> None:
                                 settings.max_answer_tokens, source_tokens=settings.source_tokens or None,
                                 whole_sources=settings.whole_sources)
         prompt = builder.build(row["question"], closest, ())
-        text = formatter(messages=[{"role": m.role, "content": m.content} for m in prompt.messages]).prompt
-        prompt_tokens = llm.tokenize(text.encode(), add_bos=False, special=True)
+        prompt_tokens = model.prompt_tokens([{"role": m.role, "content": m.content} for m in prompt.messages])
         answer_tokens = llm.tokenize(row["answer"].encode(), add_bos=False, special=False)
         if len(prompt_tokens) + len(answer_tokens) > 2040:
             continue

@@ -36,7 +36,6 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from app.settings import load_settings  # noqa: E402
-from llm.models import resolve_model_path  # noqa: E402
 from llm.grounding import answer_support  # noqa: E402
 
 SYSTEM = "You check answers against a passage. Reply with yes or no only."
@@ -49,9 +48,8 @@ USER = {
 
 def main() -> None:
     import llama_cpp
-    from llama_cpp import Llama
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+    from benchmarks.raw_model import open_raw_model
     from llm.prompt import question_language
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -59,10 +57,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     settings = load_settings()
-    llm = Llama(model_path=str(resolve_model_path(settings.llm_model, settings.model_cache)), n_ctx=2048,
-                n_threads=2, verbose=False)
-    formatter = Jinja2ChatFormatter(template=llm.metadata["tokenizer.chat_template"],
-                                    eos_token=llm.detokenize([llm.token_eos()]).decode(), bos_token="")
+    model = open_raw_model(settings)
+    llm = model.llm
     yes = [llm.tokenize(w.encode(), add_bos=False)[0] for w in ("yes", "Yes")]
     no = [llm.tokenize(w.encode(), add_bos=False)[0] for w in ("no", "No")]
     rows = [r for r in json.loads(args.outcomes.read_text())["outcomes"] if r["answer"]]
@@ -74,7 +70,7 @@ def main() -> None:
         messages = [{"role": "system", "content": SYSTEM},
                     {"role": "user", "content": USER[language].format(passage=best[:1200], question=row["question"],
                                                                        answer=row["answer"][:300])}]
-        tokens = llm.tokenize(formatter(messages=messages).prompt.encode(), add_bos=False, special=True)
+        tokens = model.prompt_tokens(messages)
         started = time.perf_counter()
         llm.reset()
         llm.eval(tokens)
