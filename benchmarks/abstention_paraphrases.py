@@ -30,7 +30,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse
 import json
 import platform
-import re
 import statistics
 import sys
 from pathlib import Path
@@ -43,6 +42,8 @@ from app.evaluation import select_queries  # noqa: E402
 from app.pipeline import Pipeline  # noqa: E402
 from app.settings import load_settings  # noqa: E402
 from ingest.beir import read_beir  # noqa: E402
+from llm.grounding import language_neutral_items  # noqa: E402
+from retrieval.keywords import keyword_tokens  # noqa: E402
 
 ANSWERABLE = [
     "How do I get GPU acceleration?", "Which text encodings are accepted for Chinese files?",
@@ -63,20 +64,11 @@ OFF_TOPIC = [
 OVERRIDES = (None, 0.90, 0.88, 0.86)
 
 
-_NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
-_LATIN = re.compile(r"[A-Za-z][\w.\-]*")
-
-
-def specific_terms(question: str) -> set[str]:
-    """Numbers, and words written like names: any Latin word in Chinese, capitalised/digit/_ words in English."""
-    terms = set(_NUMBER.findall(question))
-    chinese = bool(re.search(r"[\u4e00-\u9fff]", question))
-    for position, word in enumerate(_LATIN.findall(question)):
-        word = word.rstrip(".-")
-        if chinese or (position > 0 and word[:1].isupper()) or word.isupper() and len(word) > 1 \
-                or re.search(r"[\d_]", word):
-            terms.add(word)
-    return {t.lower() for t in terms}
+def missing_specifics(question: str, passages_text: str) -> int:
+    """How many of the question's numbers, identifiers and names (``language_neutral_items``) no passage holds."""
+    present = set(keyword_tokens(passages_text))
+    lowered = passages_text.lower()
+    return sum(item not in present and item not in lowered for item in language_neutral_items(question))
 
 
 def refuses(evidence: dict, min_coverage: float, dense_override: float | None, specifics: bool = False) -> bool:
@@ -89,10 +81,9 @@ def refuses(evidence: dict, min_coverage: float, dense_override: float | None, s
 
 def evidence_of(collection, question: str, hits) -> dict:
     top = hits[:5]
-    text = " ".join(h.chunk.text for h in top).lower()
     return {"coverage": collection.keyword_coverage(question, [h.chunk_id for h in top]),
             "best_dense": max((h.dense_score or 0.0) for h in top) if top else 0.0,
-            "missing_specifics": sum(term not in text for term in specific_terms(question))}
+            "missing_specifics": missing_specifics(question, " ".join(h.chunk.text for h in top))}
 
 
 def main() -> None:

@@ -462,15 +462,26 @@ def _term_in(term: str, piece: _Piece) -> bool:
     return term in piece.terms or (_CJK.match(term) is not None and term in piece.lowered)
 
 
+def language_neutral_items(text: str) -> set[str]:
+    """What reads the same in Chinese and English text: numbers, identifiers, and names or commands.
+
+    Those are the Latin keywords of a Chinese text and the name-like words of an English one (a
+    capital after the first word, a digit or ``_``, or in backticks), as keyword tokens (stemmed,
+    lower case). Example: "How do I get GPU acceleration on Linux 6?" -> {"gpu", "linux", "6"}.
+    """
+    return set(_neutral_terms(text, text_language(text))) | _numbers(text)
+
+
+def _neutral_terms(sentence: str, own_language: str) -> list[str]:
+    if own_language == "zh":
+        return [t for t in _terms(sentence) if not _CJK.search(t)]  # Latin words in Chinese text: names, commands
+    return _terms(" ".join(_name_like_words(sentence)))
+
+
 def _comparable_items(sentence: str, passage_language: str) -> _Items:
     """The sentence's items that can be looked for in a passage in ``passage_language``."""
     own_language = text_language(sentence)
-    if own_language == passage_language:
-        terms = _terms(sentence)
-    elif own_language == "zh":
-        terms = [t for t in _terms(sentence) if not _CJK.search(t)]  # Latin words in Chinese text: names, commands
-    else:
-        terms = _terms(" ".join(_name_like_words(sentence)))
+    terms = _terms(sentence) if own_language == passage_language else _neutral_terms(sentence, own_language)
     clauses = tuple(
         _ClaimClause(frozenset(_terms(clause)), frozenset(_numbers(clause)), _negated(clause))
         for clause in _CLAUSE_END.split(sentence)
