@@ -69,9 +69,10 @@ class QAItem:
         """The passage gives a gold answer: spelled as in the set, or in a looser form (``_answer_cues``)."""
         if self.is_correct(passage):
             return True
-        loose = _unseparated(passage)
+        lowered = passage.lower()
+        loose = _unseparated(lowered)
         return any(
-            all(any(cue(passage, loose) for cue in requirement) for requirement in answer_set)
+            all(any(cue(lowered, loose) for cue in requirement) for requirement in answer_set)
             for answer_set in self._answer_cues
         )
 
@@ -149,10 +150,10 @@ def _cue(alternative: str, question: str) -> Callable[[str, str], bool]:
         if len(last) >= 4 and last not in question.lower():
             patterns.append(re.compile(rf"\b{re.escape(last)}\b"))
 
-    def cue(passage: str, unseparated_passage: str) -> bool:
+    def cue(lowered_passage: str, unseparated_passage: str) -> bool:
         if unseparated and unseparated in unseparated_passage:
             return True
-        return any(pattern.search(passage.lower()) for pattern in patterns)
+        return any(pattern.search(lowered_passage) for pattern in patterns)
 
     return cue
 
