@@ -7,6 +7,9 @@ and for "coverage or best cosine >= d":
 - ``--sample``: hand-written questions on the sample documents (the collection
   ``kb ingest data`` builds), answerable ones worded as a user might and
   off-topic ones. Reports how many of each the rule refuses.
+- ``--questions FILE``: a labelled JSON Lines set (``question``, ``answerable``,
+  ``language``) asked of ``--collection``, e.g. ``benchmarks/data/fastapi_questions.jsonl``
+  on the FastAPI tutorial pages. Reports refusals per language and label.
 - ``--beir FOLDER``: a BEIR set already in a collection (``kb eval`` builds
   one): every query is retrieved once; *answerable* = an answer document is among
   the 5 sources, *unanswerable* = the same query with the answer documents'
@@ -42,8 +45,7 @@ from app.evaluation import select_queries  # noqa: E402
 from app.pipeline import Pipeline  # noqa: E402
 from app.settings import load_settings  # noqa: E402
 from ingest.beir import read_beir  # noqa: E402
-from llm.grounding import language_neutral_items  # noqa: E402
-from retrieval.keywords import keyword_tokens  # noqa: E402
+from retrieval.keywords import language_neutral_items, missing_items, specific_items  # noqa: E402
 
 ANSWERABLE = [
     "How do I get GPU acceleration?", "Which text encodings are accepted for Chinese files?",
@@ -64,33 +66,47 @@ OFF_TOPIC = [
 OVERRIDES = (None, 0.90, 0.88, 0.86)
 
 
-def missing_specifics(question: str, passages_text: str) -> int:
-    """How many of the question's numbers, identifiers and names (``language_neutral_items``) no passage holds."""
-    present = set(keyword_tokens(passages_text))
-    lowered = passages_text.lower()
-    return sum(item not in present and item not in lowered for item in language_neutral_items(question))
+def missing_specifics(question: str, passages_text: str, names: bool = False) -> int:
+    """How many of the question's numbers, identifiers and Latin names (``language_neutral_items``) no passage holds.
+
+    ``names``: Chinese names count too (``specific_items``).
+    """
+    items = specific_items(question) if names else language_neutral_items(question)
+    return len(missing_items(items, passages_text))
 
 
-def refuses(evidence: dict, min_coverage: float, dense_override: float | None, specifics: bool = False) -> bool:
+def refuses(evidence: dict, min_coverage: float, dense_override: float | None, specifics: str = "") -> bool:
+    """``specifics``: "" no guard, "neutral" numbers/identifiers/Latin names, "names" also Chinese names."""
     if evidence["coverage"] >= min_coverage:
         return False
-    if specifics and evidence["missing_specifics"]:
+    if specifics and evidence[f"missing_{specifics}"]:
         return True
     return dense_override is None or evidence["best_dense"] < dense_override
 
 
+RULES = [(d, "") for d in OVERRIDES] + [(d, guard) for guard in ("neutral", "names") for d in OVERRIDES if d]
+
+
+def rule_name(dense_override: float | None, specifics: str) -> str:
+    return f"d={dense_override}" + (f"+{specifics}" if specifics else "")
+
+
 def evidence_of(collection, question: str, hits) -> dict:
     top = hits[:5]
+    passages_text = " ".join(h.chunk.text for h in top)
     return {"coverage": collection.keyword_coverage(question, [h.chunk_id for h in top]),
             "best_dense": max((h.dense_score or 0.0) for h in top) if top else 0.0,
-            "missing_specifics": missing_specifics(question, " ".join(h.chunk.text for h in top))}
+            "missing_neutral": missing_specifics(question, passages_text),
+            "missing_names": missing_specifics(question, passages_text, names=True)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sample", action="store_true", help="the hand-written questions on the sample documents")
+    parser.add_argument("--questions", type=Path, help="labelled JSON Lines questions asked of --collection")
     parser.add_argument("--beir", type=Path, action="append", default=[])
     parser.add_argument("--collection", help="collection holding the BEIR sets")
+    parser.add_argument("--dump", type=Path, help="write each labelled question's evidence here (JSON Lines)")
     parser.add_argument("--sample-queries", type=int, default=500, help="at most this many queries per BEIR set")
     args = parser.parse_args()
     settings = load_settings()
@@ -105,9 +121,26 @@ def main() -> None:
         for name, rows in evidence.items():
             print(json.dumps({"sample": name, "questions": len(rows),
                               "best_cosine_median": round(statistics.median(r["best_dense"] for r in rows), 3),
-                              "refused": {str(d): sum(refuses(r, min_coverage, d) for r in rows) for d in OVERRIDES},
-                              "refused_specifics": {str(d): sum(refuses(r, min_coverage, d, True) for r in rows)
-                                                    for d in OVERRIDES}}))
+                              "refused": {rule_name(*rule): sum(refuses(r, min_coverage, *rule) for r in rows)
+                                          for rule in RULES}}))
+    if args.questions:
+        pipeline = Pipeline.from_settings(load_settings(collection=args.collection))
+        collection = pipeline.collection()
+        labelled = [json.loads(line) for line in args.questions.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = [(item, evidence_of(collection, item["question"], pipeline.retrieve(item["question"]).hits))
+                for item in labelled]
+        for language in sorted({item["language"] for item, _ in rows}):
+            for answerable in (True, False):
+                group = [r for item, r in rows if item["language"] == language and item["answerable"] == answerable]
+                print(json.dumps({"questions": args.questions.name, "language": language, "answerable": answerable,
+                                  "n": len(group),
+                                  "best_cosine_median": round(statistics.median(r["best_dense"] for r in group), 3),
+                                  "coverage_median": round(statistics.median(r["coverage"] for r in group), 3),
+                                  "refused": {rule_name(*rule): sum(refuses(r, min_coverage, *rule) for r in group)
+                                              for rule in RULES}}))
+        if args.dump:
+            args.dump.write_text("\n".join(json.dumps({**item, **r}, ensure_ascii=False) for item, r in rows) + "\n",
+                                 encoding="utf-8")
     for folder in args.beir:
         pipeline = Pipeline.from_settings(load_settings(collection=args.collection))
         collection = pipeline.collection()
@@ -122,12 +155,10 @@ def main() -> None:
             unanswerable.append(evidence_of(collection, query.text,
                                             [h for h in hits if h.chunk.source not in query.relevant]))
         print(json.dumps({"set": beir.name, "answerable": len(answerable), "unanswerable": len(unanswerable),
-                          **{f"d={d}": {"false_refusals": round(statistics.fmean(refuses(r, min_coverage, d) for r in answerable), 3),
-                                        "rejection": round(statistics.fmean(refuses(r, min_coverage, d) for r in unanswerable), 3)}
-                             for d in OVERRIDES},
-                          **{f"d={d}+specifics": {"false_refusals": round(statistics.fmean(refuses(r, min_coverage, d, True) for r in answerable), 3),
-                                                  "rejection": round(statistics.fmean(refuses(r, min_coverage, d, True) for r in unanswerable), 3)}
-                             for d in OVERRIDES if d}}))
+                          **{rule_name(*rule): {
+                              "false_refusals": round(statistics.fmean(refuses(r, min_coverage, *rule) for r in answerable), 3),
+                              "rejection": round(statistics.fmean(refuses(r, min_coverage, *rule) for r in unanswerable), 3)}
+                             for rule in RULES}}))
 
 
 if __name__ == "__main__":

@@ -76,7 +76,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from retrieval.keywords import content_keywords, keyword_tokens, text_language
+from retrieval.keywords import (
+    NUMBER as _NUMBER,
+    content_keywords,
+    keyword_tokens,
+    language_neutral_terms,
+    text_language,
+)
+from retrieval.keywords import numbers_and_identifiers as _numbers
 
 SUPPORT_MIN = 0.55  # share of the sentence's keywords and numbers the passage sentences must hold
 CONTRIBUTION_MIN = 0.25  # a co-cited passage holding less (and none of the numbers) loses its marker
@@ -92,11 +99,8 @@ _CODE_FENCE = re.compile(r"^[ \t]*(```|~~~).*?(?:^[ \t]*\1[^\n]*$|\Z)", re.MULTI
 _BLOCK_START = re.compile(r"[ \t]*(?:\n|[-*+•#|>]|\d{1,3}[.)、]\s)")
 _LIST_PREFIX = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)、])\s+")
 _CLAUSE_END = re.compile(r"[，,;；:：]\s*")
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-_IDENTIFIER = re.compile(r"\b[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+\b")  # snake_case / SCREAMING_CASE names
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _BACKTICKED = re.compile(r"`([^`]+)`")
-_WORD = re.compile(r"[A-Za-z0-9_][\w.\-]*")
 _ENGLISH_NUMBER_WORDS = {
     word: str(value)
     for value, word in enumerate(
@@ -462,26 +466,10 @@ def _term_in(term: str, piece: _Piece) -> bool:
     return term in piece.terms or (_CJK.match(term) is not None and term in piece.lowered)
 
 
-def language_neutral_items(text: str) -> set[str]:
-    """What reads the same in Chinese and English text: numbers, identifiers, and names or commands.
-
-    Those are the Latin keywords of a Chinese text and the name-like words of an English one (a
-    capital after the first word, a digit or ``_``, or in backticks), as keyword tokens (stemmed,
-    lower case). Example: "How do I get GPU acceleration on Linux 6?" -> {"gpu", "linux", "6"}.
-    """
-    return set(_neutral_terms(text, text_language(text))) | _numbers(text)
-
-
-def _neutral_terms(sentence: str, own_language: str) -> list[str]:
-    if own_language == "zh":
-        return [t for t in _terms(sentence) if not _CJK.search(t)]  # Latin words in Chinese text: names, commands
-    return _terms(" ".join(_name_like_words(sentence)))
-
-
 def _comparable_items(sentence: str, passage_language: str) -> _Items:
     """The sentence's items that can be looked for in a passage in ``passage_language``."""
     own_language = text_language(sentence)
-    terms = _terms(sentence) if own_language == passage_language else _neutral_terms(sentence, own_language)
+    terms = _terms(sentence) if own_language == passage_language else language_neutral_terms(sentence)
     clauses = tuple(
         _ClaimClause(frozenset(_terms(clause)), frozenset(_numbers(clause)), _negated(clause))
         for clause in _CLAUSE_END.split(sentence)
@@ -496,27 +484,6 @@ def _comparable_items(sentence: str, passage_language: str) -> _Items:
 
 def _negated(text: str) -> bool:
     return _NEGATION.search(_BACKTICKED.sub(" ", text)) is not None  # code is not prose
-
-
-def _name_like_words(sentence: str) -> list[str]:
-    """Words of an English sentence that would be written the same way in a Chinese text."""
-    words = list(_BACKTICKED.findall(sentence))
-    for index, match in enumerate(_WORD.finditer(_BACKTICKED.sub(" ", sentence))):
-        word = match.group(0).strip(".-")
-        capital_inside = any(ch.isupper() for ch in word[1:])
-        capital_later = index > 0 and word[:1].isupper()
-        if capital_inside or capital_later or any(ch.isdigit() or ch == "_" for ch in word):
-            words.append(word)
-    return words
-
-
-def _numbers(text: str) -> set[str]:
-    """Numbers in digits, and identifiers such as ``KB_UI_PORT`` (lower-cased): both must occur exactly."""
-    # "8,501" and "8501" are one number; "3.11" keeps its point.
-    numbers = {re.sub(r",(?=\d{3}\b)", "", n) for n in _NUMBER.findall(text)}
-    # The keyword tokenizer splits KB_PORT into "kb" + "port", which a passage about KB_CHUNK_TOKENS and
-    # the port holds: an invented setting name would pass on words alone.
-    return numbers | {identifier.lower() for identifier in _IDENTIFIER.findall(text)}
 
 
 def _spelled_numbers(text: str) -> set[str]:

@@ -14,8 +14,14 @@ the shorter words inside long ones, so "向量索引" matches "索引".
 ``TOKENIZER_VERSION`` names this behaviour; a stored keyword index built with
 another version is rebuilt from its chunks (see ``retrieval.keyword_index``).
 
+``specific_items`` picks the words of a question that name one thing
+(numbers, identifiers, names, titles): abstention asks that the passages hold
+them even when the rest of the question is worded differently from the text.
+
 Deliberately not here: traditional-Chinese conversion, stemming of languages
-other than English, synonyms.
+other than English, synonyms, a named-entity model (Chinese names come from
+jieba's part-of-speech dictionary, which misses new names and tags some
+ordinary words as names).
 """
 
 from __future__ import annotations
@@ -27,6 +33,13 @@ from functools import lru_cache
 TOKENIZER_VERSION = "kw-3"  # bump when keyword_tokens changes its output
 _LATIN_WORD = re.compile(r"[a-z0-9\u00df-\u024f\u03b1-\u03c9]+(?:[.'][a-z0-9\u00df-\u024f\u03b1-\u03c9]+)*")
 _CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_IDENTIFIER = re.compile(r"\b[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+\b")  # snake_case / SCREAMING_CASE names
+_BACKTICKED = re.compile(r"`([^`]+)`")
+_WORD = re.compile(r"[A-Za-z0-9_][\w.\-]*")
+_TITLE = re.compile(r"《([^《》]{1,40})》")
+# jieba's tags for names of people (nr, nrfg, nrt), places (ns), organisations (nt) and other proper nouns (nz).
+_CHINESE_NAME_TAGS = frozenset({"nr", "nrfg", "nrt", "ns", "nt", "nz"})
 # Function words: they carry no topic, and a question's "my" or "should" that no passage happens
 # to contain must not count as a missing keyword (``KeywordIndex.coverage``).
 _ENGLISH_STOPWORDS = frozenset(
@@ -46,6 +59,14 @@ def _jieba():
 
     jieba.setLogLevel(logging.WARNING)  # it prints its dictionary loading to stderr otherwise
     return jieba
+
+
+@lru_cache(maxsize=1)
+def _jieba_tagger():
+    _jieba()  # sets the log level before posseg loads the dictionary
+    import jieba.posseg
+
+    return jieba.posseg
 
 
 @lru_cache(maxsize=1)
@@ -72,6 +93,81 @@ def content_keywords(text: str) -> list[str]:
     where idf already weighs them down.
     """
     return [token for token in keyword_tokens(text) if not (len(token) == 1 and _CJK_RUN.fullmatch(token))]
+
+
+def numbers_and_identifiers(text: str) -> set[str]:
+    """Numbers written in digits, and identifiers such as ``KB_UI_PORT`` (lower-cased): both must occur exactly.
+
+    "8,501" and "8501" are one number; "3.11" keeps its point.
+    """
+    numbers = {re.sub(r",(?=\d{3}\b)", "", n) for n in NUMBER.findall(text)}
+    # The keyword tokenizer splits KB_PORT into "kb" + "port", which a passage about KB_CHUNK_TOKENS and
+    # the port holds: an invented setting name would pass on words alone.
+    return numbers | {identifier.lower() for identifier in _IDENTIFIER.findall(text)}
+
+
+def name_like_words(sentence: str) -> list[str]:
+    """Words of an English sentence that would be written the same way in a Chinese text.
+
+    A capital after the first word or inside the word, a digit, ``_``, or backticks:
+    "How do I run `kb ingest` on Linux?" -> ["kb ingest", "Linux"].
+    """
+    words = list(_BACKTICKED.findall(sentence))
+    for index, match in enumerate(_WORD.finditer(_BACKTICKED.sub(" ", sentence))):
+        word = match.group(0).strip(".-")
+        capital_inside = any(ch.isupper() for ch in word[1:])
+        capital_later = index > 0 and word[:1].isupper()
+        if capital_inside or capital_later or any(ch.isdigit() or ch == "_" for ch in word):
+            words.append(word)
+    return words
+
+
+def language_neutral_terms(text: str) -> list[str]:
+    """Keywords that read the same in Chinese and English text, numbers aside.
+
+    The Latin keywords of a Chinese text (names, commands) and the keywords of an English one's
+    ``name_like_words``: "How do I get GPU acceleration on Linux?" -> ["gpu", "linux"].
+    """
+    if text_language(text) == "zh":
+        terms = [t for t in content_keywords(text) if not _CJK_RUN.search(t)]
+    else:
+        terms = content_keywords(" ".join(name_like_words(text)))
+    return [t for t in terms if not NUMBER.fullmatch(t)]
+
+
+def language_neutral_items(text: str) -> set[str]:
+    """``language_neutral_terms`` and ``numbers_and_identifiers``: "GPU on Linux 6?" -> {"gpu", "linux", "6"}."""
+    return set(language_neutral_terms(text)) | numbers_and_identifiers(text)
+
+
+def chinese_names(text: str) -> set[str]:
+    """《Titles》 and the words jieba tags as names of people, places, organisations or other proper nouns.
+
+    "《红楼梦》的作者是谁？" -> {"红楼梦"}; "北京今天的天气怎么样？" -> {"北京"}. Single characters
+    are left out (jieba tags some particles as names). Some ordinary words are tagged too
+    ("加密" as a place): harmless when the passages hold them, a refusal when they do not.
+    """
+    names = set(_TITLE.findall(text))
+    for run in _CJK_RUN.findall(text):
+        names.update(word for word, tag in _jieba_tagger().lcut(run) if tag in _CHINESE_NAME_TAGS and len(word) > 1)
+    return names
+
+
+def specific_items(question: str) -> set[str]:
+    """The question's words that name one thing: numbers, identifiers, Latin names, Chinese names.
+
+    A question worded differently from the passages misses ordinary words ("启用", "send");
+    one about something the passages do not hold misses one of these ("2021" over passages
+    about 2022, a person the passages never name).
+    """
+    return language_neutral_items(question) | {name.lower() for name in chinese_names(question)}
+
+
+def missing_items(items: set[str], text: str) -> tuple[str, ...]:
+    """The items (``specific_items``) that ``text`` holds neither as a keyword nor as a substring, sorted."""
+    present = set(keyword_tokens(text))
+    lowered = text.lower()
+    return tuple(sorted(item for item in items if item not in present and item not in lowered))
 
 
 def warm_up() -> None:
