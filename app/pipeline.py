@@ -68,6 +68,10 @@ NOT_IN_DOCUMENTS = {
     "en": "The documents do not seem to contain the answer to this question. The closest passages found are listed below.",
     "zh": "文档中似乎没有这个问题的答案。下面列出了找到的最接近的段落。",
 }
+NOT_MENTIONED = {
+    "en": "No passage found mentions: {items}.",
+    "zh": "找到的段落都没有提到：{items}。",
+}
 DRAFT_WITHDRAWN = {
     "en": "(The model's draft answer was withdrawn: no passage states it in answer to this question.)",
     "zh": "（模型起草的答案已撤回：没有段落针对这个问题给出该答案。）",
@@ -220,6 +224,17 @@ def find_documents(folder: Path) -> list[Path]:
             if not name.startswith(".") and path.suffix.lower() in SUPPORTED_SUFFIXES and path.is_file():
                 found.append(path)
     return sorted(found)
+
+
+def not_in_documents(question: str, language: str, evidence: Evidence | None) -> str:
+    """The refusal, naming the question's names and numbers the passages lack: the user learns what to rephrase.
+
+    "Who won the 2021 Super Bowl?" over passages about 2022 -> "... No passage found mentions: 2021."
+    """
+    if evidence is None or not evidence.missing_specifics:
+        return NOT_IN_DOCUMENTS[language]
+    items = ("、" if language == "zh" else ", ").join(keywords.as_written(evidence.missing_specifics, question))
+    return f"{NOT_IN_DOCUMENTS[language]} {NOT_MENTIONED[language].format(items=items)}"
 
 
 class Pipeline:
@@ -568,18 +583,24 @@ class Pipeline:
                          evidence=self._evidence(collection, question, reranked[: self.settings.context_chunks]))
 
     def abstention_policy(self) -> AbstentionPolicy:
-        return AbstentionPolicy(self.settings.abstain_min_coverage, self.settings.abstain_min_dense)
+        reworded = self.settings.abstain_reworded_min_dense
+        return AbstentionPolicy(self.settings.abstain_min_coverage, self.settings.abstain_min_dense,
+                                reworded_min_dense=reworded if reworded <= 1.0 else None)
 
     def would_abstain(self, retrieval: Retrieval, answer: Answer | None = None) -> bool:
         """The refusal the pipeline makes with abstention on, whether or not it is on.
 
-        Before generation (``answer`` None): do the passages cover the question?
-        After: does a passage hold the answer's words next to the question's?
+        Before generation (``answer`` None): do the passages cover the question, or hold its names and
+        come close in meaning? After: if only the latter, does a cited passage support one of its sentences;
+        and, when ``abstain_min_answer_support`` is set, does a passage hold the answer's words next to the
+        question's?
         """
         if retrieval.evidence is None or not self.abstention_policy().supports(retrieval.evidence):
             return True
         if answer is None or answer.abstained:
             return bool(answer and answer.abstained)
+        if not self.abstention_policy().keeps_answer(retrieval.evidence, answer.grounded_share):
+            return True
         if self.settings.abstain_min_answer_support <= 0:
             return False  # the check is off: do not tokenise the passages on every answer
         passages = [hit.chunk.text for hit in retrieval.hits[: self.settings.context_chunks]]
@@ -594,6 +615,8 @@ class Pipeline:
             coverage=collection.keyword_coverage(question, [h.chunk_id for h in top if h.chunk_id is not None]),
             best_keyword=max(h.keyword_score or 0.0 for h in top),
             best_dense=max(h.dense_score or 0.0 for h in top),
+            missing_specifics=keywords.missing_items(keywords.specific_items(question),
+                                                     "\n".join(h.chunk.text for h in top)),
         )
 
     def ask_stream(self, question: str, history: Sequence[Turn] = ()) -> AnswerStream:
@@ -624,7 +647,7 @@ class Pipeline:
         closest = retrieval.hits[: self.settings.context_chunks]
         if self.settings.abstain and self.would_abstain(retrieval):
             shown = tuple(Source(number, hit, hit.chunk.text) for number, hit in enumerate(closest, start=1))
-            return self._fixed_answer(stream, question, NOT_IN_DOCUMENTS[language], shown, started)
+            return self._fixed_answer(stream, question, not_in_documents(question, language, retrieval.evidence), shown, started)
 
         generator = self.generator
         t_prompt = time.perf_counter()

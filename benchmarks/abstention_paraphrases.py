@@ -1,15 +1,22 @@
 """Does the abstention rule refuse answerable questions that are worded differently from the text?
 
-Two measurements of ``retrieval.evidence`` (keyword coverage and best cosine of
-the 5 sources), for the default rule (coverage >= ``KB_ABSTAIN_MIN_COVERAGE``)
-and for "coverage or best cosine >= d":
+Measures ``retrieval.evidence`` (keyword coverage, best cosine of the 5
+sources, the question's names and numbers missing from them) and what
+``AbstentionPolicy`` decides from it, for coverage alone (``d=None``) and for
+"coverage, or best cosine >= d" with no guard, with the ``neutral`` guard
+(numbers, identifiers, Latin names must be in the sources) and with the
+``names`` guard (also Chinese names: ``retrieval.keywords.specific_items``,
+the default).
 
 - ``--sample``: hand-written questions on the sample documents (the collection
   ``kb ingest data`` builds), answerable ones worded as a user might and
   off-topic ones. Reports how many of each the rule refuses.
 - ``--questions FILE``: a labelled JSON Lines set (``question``, ``answerable``,
-  ``language``) asked of ``--collection``, e.g. ``benchmarks/data/fastapi_questions.jsonl``
-  on the FastAPI tutorial pages. Reports refusals per language and label.
+  ``language``) asked of ``--collection``: ``benchmarks/data/fastapi_questions.jsonl``
+  on the FastAPI tutorial pages (see benchmarks/data/README.md). Reports refusals per
+  language and label; ``--answers OUT`` also answers every question with abstention
+  off (only those the cosine override lets through) and stores each answer's grounding,
+  for a check after generation.
 - ``--beir FOLDER``: a BEIR set already in a collection (``kb eval`` builds
   one): every query is retrieved once; *answerable* = an answer document is among
   the 5 sources, *unanswerable* = the same query with the answer documents'
@@ -19,9 +26,17 @@ and for "coverage or best cosine >= d":
 Example::
 
     .venv/bin/python benchmarks/abstention_paraphrases.py --sample
-    KB_HOME=/work/evalkb .venv/bin/python benchmarks/abstention_paraphrases.py \\
-        --beir ../shared/data/retrieval/scifact --beir ../shared/data/retrieval/cmrc2018 \\
+    mkdir -p /tmp/fastapi && cp -r ../shared/data/markdown/fastapi-docs/docs/en/docs/tutorial /tmp/fastapi/en \
+        && cp -r ../shared/data/markdown/fastapi-docs/docs/zh/docs/tutorial /tmp/fastapi/zh
+    KB_HOME=/work/evalkb kb ingest /tmp/fastapi -c fastapi-tutorial
+    KB_HOME=/work/evalkb .venv/bin/python benchmarks/abstention_paraphrases.py \
+        --questions benchmarks/data/fastapi_questions.jsonl --collection fastapi-tutorial
+    KB_HOME=/work/evalkb .venv/bin/python benchmarks/abstention_paraphrases.py \
+        --beir ../shared/data/retrieval/scifact --beir ../shared/data/retrieval/cmrc2018 \
         --collection eval-cmrc2018-scifact --sample-queries 500
+
+Left out: answer correctness on the FastAPI set (it has evidence sentences, not
+gold answer strings); the RGB/DomainRAG runs are ``kb eval-qa``'s job.
 """
 
 from __future__ import annotations
@@ -45,6 +60,8 @@ from app.evaluation import select_queries  # noqa: E402
 from app.pipeline import Pipeline  # noqa: E402
 from app.settings import load_settings  # noqa: E402
 from ingest.beir import read_beir  # noqa: E402
+from llm.grounding import answer_support  # noqa: E402
+from retrieval.evidence import AbstentionPolicy, Evidence  # noqa: E402
 from retrieval.keywords import language_neutral_items, missing_items, specific_items  # noqa: E402
 
 ANSWERABLE = [
@@ -76,12 +93,11 @@ def missing_specifics(question: str, passages_text: str, names: bool = False) ->
 
 
 def refuses(evidence: dict, min_coverage: float, dense_override: float | None, specifics: str = "") -> bool:
-    """``specifics``: "" no guard, "neutral" numbers/identifiers/Latin names, "names" also Chinese names."""
-    if evidence["coverage"] >= min_coverage:
-        return False
-    if specifics and evidence[f"missing_{specifics}"]:
-        return True
-    return dense_override is None or evidence["best_dense"] < dense_override
+    """What ``AbstentionPolicy`` decides; ``specifics``: "" no guard, "neutral" numbers, identifiers and Latin
+    names only, "names" also Chinese names (the default, ``retrieval.keywords.specific_items``)."""
+    missing = evidence[f"missing_{specifics}"] if specifics else 0
+    policy = AbstentionPolicy(min_coverage, reworded_min_dense=dense_override)
+    return not policy.supports(Evidence(evidence["coverage"], 0.0, evidence["best_dense"], ("?",) * missing))
 
 
 RULES = [(d, "") for d in OVERRIDES] + [(d, guard) for guard in ("neutral", "names") for d in OVERRIDES if d]
@@ -106,6 +122,7 @@ def main() -> None:
     parser.add_argument("--questions", type=Path, help="labelled JSON Lines questions asked of --collection")
     parser.add_argument("--beir", type=Path, action="append", default=[])
     parser.add_argument("--collection", help="collection holding the BEIR sets")
+    parser.add_argument("--answers", type=Path, help="also answer the labelled questions (abstention off) into this file")
     parser.add_argument("--dump", type=Path, help="write each labelled question's evidence here (JSON Lines)")
     parser.add_argument("--sample-queries", type=int, default=500, help="at most this many queries per BEIR set")
     args = parser.parse_args()
@@ -138,6 +155,24 @@ def main() -> None:
                                   "coverage_median": round(statistics.median(r["coverage"] for r in group), 3),
                                   "refused": {rule_name(*rule): sum(refuses(r, min_coverage, *rule) for r in group)
                                               for rule in RULES}}))
+        if args.answers:
+            # Answer with abstention off the questions only the cosine override lets through (coverage too low,
+            # best cosine >= the lowest d, no name missing): a check after generation would decide those.
+            # (About 40-60 s per answer here: FastAPI passages are long and hold code.)
+            lowest = min(d for d in OVERRIDES if d)
+            answering = Pipeline.from_settings(load_settings(collection=args.collection, abstain=False))
+            with args.answers.open("w", encoding="utf-8") as out:
+                for item, evidence in rows:
+                    if refuses(evidence, min_coverage, None) == refuses(evidence, min_coverage, lowest, "names"):
+                        continue
+                    answer = answering.ask(item["question"])
+                    support = answer_support(item["question"], answer.text,
+                                             [source.passage for source in answer.sources])
+                    out.write(json.dumps({**item, **evidence, "answer": answer.text,
+                                          "grounded_share": answer.grounded_share,
+                                          "supported_sentences": sum(s.supported for s in answer.sentences),
+                                          "answer_support": support.score}, ensure_ascii=False) + "\n")
+                    out.flush()
         if args.dump:
             args.dump.write_text("\n".join(json.dumps({**item, **r}, ensure_ascii=False) for item, r in rows) + "\n",
                                  encoding="utf-8")

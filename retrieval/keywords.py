@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 
 TOKENIZER_VERSION = "kw-3"  # bump when keyword_tokens changes its output
@@ -168,6 +169,15 @@ def missing_items(items: set[str], text: str) -> tuple[str, ...]:
     present = set(keyword_tokens(text))
     lowered = text.lower()
     return tuple(sorted(item for item in items if item not in present and item not in lowered))
+
+
+def as_written(items: Sequence[str], text: str) -> list[str]:
+    """Each item (a keyword token, e.g. stemmed "academi") as ``text`` writes it ("Academy"), for showing to users."""
+    words = {}
+    for word in _WORD.findall(text):
+        for token in keyword_tokens(word):
+            words.setdefault(token, word.strip(".-"))
+    return [words.get(item, item) for item in items]
 
 
 def warm_up() -> None:

@@ -45,3 +45,22 @@ def test_policy_thresholds():
     assert policy.supports(Evidence(coverage=0.6, best_keyword=0.3, best_dense=0.85))
     assert not policy.supports(Evidence(coverage=0.4, best_keyword=0.3, best_dense=0.85))
     assert not policy.supports(Evidence(coverage=0.9, best_keyword=0.3, best_dense=0.7))
+
+
+def test_low_coverage_is_forgiven_only_for_a_close_passage_holding_every_name_and_number():
+    policy = AbstentionPolicy(min_coverage=0.45, reworded_min_dense=0.86)
+    reworded = Evidence(coverage=0.16, best_keyword=0.1, best_dense=0.90)
+    assert policy.supports(reworded)
+    assert not policy.supports(Evidence(coverage=0.16, best_keyword=0.1, best_dense=0.90, missing_specifics=("2021",)))
+    assert not policy.supports(Evidence(coverage=0.16, best_keyword=0.1, best_dense=0.80))
+    assert not AbstentionPolicy(min_coverage=0.45).supports(reworded)  # no cosine threshold: coverage alone
+
+
+def test_an_answer_let_through_on_meaning_alone_needs_one_supported_sentence():
+    policy = AbstentionPolicy(min_coverage=0.45, reworded_min_dense=0.86)
+    reworded = Evidence(coverage=0.16, best_keyword=0.1, best_dense=0.90)
+    covered = Evidence(coverage=0.8, best_keyword=0.5, best_dense=0.90)
+    assert not policy.keeps_answer(reworded, grounded_share=0.0)
+    assert policy.keeps_answer(reworded, grounded_share=0.5)
+    assert policy.keeps_answer(reworded, grounded_share=None)  # nothing checkable ("不能。")
+    assert policy.keeps_answer(covered, grounded_share=0.0)  # covered questions are judged before generation only

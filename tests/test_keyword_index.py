@@ -95,3 +95,16 @@ def test_collection_keeps_keyword_index_in_step_and_rebuilds_a_missing_one(tmp_p
     rebuilt = Collection.open(tmp_path, IDENTITY)
     assert rebuilt.chunk(rebuilt.search_keywords("gpu offload", k=1)[0][0]).source == "b.md"
     assert rebuilt.chunk(rebuilt.search_keywords("向量索引", k=1)[0][0]).source == "a.md"
+
+
+def test_specific_items_are_the_names_and_numbers_a_passage_must_hold():
+    from retrieval.keywords import as_written, missing_items, specific_items
+
+    assert specific_items("Who won the 2021 Super Bowl?") == {"2021", "super", "bowl"}
+    assert specific_items("How do I set KB_UI_HOST?") >= {"kb_ui_host"}
+    assert "红楼梦" in specific_items("《红楼梦》的作者是谁？")  # a title
+    assert "北京" in specific_items("北京今天的天气怎么样？")  # a place, by jieba's part of speech
+    assert specific_items("如何更换嵌入模型？") == set()  # ordinary words only: rewording them is fine
+    assert specific_items("怎样启用 GPU 加速？") == {"gpu"}
+    assert missing_items({"2021", "super", "红楼梦"}, "Super Bowl 2022 and 《红楼梦》") == ("2021",)
+    assert as_written(["academi", "2021"], "the 92nd Academy Awards of 2021") == ["Academy", "2021"]

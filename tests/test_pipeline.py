@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from app.pipeline import Pipeline, UnsafeFileNameError, safe_document_path
+from llm.generator import Generator, GeneratorInfo
 from llm.prompt import question_language
 from tests.conftest import SAMPLE_DATA, make_pdf, write
 
@@ -133,11 +134,52 @@ def test_question_the_documents_do_not_cover_is_refused_without_generating(sampl
     answer = strict.ask("Who won the football World Cup final in Qatar?")
     assert answer.abstained and not answer.supported and not answer.citations
     assert "do not seem to contain" in answer.text
+    assert "Qatar" in answer.text  # the refusal says which of the question's names no passage mentions
     assert answer.sources  # the closest passages are shown, to check for oneself
     chinese = strict.ask("卡塔尔世界杯决赛谁赢了？")
     assert chinese.abstained and "文档中似乎没有" in chinese.text
     covered = strict.retrieve("Which port does the web interface listen on?")
     assert not strict.would_abstain(covered)
+
+
+def test_questions_worded_differently_from_the_documents_are_not_refused(sample_pipeline):
+    # Each misses most of its words in the passages (coverage < 0.45: "启用", "send"), but none of its names.
+    for reworded in ("怎样启用 GPU 加速？", "Does kbqa send my documents anywhere?"):
+        retrieval = sample_pipeline.retrieve(reworded)
+        assert retrieval.evidence.coverage < sample_pipeline.settings.abstain_min_coverage
+        assert not sample_pipeline.would_abstain(retrieval), reworded
+    # Close in meaning but about a name the documents never mention: refused, and the name is given.
+    near_miss = Pipeline(sample_pipeline.settings, sample_pipeline.embedder, sample_pipeline.reranker, _never_generate)
+    answer = near_miss.ask("How do I enable GPU acceleration on a Raspberry Pi?")
+    assert answer.abstained and "Raspberry" in answer.text
+
+
+class _ScriptedGenerator(Generator):
+    """Forces a rare path: the model answers a reworded question with something no passage says."""
+
+    def __init__(self, pieces: list[str]) -> None:
+        self.info = GeneratorInfo("scripted", 4096, 1, 0, False)
+        self.pieces = pieces
+
+    def count_tokens(self, text: str) -> int:
+        return len(text) // 3 + 1
+
+    def stream_chat(self, messages, max_tokens, temperature):
+        yield from self.pieces
+
+
+def test_answer_to_a_reworded_question_is_withdrawn_when_no_passage_supports_it(sample_pipeline):
+    question = "怎样启用 GPU 加速？"  # let through on meaning: coverage is low, no name is missing
+
+    def ask_with(pieces: list[str]):
+        scripted = _ScriptedGenerator(pieces)
+        return Pipeline(sample_pipeline.settings, sample_pipeline.embedder, sample_pipeline.reranker,
+                        lambda: scripted).ask(question)
+
+    invented = ask_with(["在设置页面打开“硬件加速”开关，然后重启浏览器即可[1]。"])
+    assert invented.abstained and "文档中似乎没有" in invented.text and "已撤回" in invented.text
+    grounded = ask_with(["如果机器有 NVIDIA 显卡，请用 CUDA 重新编译 llama-cpp-python[1]。"])
+    assert not grounded.abstained and grounded.grounded_share == 1.0
 
 
 def test_follow_up_question_is_understood_from_the_conversation(sample_pipeline):
