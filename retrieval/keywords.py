@@ -172,12 +172,18 @@ def missing_items(items: set[str], text: str) -> tuple[str, ...]:
 
 
 def as_written(items: Sequence[str], text: str) -> list[str]:
-    """Each item (a keyword token, e.g. stemmed "academi") as ``text`` writes it ("Academy"), for showing to users."""
-    words = {}
+    """Each item (a keyword token, e.g. stemmed "academi") as ``text`` writes it ("Academy"), in its order.
+
+    For showing to users: as_written(["pi", "raspberri"], "GPU on a Raspberry Pi?") -> ["Raspberry", "Pi"].
+    Items ``text`` does not hold come last, as they are.
+    """
+    words: dict[str, str] = {}
     for word in _WORD.findall(text):
         for token in keyword_tokens(word):
             words.setdefault(token, word.strip(".-"))
-    return [words.get(item, item) for item in items]
+    written = [words.get(item, item) for item in items]
+    lowered = text.lower()
+    return sorted(written, key=lambda w: lowered.find(w.lower()) if w.lower() in lowered else len(lowered))
 
 
 def warm_up() -> None:

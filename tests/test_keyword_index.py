@@ -108,3 +108,4 @@ def test_specific_items_are_the_names_and_numbers_a_passage_must_hold():
     assert specific_items("怎样启用 GPU 加速？") == {"gpu"}
     assert missing_items({"2021", "super", "红楼梦"}, "Super Bowl 2022 and 《红楼梦》") == ("2021",)
     assert as_written(["academi", "2021"], "the 92nd Academy Awards of 2021") == ["Academy", "2021"]
+    assert as_written(["pi", "raspberri"], "GPU on a Raspberry Pi?") == ["Raspberry", "Pi"]
