@@ -647,7 +647,8 @@ class Pipeline:
         closest = retrieval.hits[: self.settings.context_chunks]
         if self.settings.abstain and self.would_abstain(retrieval):
             shown = tuple(Source(number, hit, hit.chunk.text) for number, hit in enumerate(closest, start=1))
-            return self._fixed_answer(stream, question, not_in_documents(question, language, retrieval.evidence), shown, started)
+            refusal = not_in_documents(question, language, retrieval.evidence)
+            return self._fixed_answer(stream, question, refusal, shown, started)
 
         generator = self.generator
         t_prompt = time.perf_counter()

@@ -187,8 +187,9 @@ def as_written(items: Sequence[str], text: str) -> list[str]:
 
 
 def warm_up() -> None:
-    """Load jieba's dictionary now (about a second) instead of on the first query."""
+    """Load jieba's dictionary and part-of-speech tagger now (about a second) instead of on the first query."""
     _jieba().initialize()
+    _jieba_tagger().lcut("北京")
 
 
 def text_language(text: str) -> str:
