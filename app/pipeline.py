@@ -339,8 +339,10 @@ class Pipeline:
         return removed
 
     def warm_up(self) -> None:
-        """Load everything the first question would otherwise wait for."""
+        """Load everything the first question would otherwise wait for (the UI calls this at start)."""
         keywords.warm_up()
+        if self.second_embedder is not None and max(self.settings.second_weight_en, self.settings.second_weight_zh) > 0:
+            self.second_embedder.embed_query("warm up")  # the built-in one loads torch on first use: about 5 s
         _ = self.generator
 
     def add_documents(self, files: list[tuple[str, bytes]]) -> IngestReport:
