@@ -144,8 +144,14 @@ def main() -> None:
         pipeline = Pipeline.from_settings(load_settings(collection=args.collection))
         collection = pipeline.collection()
         labelled = [json.loads(line) for line in args.questions.read_text(encoding="utf-8").splitlines() if line.strip()]
-        rows = [(item, evidence_of(collection, item["question"], pipeline.retrieve(item["question"]).hits))
-                for item in labelled]
+        rows = []
+        for item in labelled:
+            hits = pipeline.retrieve(item["question"]).hits
+            evidence = evidence_of(collection, item["question"], hits)
+            if item["answerable"] and item.get("file"):  # "tutorial/a/b.md" is indexed as "en/a/b.md" and "zh/a/b.md": compare below the top folder
+                page = item["file"].split("/", 1)[-1]
+                evidence["page_in_sources"] = any(h.chunk.source.split("/", 1)[-1] == page for h in hits[:5])
+            rows.append((item, evidence))
         for language in sorted({item["language"] for item, _ in rows}):
             for answerable in (True, False):
                 group = [r for item, r in rows if item["language"] == language and item["answerable"] == answerable]
@@ -153,6 +159,7 @@ def main() -> None:
                                   "n": len(group),
                                   "best_cosine_median": round(statistics.median(r["best_dense"] for r in group), 3),
                                   "coverage_median": round(statistics.median(r["coverage"] for r in group), 3),
+                                  "answer_page_in_sources": sum(r.get("page_in_sources", False) for r in group),
                                   "refused": {rule_name(*rule): sum(refuses(r, min_coverage, *rule) for r in group)
                                               for rule in RULES}}))
         if args.answers:
