@@ -148,7 +148,8 @@ def main() -> None:
         for item in labelled:
             hits = pipeline.retrieve(item["question"]).hits
             evidence = evidence_of(collection, item["question"], hits)
-            if item["answerable"] and item.get("file"):  # "tutorial/a/b.md" is indexed as "en/a/b.md" and "zh/a/b.md": compare below the top folder
+            # "tutorial/a/b.md" is indexed as "en/a/b.md" and "zh/a/b.md": compare below the top folder.
+            if item["answerable"] and item.get("file"):
                 page = item["file"].split("/", 1)[-1]
                 evidence["page_in_sources"] = any(h.chunk.source.split("/", 1)[-1] == page for h in hits[:5])
             rows.append((item, evidence))

@@ -113,3 +113,30 @@ def test_index_built_with_another_embedder_is_explained_not_a_traceback(ui_env, 
     app = AppTest.from_file(APP, default_timeout=300).run()
     assert not app.exception
     assert "was built with embedder" in app.error[0].value
+
+
+class InventingGenerator(ScriptedGenerator):
+    """Forces a rare path: an answer no passage supports to a question let through on meaning alone."""
+
+    def stream_chat(self, messages, max_tokens, temperature):
+        yield from ["在设置页面打开“硬件加速”开关，", "然后重启浏览器即可[1]。"]
+
+
+def test_a_withdrawn_draft_is_replaced_by_the_refusal_and_the_closest_passages(ui_env, monkeypatch, e5):
+    from app.pipeline import Pipeline
+    from app.settings import load_settings
+    from retrieval.rerank import load_reranker
+
+    monkeypatch.setattr("app.pipeline.LlamaCppGenerator", InventingGenerator)
+    docs = ui_env / "docs"
+    shutil.copytree(SAMPLE_DATA, docs)
+    settings = load_settings()
+    Pipeline(settings, e5, load_reranker(settings.reranker), lambda: None).ingest(docs, progress=False)
+
+    app = AppTest.from_file(APP, default_timeout=300).run()
+    app.chat_input[0].set_value("怎样启用 GPU 加速？").run()  # reworded: low keyword coverage, close in meaning
+    assert not app.exception
+    text = all_text(app)
+    assert "文档中似乎没有" in text and "已撤回" in text
+    assert "硬件加速" not in text  # the streamed draft does not stay on screen
+    assert "Closest passages found" in text
