@@ -65,6 +65,7 @@ class Answer:
     supported: bool  # False when the answer cites nothing (or there was nothing to cite)
     sentences: tuple[SentenceSupport, ...] = ()  # the text sentence by sentence, each with its grounding
     abstained: bool = False  # the pipeline answered "not in the documents" itself; ``sources`` are the closest passages
+    withdrawn_draft: str | None = None  # when abstention withdrew a generated answer: that answer, for the user to judge
 
     def citation(self, number: int) -> Citation | None:
         return next((c for c in self.citations if c.number == number), None)

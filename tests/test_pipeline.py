@@ -178,6 +178,7 @@ def test_answer_to_a_reworded_question_is_withdrawn_when_no_passage_supports_it(
 
     invented = ask_with(["在设置页面打开“硬件加速”开关，然后重启浏览器即可[1]。"])
     assert invented.abstained and "文档中似乎没有" in invented.text and "已撤回" in invented.text
+    assert "硬件加速" in invented.withdrawn_draft  # kept for the UI to show, labelled, not as the answer
     grounded = ask_with(["如果机器有 NVIDIA 显卡，请用 CUDA 重新编译 llama-cpp-python[1]。"])
     assert not grounded.abstained and grounded.grounded_share == 1.0
 

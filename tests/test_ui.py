@@ -138,5 +138,10 @@ def test_a_withdrawn_draft_is_replaced_by_the_refusal_and_the_closest_passages(u
     assert not app.exception
     text = all_text(app)
     assert "文档中似乎没有" in text and "已撤回" in text
-    assert "硬件加速" not in text  # the streamed draft does not stay on screen
     assert "Closest passages found" in text
+    # The draft does not stay on screen as an answer; it is kept, collapsed and labelled, to judge for oneself.
+    assert "Withdrawn draft: no passage was found to say this" in text
+    shown = [m.value for m in app.chat_message[-1].markdown]
+    assert "文档中似乎没有" in shown[0] and "硬件加速" not in shown[0]  # the answer itself is the refusal
+    draft = next(e for e in app.expander if e.label.startswith("Withdrawn draft"))
+    assert any("硬件加速" in m.value for m in draft.markdown)

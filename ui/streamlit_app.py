@@ -104,6 +104,11 @@ def render_answer(answer: Answer, into=None) -> None:
 
 def render_sources(answer: Answer) -> None:
     if answer.abstained:
+        if answer.withdrawn_draft:
+            # Collapsed and labelled: the check is lexical, so a right answer worded differently from the
+            # passages can be withdrawn; the user may still read it, knowing no passage was found to say it.
+            with st.expander("Withdrawn draft: no passage was found to say this"):
+                st.markdown(escape_markdown(answer.withdrawn_draft))
         if answer.sources:
             with st.expander("Closest passages found"):
                 for citation in answer.sources:
