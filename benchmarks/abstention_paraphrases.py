@@ -166,9 +166,10 @@ def main() -> None:
         if args.answers:
             # Answer with abstention off the questions only the cosine override lets through (coverage too low,
             # best cosine >= the lowest d, no name missing): a check after generation would decide those.
-            # (About 40-60 s per answer here: FastAPI passages are long and hold code.)
+            # (About 20 s per answer here: FastAPI passages are long and hold code.)
             lowest = min(d for d in OVERRIDES if d)
             answering = Pipeline.from_settings(load_settings(collection=args.collection, abstain=False))
+            answered = []
             with args.answers.open("w", encoding="utf-8") as out:
                 for item, evidence in rows:
                     if refuses(evidence, min_coverage, None) == refuses(evidence, min_coverage, lowest, "names"):
@@ -176,11 +177,21 @@ def main() -> None:
                     answer = answering.ask(item["question"])
                     support = answer_support(item["question"], answer.text,
                                              [source.passage for source in answer.sources])
-                    out.write(json.dumps({**item, **evidence, "answer": answer.text,
-                                          "grounded_share": answer.grounded_share,
-                                          "supported_sentences": sum(s.supported for s in answer.sentences),
-                                          "answer_support": support.score}, ensure_ascii=False) + "\n")
+                    record = {**item, **evidence, "answer": answer.text, "grounded_share": answer.grounded_share,
+                              "supported_sentences": sum(s.supported for s in answer.sentences),
+                              "answer_support": support.score}
+                    answered.append(record)
+                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
                     out.flush()
+            withdraw_when = {
+                "no supported sentence (grounded share 0; the default)": lambda r: r["grounded_share"] == 0,
+                "under half supported": lambda r: r["grounded_share"] is not None and r["grounded_share"] < 0.5,
+                "answer_support < 0.1": lambda r: r["answer_support"] < 0.1,
+            }
+            for answerable in (True, False):
+                group = [r for r in answered if r["answerable"] == answerable]
+                print(json.dumps({"answered_after_override": len(group), "answerable": answerable,
+                                  "withdrawn": {name: sum(map(rule, group)) for name, rule in withdraw_when.items()}}))
         if args.dump:
             args.dump.write_text("\n".join(json.dumps({**item, **r}, ensure_ascii=False) for item, r in rows) + "\n",
                                  encoding="utf-8")
