@@ -65,6 +65,11 @@ USER = {
 _SENTENCE_END = re.compile(r"(?<=[.!?;。！？；\n])\s*")
 
 
+def without_marker(quote: str) -> str:
+    """The quote without a leading "[2] " (the model sometimes names the passage first)."""
+    return re.sub(r"^\[\d+\]\s*", "", quote)
+
+
 def copied_from(quote: str, passages: list[str]) -> bool:
     """At least half of the quote's content keywords are in one sentence of one passage."""
     terms = set(content_keywords(quote))
@@ -96,7 +101,7 @@ RULES = {
 
 def summarise(records: list[dict]) -> None:
     for record in records:  # files written before the "disagrees" check existed
-        record.setdefault("disagrees", disagrees(re.sub(r"^\[\d+\]\s*", "", record["quote"]), record["answer"]))
+        record.setdefault("disagrees", disagrees(without_marker(record["quote"]), record["answer"]))
     print(f"# {platform.node()} {os.cpu_count()} cpus; {len(records)} answers; "
           f"check p50 {statistics.median(r['seconds'] for r in records):.1f} s")
     for set_name in sorted({r["set_name"] for r in records}) + ["all"]:
@@ -134,7 +139,7 @@ def main() -> None:
                 started = time.perf_counter()
                 quote = "".join(generator.stream_chat(messages, 80, 0.0)).strip()
                 seconds = time.perf_counter() - started
-                bare = re.sub(r"^\[\d+\]\s*", "", quote)
+                bare = without_marker(quote)
                 record = {
                     "set_name": outcome["set_name"], "item_id": outcome["item_id"], "condition": outcome["condition"],
                     "correct": bool(outcome["correct"]), "answer": outcome["answer"], "quote": quote, "seconds": seconds,

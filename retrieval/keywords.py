@@ -181,9 +181,13 @@ def as_written(items: Sequence[str], text: str) -> list[str]:
     for word in _WORD.findall(text):
         for token in keyword_tokens(word):
             words.setdefault(token, word.strip(".-"))
-    written = [words.get(item, item) for item in items]
     lowered = text.lower()
-    return sorted(written, key=lambda w: lowered.find(w.lower()) if w.lower() in lowered else len(lowered))
+
+    def position(word: str) -> int:
+        found = lowered.find(word.lower())
+        return found if found >= 0 else len(lowered)
+
+    return sorted((words.get(item, item) for item in items), key=position)
 
 
 def warm_up() -> None:
