@@ -98,10 +98,18 @@ def ingest(
         raise typer.Exit(130)
 
 
-def _print_streamed_answer(pipeline: Pipeline, question: str, history: list[Turn], as_json: bool = False) -> Answer:
+DocumentOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--document", "-d", help="Search only this document (as `kb status` lists it); repeatable."),
+]
+
+
+def _print_streamed_answer(
+    pipeline: Pipeline, question: str, history: list[Turn], as_json: bool = False, documents: list[str] | None = None,
+) -> Answer:
     """Stream one answer to the terminal, then its checked form and sources; returns the answer."""
     try:
-        stream = pipeline.ask_stream(question, history)
+        stream = pipeline.ask_stream(question, history, documents or None)
         streamed_pieces = []
         for piece in stream:
             streamed_pieces.append(piece)
@@ -141,13 +149,14 @@ def ask(
     question: Annotated[str, typer.Argument(help="Your question, in English or Chinese.")],
     collection: CollectionOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print answer, citations and timings as JSON.")] = False,
+    document: DocumentOption = None,
 ) -> None:
     """Answer a question from the indexed documents, citing them as [n]."""
-    _print_streamed_answer(_pipeline(_settings(collection=collection)), question, [], as_json)
+    _print_streamed_answer(_pipeline(_settings(collection=collection)), question, [], as_json, document)
 
 
 @cli.command()
-def chat(collection: CollectionOption = None) -> None:
+def chat(collection: CollectionOption = None, document: DocumentOption = None) -> None:
     """A conversation in the terminal: follow-up questions ("and its weight?") keep their context."""
     pipeline = _pipeline(_settings(collection=collection))
     history: list[Turn] = []
@@ -159,7 +168,7 @@ def chat(collection: CollectionOption = None) -> None:
             break
         if not question:
             break
-        answer = _print_streamed_answer(pipeline, question, history)
+        answer = _print_streamed_answer(pipeline, question, history, documents=document)
         history.append(Turn(question, answer.text))
 
 
@@ -168,15 +177,18 @@ def search(
     question: Annotated[str, typer.Argument()],
     collection: CollectionOption = None,
     top: Annotated[int, typer.Option("--top", "-k", help="How many hits to show.")] = 5,
+    document: DocumentOption = None,
 ) -> None:
     """Show the passages retrieval finds for a question (no generation)."""
     settings = _settings(collection=collection)
     pipeline = _pipeline(settings)
     try:
-        retrieval = pipeline.retrieve(question)
-    except StoreError as exc:
+        retrieval = pipeline.retrieve(question, documents=document or None)
+    except (StoreError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(3) from None
+    if retrieval.scope.scoped and not document:
+        typer.echo(f"searched only the documents the question names: {', '.join(retrieval.scope.documents)}")
     for rank, hit in enumerate(retrieval.hits[:top], start=1):
         snippet = " ".join(hit.chunk.text.split())[:160]
         scores = [f"score {hit.score:.3f}"]
@@ -316,7 +328,8 @@ def status(collection: CollectionOption = None) -> None:
         typer.echo(f"  {state.second_vectors_missing} chunks have no {state.second_embedder} vector yet: "
                    "English questions use e5 and keywords only until `kb ingest` adds them")
     for source in state.files:
-        typer.echo(f"  {source}")
+        record = state.records.get(source)
+        typer.echo(f"  {record.description if record else source}")
 
 
 @cli.command()

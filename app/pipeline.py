@@ -35,8 +35,8 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -46,10 +46,12 @@ from ingest.chunking import Chunker
 from ingest.documents import FileFailure, LoadedFile
 from ingest.isolation import IsolatedLoader, PendingLoad
 from ingest.loaders import SUPPORTED_SUFFIXES, LoadError, LoadOptions
+from ingest.records import DocumentRecord, describe_document
 from llm.answer import Answer, citation_from_source, make_answer
 from llm.grounding import answer_support
 from llm.generator import Generator, LlamaCppGenerator
 from llm.models import resolve_model_path
+from llm.per_document import per_document_answer
 from llm.prompt import PromptBuilder, Source, question_language
 from retrieval import keywords
 from retrieval.embedders import Embedder, load_embedder
@@ -58,6 +60,7 @@ from retrieval.followup import Turn, retrieval_query
 from retrieval.fusion import FirstStage
 from retrieval.hits import Hit
 from retrieval.rerank import Reranker, load_reranker
+from retrieval.scope import Scope, scope_question
 from retrieval.store import Collection, CollectionMissingError, WriteLock
 
 NOTHING_FOUND = {
@@ -72,6 +75,7 @@ NOT_MENTIONED = {
     "en": "No passage found mentions: {items}.",
     "zh": "找到的段落都没有提到：{items}。",
 }
+PER_DOCUMENT_TOKENS = 96  # one sentence with a figure per document; the model's extras are cut anyway
 DRAFT_WITHDRAWN = {
     "en": "(The model's draft answer was withdrawn: no passage states it in answer to this question.)",
     "zh": "（模型起草的答案已撤回：没有段落针对这个问题给出该答案。）",
@@ -97,12 +101,15 @@ class IngestReport:
     embed_seconds: float = 0.0
     interrupted: bool = False
     collection_chunks: int = 0
+    upgraded_from_format: int | None = None  # the collection was indexed by an older version and is re-indexed
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, indent=2)
 
     def summary(self) -> str:
-        return (
+        upgraded = (f"the collection was indexed by an older version (format {self.upgraded_from_format}); "
+                    "it was rebuilt from the files of this ingest. ") if self.upgraded_from_format else ""
+        return upgraded + (
             f"added {len(self.added)}, updated {len(self.updated)}, removed {len(self.removed)}, "
             f"unchanged {len(self.unchanged)}, failed {len(self.failed)}; "
             f"{self.pages_read} pages read ({self.ocr_pages} by OCR), "
@@ -124,6 +131,8 @@ class Retrieval:
     hits: tuple[Hit, ...]  # reranked, best first; all candidates
     timings: RetrievalTimings
     evidence: Evidence | None = None  # how well the passages for the prompt cover the question
+    scope: Scope = Scope()  # the documents the question names (searched alone when scoping filters)
+    context: tuple[Hit, ...] = ()  # the hits for the prompt: the best few, or one per document across periods
 
 
 @dataclass(frozen=True)
@@ -145,6 +154,7 @@ class CollectionStatus:
     embedder: str
     second_embedder: str | None = None
     second_vectors_missing: int = 0  # chunks the next ingest still has to give a second vector
+    records: Mapping[str, DocumentRecord] = field(default_factory=dict)  # what each document is, by source
 
 
 @dataclass
@@ -301,9 +311,10 @@ class Pipeline:
         return self._generator.info if self._generator is not None else None
 
     # ----- collection ------------------------------------------------------
-    def _open_collection(self, folder: Path, *, create: bool = False) -> Collection:
+    def _open_collection(self, folder: Path, *, create: bool = False, upgrade: bool = False) -> Collection:
         return Collection.open(
-            folder, self.embedder.identity, create=create, exact_up_to=self.settings.exact_search_up_to,
+            folder, self.embedder.identity, create=create, upgrade=upgrade,
+            exact_up_to=self.settings.exact_search_up_to,
             second_identity=self.second_embedder.identity if self.second_embedder else None,
         )
 
@@ -325,6 +336,7 @@ class Pipeline:
             self.embedder.identity.name,
             self.second_embedder.identity.name if self.second_embedder else None,
             collection.second_vectors_missing,
+            collection.records,
         )
 
     def remove_documents(self, sources: list[str]) -> list[str]:
@@ -442,7 +454,7 @@ class Pipeline:
         embed_seconds = 0.0
         interrupted = False
         with WriteLock(target):
-            collection = self._open_collection(target, create=True)
+            collection = self._open_collection(target, create=True, upgrade=True)
             indexed = collection.files
             dirty = False
             last_save = time.monotonic()
@@ -476,7 +488,9 @@ class Pipeline:
                     bar.set_postfix_str(job.source[-40:], refresh=False)
                     try:
                         loaded = job.result()
-                        chunks = self.chunker.chunk(loaded.pages)
+                        record = describe_document(loaded, loaded.title)
+                        chunks = [replace(chunk, header=record.header_for(chunk.heading_path))
+                                  for chunk in self.chunker.chunk(loaded.pages)]
                         if not chunks:
                             raise LoadError("no text left after chunking")
                     except LoadError as exc:
@@ -489,7 +503,8 @@ class Pipeline:
                     vectors = self._embed(self.embedder, texts)
                     second = self._embed(self.second_embedder, texts) if self.second_embedder else None
                     embed_seconds += time.perf_counter() - embed_started
-                    collection.put_file(job.source, loaded.content_sha256, chunks, vectors, len(loaded.pages), second)
+                    collection.put_file(job.source, loaded.content_sha256, chunks, vectors, len(loaded.pages), second,
+                                        record=record)
                     (updated if was_indexed[job.source] else added).append(job.source)
                     chunks_embedded += len(chunks)
                     pages_read += len(loaded.pages)
@@ -522,6 +537,7 @@ class Pipeline:
             failed=tuple(failed), warnings=tuple(warnings), chunks_embedded=chunks_embedded,
             pages_read=pages_read, ocr_pages=ocr_pages, seconds=time.perf_counter() - started,
             embed_seconds=embed_seconds, interrupted=interrupted, collection_chunks=collection.chunk_count,
+            upgraded_from_format=collection.upgraded_from,
         )
 
     def _embed(self, embedder: Embedder, texts: list[str]):
@@ -559,30 +575,54 @@ class Pipeline:
 
     def retrieve(
         self, question: str, *, first_stage: FirstStage | None = None, reranker: Reranker | None = None,
-        k: int | None = None,
+        k: int | None = None, documents: Sequence[str] | None = None,
     ) -> Retrieval:
         """First stage (dense + keyword, wide) then second stage (rerank).
 
         ``first_stage``, ``reranker`` and ``k`` override the settings' choice (the
         ``eval`` command compares configurations on one loaded collection).
+        ``documents``: search only these sources (the user's explicit filter); otherwise the documents the
+        question names (``retrieval.scope``), as ``document_scope`` says.
         """
         collection = self.collection()
         first_stage = first_stage or self.first_stage()
         reranker = reranker or self.reranker
         t0 = time.perf_counter()
+        if documents:
+            unknown = sorted(set(documents) - set(collection.files))
+            if unknown:
+                raise ValueError(f"not in this knowledge base: {', '.join(unknown)}")
+            scope = Scope(documents=tuple(documents))
+        elif self.settings.document_scope != "off":
+            scope = scope_question(question, collection.records)
+        else:
+            scope = Scope()
+        within = collection.chunk_ids_of(scope.documents) if scope.scoped else None
+        boost = self.settings.document_scope_boost if self.settings.document_scope == "boost" and not documents else None
         query_vector = self.embedder.embed_query(question) if first_stage.mode != "keyword" else None
         second_vector = None
         if self.second_embedder and first_stage.second_weight(question) > 0 and collection.has_second_vectors:
             second_vector = self.second_embedder.embed_query(question)
         t1 = time.perf_counter()
         candidates = first_stage.search(collection, question, query_vector, k or self.settings.first_stage_k,
-                                        second_vector=second_vector)
+                                        second_vector=second_vector, within=within, boost=boost)
         t2 = time.perf_counter()
         reranked = reranker.rerank(question, candidates)
         t3 = time.perf_counter()
         timings = RetrievalTimings(embed_ms=(t1 - t0) * 1e3, first_stage_ms=(t2 - t1) * 1e3, rerank_ms=(t3 - t2) * 1e3)
+        context = self._context(reranked, scope)
         return Retrieval(question=question, hits=tuple(reranked), timings=timings,
-                         evidence=self._evidence(collection, question, reranked[: self.settings.context_chunks]))
+                         evidence=self._evidence(collection, question, context), scope=scope, context=context)
+
+    def _context(self, hits: Sequence[Hit], scope: Scope) -> tuple[Hit, ...]:
+        """The hits for the prompt: the best ``context_chunks``; across periods, each document's best, oldest first."""
+        if not scope.across:
+            return tuple(hits[: self.settings.context_chunks])
+        best: dict[str, Hit] = {}
+        for hit in hits:
+            best.setdefault(hit.chunk.source, hit)
+        ordered = [best[source] for source in scope.documents if source in best]
+        return tuple(ordered[-self.settings.across_documents:])  # the newest when there are more
 
     def abstention_policy(self) -> AbstentionPolicy:
         reworded = self.settings.abstain_reworded_min_dense
@@ -605,7 +645,7 @@ class Pipeline:
             return True
         if self.settings.abstain_min_answer_support <= 0:
             return False  # the check is off: do not tokenise the passages on every answer
-        passages = [hit.chunk.text for hit in retrieval.hits[: self.settings.context_chunks]]
+        passages = [hit.chunk.text for hit in retrieval.context]
         support = answer_support(retrieval.question, answer.text, passages)
         return support.score < self.settings.abstain_min_answer_support
 
@@ -617,16 +657,20 @@ class Pipeline:
             coverage=collection.keyword_coverage(question, [h.chunk_id for h in top if h.chunk_id is not None]),
             best_keyword=max(h.keyword_score or 0.0 for h in top),
             best_dense=max(h.dense_score or 0.0 for h in top),
+            # embedding_text: a name or period in a document's header (its file name, title) counts as present.
             missing_specifics=keywords.missing_items(keywords.specific_items(question),
-                                                     "\n".join(h.chunk.text for h in top)),
+                                                     "\n".join(h.chunk.embedding_text for h in top)),
         )
 
-    def ask_stream(self, question: str, history: Sequence[Turn] = ()) -> AnswerStream:
+    def ask_stream(
+        self, question: str, history: Sequence[Turn] = (), documents: Sequence[str] | None = None
+    ) -> AnswerStream:
         """Retrieve, then stream the generated answer; ``answer`` is set once iteration ends.
 
         ``history`` holds the conversation's earlier turns, oldest first: a
         follow-up question is searched together with the question it follows
         (``retrieval.followup``) and the last turns go into the prompt.
+        ``documents`` restricts the search to these sources.
 
         With abstention on, a question the passages do not cover is answered with
         "not in the documents" (in the question's language) and the closest
@@ -638,7 +682,7 @@ class Pipeline:
         started = time.perf_counter()
         language = question_language(question)
         try:
-            retrieval = self.retrieve(retrieval_query(question, history))
+            retrieval = self.retrieve(retrieval_query(question, history), documents=documents)
         except CollectionMissingError:
             retrieval = None
         stream = AnswerStream(_pieces=iter(()))
@@ -646,7 +690,7 @@ class Pipeline:
         if retrieval is None or not retrieval.hits:
             message = EMPTY_COLLECTION[language] if retrieval is None or not self.collection().chunk_count else NOTHING_FOUND[language]
             return self._fixed_answer(stream, question, message, (), started)
-        closest = retrieval.hits[: self.settings.context_chunks]
+        closest = retrieval.context
         if self.settings.abstain and self.would_abstain(retrieval):
             shown = tuple(Source(number, hit, hit.chunk.text) for number, hit in enumerate(closest, start=1))
             refusal = not_in_documents(question, language, retrieval.evidence)
@@ -658,6 +702,8 @@ class Pipeline:
             generator.count_tokens, generator.info.context_window, self.settings.max_answer_tokens,
             source_tokens=self.settings.source_tokens or None, whole_sources=self.settings.whole_sources,
         )
+        if retrieval.scope.across and len(closest) > 1:
+            return self._answer_per_document(stream, question, language, retrieval, builder, started)
         prompt = builder.build(question, closest, history)
         prompt_ms = (time.perf_counter() - t_prompt) * 1e3
 
@@ -695,6 +741,44 @@ class Pipeline:
         stream._pieces = pieces()
         return stream
 
+    def _answer_per_document(
+        self, stream: AnswerStream, question: str, language: str, retrieval: Retrieval, builder: PromptBuilder,
+        started: float,
+    ) -> AnswerStream:
+        """A question across periods: each document asked alone, the lines assembled (``llm.per_document``)."""
+        records = self.collection().records
+        sources = tuple(Source(number, hit, hit.chunk.text) for number, hit in enumerate(retrieval.context, start=1))
+        labels = []
+        for source in sources:
+            record = records.get(source.hit.chunk.source)
+            labels.append((record.period_label or record.title) if record else source.hit.chunk.source)
+        generator = self.generator
+        settings = self.settings
+
+        def pieces() -> Iterator[str]:
+            first_line_at = None
+            lines: list[str] = []
+            prompt_tokens = 0
+            with self._generation_lock:
+                asked = retrieval.scope.per_document_question or question
+                for line in per_document_answer(generator, builder, asked, sources, labels,
+                                                min(settings.max_answer_tokens, PER_DOCUMENT_TOKENS), settings.temperature):
+                    first_line_at = first_line_at or time.perf_counter()
+                    prompt_tokens += line.prompt_tokens
+                    text = f"- {line.label}: {line.text}"
+                    lines.append(text)
+                    yield ("\n" if len(lines) > 1 else "") + text
+            finished = time.perf_counter()
+            stream.answer = make_answer(question, "\n".join(lines), sources)
+            stream.timings = AskTimings(
+                retrieval=retrieval.timings, prompt_ms=0.0,
+                first_token_ms=((first_line_at or finished) - started) * 1e3, total_ms=(finished - started) * 1e3,
+                generated_pieces=len(lines), prompt_tokens=prompt_tokens,
+            )
+
+        stream._pieces = pieces()
+        return stream
+
     def _fixed_answer(
         self, stream: AnswerStream, question: str, message: str, shown: Sequence[Source], started: float
     ) -> AnswerStream:
@@ -709,8 +793,8 @@ class Pipeline:
         stream.timings = AskTimings(retrieval_timings, 0.0, elapsed, elapsed, 0, 0)
         return stream
 
-    def ask(self, question: str, history: Sequence[Turn] = ()) -> Answer:
-        stream = self.ask_stream(question, history)
+    def ask(self, question: str, history: Sequence[Turn] = (), documents: Sequence[str] | None = None) -> Answer:
+        stream = self.ask_stream(question, history, documents)
         for _ in stream:
             pass
         assert stream.answer is not None

@@ -5,10 +5,12 @@ heading section of a Markdown file. A ``Chunk`` is the unit that gets embedded a
 cited; it never crosses a page, so every citation names exactly one page.
 
 Offsets: ``start_char``/``end_char`` index into the text of the PDF page as
-pypdf extracted it, or into the whole decoded Markdown/text file. So
-``page_text[start:end] == chunk.text`` holds for PDFs and
-``file_text[start:end] == chunk.text`` for Markdown, and the UI can highlight a
-passage in its context.
+it was read (pypdf's text, or its tables rebuilt: ``ingest.tables``), or into
+the whole decoded Markdown/text file. So ``page_text[start:end] == chunk.text``
+holds for PDFs and ``file_text[start:end] == chunk.text`` for Markdown, and the
+UI can highlight a passage in its context; except for the later parts of a long
+table, whose text starts with the table's caption and heading row repeated
+(``ingest.chunking``) while their offsets span their own rows.
 
 Deliberately not here: reading files (``ingest.loaders``), splitting
 (``ingest.chunking``), anything about vectors.
@@ -51,6 +53,7 @@ class Chunk:
     end_char: int
     text: str
     ocr: bool = False  # from an OCR'd page: may hold recognition errors
+    header: str = ""  # names the chunk's document ("2023 Q2 AAPL · Apple Inc. · quarter ended April 1, 2023")
 
     @property
     def chunk_key(self) -> str:
@@ -59,14 +62,16 @@ class Chunk:
 
     @property
     def embedding_text(self) -> str:
-        """What the embedder sees: the heading path gives a section's context.
+        """What the embedder and the keyword index see: the document's header and the heading path give context.
 
         A chunk under "Installation > GPU" that only says "run make" would be
-        unfindable by a question about GPU installation without it.
+        unfindable by a question about GPU installation without its heading path,
+        and a table row of Apple's Q2 filing by a question about "Apple's Q2 net
+        sales" without its document's header (``ingest.records``). Users are shown
+        ``text`` only.
         """
-        if not self.heading_path:
-            return self.text
-        return " > ".join(self.heading_path) + "\n" + self.text
+        context = [part for part in (self.header, " > ".join(self.heading_path)) if part]
+        return "\n".join([*context, self.text]) if context else self.text
 
     @property
     def location(self) -> str:
@@ -81,6 +86,7 @@ class LoadedFile:
     content_sha256: str
     pages: tuple[Page, ...]
     warnings: tuple[str, ...] = ()  # problems that did not stop the file, e.g. a page OCR could not read
+    title: str | None = None  # the title the file's metadata gives (PDF), if any
 
 
 @dataclass(frozen=True)

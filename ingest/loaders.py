@@ -1,7 +1,8 @@
 """Read PDF, Markdown and plain-text files into ``Page`` objects.
 
 - PDF goes through pypdf, one ``Page`` per page that has a text layer, with its
-  1-based page number.
+  1-based page number. A page with a table of figures is read again with
+  positions and its tables rebuilt as Markdown tables (``ingest.tables``).
 - Markdown is split along its heading structure (parsed by markdown-it-py, so
   ``#`` lines inside code fences are not mistaken for headings and setext
   headings count); each section keeps the path of headings above it.
@@ -37,6 +38,7 @@ from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError, P
 
 from ingest.documents import LoadedFile, Page
 from ingest.ocr import OcrError, PageOCR, pdfium_page_texts
+from ingest.tables import looks_tabular, render_page
 
 SUPPORTED_SUFFIXES = (".pdf", ".md", ".markdown", ".txt", ".docx", ".html", ".htm")
 
@@ -66,10 +68,11 @@ def load_file(path: Path, source: str, options: LoadOptions = LoadOptions(), ocr
     digest = hashlib.sha256(data).hexdigest()
     suffix = path.suffix.lower()
     warnings: list[str] = []
+    title = None
     if suffix == ".pdf":
         if options.ocr and ocr is None:
             ocr = PageOCR()
-        pages = _pdf_pages(path, source, options, ocr if options.ocr else None, warnings)
+        pages, title = _pdf_pages(path, source, options, ocr if options.ocr else None, warnings)
     elif suffix == ".docx":
         pages = markdown_sections(_docx_markdown(path), source)
     elif suffix in (".html", ".htm"):
@@ -83,7 +86,7 @@ def load_file(path: Path, source: str, options: LoadOptions = LoadOptions(), ocr
         raise LoadError(f"unsupported file type {suffix!r}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
     if not pages:
         raise LoadError("no text found in the file")
-    return LoadedFile(source=source, content_sha256=digest, pages=tuple(pages), warnings=tuple(warnings))
+    return LoadedFile(source=source, content_sha256=digest, pages=tuple(pages), warnings=tuple(warnings), title=title)
 
 
 def decode_text(data: bytes) -> str:
@@ -129,11 +132,35 @@ def _open_pdf(path: Path, options: LoadOptions) -> tuple[PdfReader, str | None]:
     raise LoadError(f"encrypted PDF: it needs a password ({hint})")
 
 
-def _pdf_pages(path: Path, source: str, options: LoadOptions, ocr: PageOCR | None, warnings: list[str]) -> list[Page]:
+def _page_text(pdf_page) -> str:
+    """pypdf's text of the page; a page with a table of figures is re-read with positions (``ingest.tables``)."""
+    text = pdf_page.extract_text() or ""
+    if not looks_tabular(text):
+        return text
+    try:
+        rendered = render_page(pdf_page.extract_text(extraction_mode="layout") or "")
+    except Exception:  # layout mode trips on odd fonts where plain mode does not; the plain text still serves
+        return text
+    return rendered or text
+
+
+def _metadata_title(reader: PdfReader) -> str | None:
+    try:
+        title = reader.metadata.title if reader.metadata else None
+    except Exception:  # a damaged info dictionary must not cost the document
+        return None
+    return str(title) if title else None
+
+
+def _pdf_pages(
+    path: Path, source: str, options: LoadOptions, ocr: PageOCR | None, warnings: list[str]
+) -> tuple[list[Page], str | None]:
     password: str | None = None
+    title = None
     try:
         reader, password = _open_pdf(path, options)
-        texts = [pdf_page.extract_text() or "" for pdf_page in reader.pages]
+        texts = [_page_text(pdf_page) for pdf_page in reader.pages]
+        title = _metadata_title(reader)
     except LoadError:
         raise
     except DependencyError as exc:
@@ -176,7 +203,7 @@ def _pdf_pages(path: Path, source: str, options: LoadOptions, ocr: PageOCR | Non
             f"no text layer on any of its {len(textless)} page(s) (a scanned or image-only PDF) and {what}; "
             "it was not indexed"
         )
-    return pages
+    return pages, title
 
 
 def _page_list(numbers: list[int]) -> str:

@@ -29,11 +29,11 @@ UI can say so; it is not hidden.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from ingest.documents import describe_location
-from llm.grounding import MARKER, SentenceSupport, ground
+from llm.grounding import MARKER, GroundedText, SentenceSupport, ground
 from llm.prompt import Source
 
 
@@ -50,10 +50,16 @@ class Citation:
     passage: str
     score: float
     ocr: bool = False  # the passage was recognised from a page image and may contain OCR errors
+    document: str = ""  # what the document is: title, organisation, period (``ingest.records``)
 
     @property
     def location(self) -> str:
         return describe_location(self.source, self.page, self.heading_path)
+
+    @property
+    def label(self) -> str:
+        """The location and, when known, what the document is: "q2.pdf, page 4 (Apple Inc. · quarter ended …)"."""
+        return f"{self.location} ({self.document})" if self.document else self.location
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,21 @@ def citation_from_source(source: Source) -> Citation:
         passage=chunk.text,
         score=source.hit.score,
         ocr=chunk.ocr,
+        document=chunk.header,
     )
+
+
+def _without_headers(grounded: GroundedText, lengths: Mapping[int, int]) -> GroundedText:
+    """Evidence offsets into header + passage, turned into offsets into the passage (evidence in the header dropped)."""
+    sentences = []
+    for sentence in grounded.sentences:
+        evidence = []
+        for item in sentence.evidence:
+            shift = lengths.get(item.source_number, 0)
+            if item.end_char > shift:
+                evidence.append(replace(item, start_char=max(0, item.start_char - shift), end_char=item.end_char - shift))
+        sentences.append(replace(sentence, evidence=tuple(evidence)))
+    return GroundedText(grounded.text, tuple(sentences))
 
 
 def make_answer(question: str, generated: str, sources: Sequence[Source]) -> Answer:
@@ -107,8 +127,12 @@ def make_answer(question: str, generated: str, sources: Sequence[Source]) -> Ans
     text = MARKER.sub(keep_valid, generated)
     text = re.sub(r"[ \t]+([.。,，;；!！?？])", r"\1", text).strip()  # space left before punctuation by a removed marker
     # Grounding reads the text the model was shown (a prefix of the chunk when the prompt
-    # shortened it), so evidence offsets hold for the chunk text too.
-    grounded = ground(text, {source.number: source.text for source in sources})
+    # shortened it), so evidence offsets hold for the chunk text too. The source's header (its document's
+    # organisation and period) was shown as well: a period stated only there counts, its offsets are taken off.
+    headers = {source.number: source.hit.chunk.header + "\n" if source.hit.chunk.header else "" for source in sources}
+    grounded = ground(text, {source.number: headers[source.number] + source.text for source in sources})
+    if any(headers.values()):
+        grounded = _without_headers(grounded, {number: len(header) for number, header in headers.items()})
     cited = {n for sentence in grounded.sentences for n in sentence.citations}
     citations = tuple(by_number[n] for n in sorted(cited))
     return Answer(

@@ -18,6 +18,9 @@ model's own tokenizer (a character estimate is off by 2-3x between Chinese and
 English). A source that only partly fits is cut at a sentence or word boundary
 when at least ``min_partial_tokens`` remain, otherwise dropped.
 
+Each source's header names its document (``Chunk.header``: title, organisation,
+period), so the model can tell Apple's Q2 figure from Apple's Q3 one.
+
 Passage trimming (``source_tokens``): prompt processing dominates the time to
 first token on a CPU, so every source after the first ``whole_sources`` is cut
 down to its sentences that share the most keywords with the question (stemmed
@@ -72,6 +75,14 @@ CLOSING = {
     "en": "Question: {question}\nAnswer in English from the sources above, and cite them like [1]:",
     "zh": "问题：{question}\n请只根据上面的资料用中文回答，并在每句话后用 [1] 这样的编号注明来源：",
 }
+# A question across periods is asked of one document at a time (``llm.per_document``): given all of them at
+# once, the 1.5B model sums them up as "X has increased over time [1][2][3]" without a single figure.
+FOCUS = {
+    "en": "Question: {question}\nThe source is from {document}. Do not compare periods and do not calculate a change: "
+          "answer in one English sentence with the figure the source gives for {document} itself, cited like [1]:",
+    "zh": "问题：{question}\n资料来自{document}。不要比较不同时期，也不要计算变化：用一句中文写出资料中{document}本身的数字，"
+          "并用 [1] 注明来源：",
+}
 
 
 def question_language(text: str) -> str:
@@ -96,6 +107,7 @@ class Prompt:
 
 
 _SENTENCE_END = re.compile(r"(?<=[。！？；\n])|(?<=[.!?;])\s")
+_TABLE_RULE = re.compile(r"^\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)+\|?$")
 _WORD_END = re.compile(r"\s|(?<=[\u3400-\u9fff])")
 
 
@@ -120,8 +132,14 @@ class PromptBuilder:
         self._source_tokens = source_tokens
         self._whole_sources = whole_sources
 
-    def build(self, question: str, hits: Sequence[Hit], history: Sequence[Turn] = (), history_turns: int = 2) -> Prompt:
-        question_part = f"\n{CLOSING[question_language(question)].format(question=question)}"
+    def build(
+        self, question: str, hits: Sequence[Hit], history: Sequence[Turn] = (), history_turns: int = 2,
+        *, focus: str | None = None,
+    ) -> Prompt:
+        """``focus``: the document the answer must be about alone (one prompt per document, ``llm.per_document``)."""
+        language = question_language(question)
+        closing = FOCUS[language].format(question=question, document=focus) if focus else CLOSING[language].format(question=question)
+        question_part = f"\n{closing}"
         fixed = self._count(SYSTEM_PROMPT) + self._count("Sources:\n" + question_part) + 2 * self._overhead
         earlier: list[ChatMessage] = []
         history_budget = (self._context_window - self._answer_tokens - fixed) // 4  # sources keep most of the room
@@ -145,7 +163,7 @@ class PromptBuilder:
         question_terms = set(content_keywords(question))
         for hit in hits:
             number = len(sources) + 1
-            header = f"[{number}] {hit.chunk.location}\n"
+            header = f"[{number}] {hit.chunk.location}" + (f" ({hit.chunk.header})" if hit.chunk.header else "") + "\n"
             text = hit.chunk.text
             if self._source_tokens and number > self._whole_sources:
                 text = self.excerpt(text, question_terms, self._source_tokens)
@@ -179,7 +197,17 @@ class PromptBuilder:
         if not any(overlap):
             return self._shorten(text, max_tokens)
         chosen: list[int] = []
+        forced: set[int] = set()
         used = 0
+        # A table's heading row (the line above its "| --- |" line) stays with any row chosen from it:
+        # a figure without its column heading is the wrong-column mistake waiting to happen.
+        for index, (start, end) in enumerate(sentences):
+            if _TABLE_RULE.match(text[start:end].strip()) and index > 0:
+                for kept in (index - 1, index):
+                    chosen.append(kept)
+                    forced.add(kept)
+                    used += self._count(text[slice(*sentences[kept])].strip()) + 1
+                    overlap[kept] = 0
         for index in sorted(range(len(sentences)), key=lambda i: (-overlap[i], i)):  # most shared keywords first
             if not overlap[index]:
                 break
@@ -187,6 +215,8 @@ class PromptBuilder:
             if used + cost <= max_tokens:
                 chosen.append(index)
                 used += cost
+        if set(chosen) <= forced:  # a heading row alone answers nothing
+            chosen = []
         if not chosen:  # even the best sentence is longer than the budget: cut it
             best = sentences[max(range(len(sentences)), key=lambda i: (overlap[i], -i))]
             return self._shorten(text[slice(*best)].strip(), max_tokens)
@@ -198,7 +228,11 @@ class PromptBuilder:
             previous = index
         if previous != len(sentences) - 1:
             pieces.append("…")
-        return " ".join(pieces)
+        # Table lines stay on lines of their own, so the table still reads as one.
+        joined = pieces[0]
+        for before, piece in zip(pieces, pieces[1:]):
+            joined += ("\n" if before.startswith("|") or piece.startswith("|") else " ") + piece
+        return joined
 
     def _shorten(self, text: str, max_tokens: int) -> str:
         """Longest prefix within ``max_tokens`` ending at a sentence end, or else at a word end.

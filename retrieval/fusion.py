@@ -41,6 +41,12 @@ replace the old ones before the final fusion. It costs one more FAISS search.
 Off by default: it added +0.007 nDCG@10 on SciFact train queries at weight 0.5
 but cost -0.009 on the held-out test queries (docs/benchmarks.md).
 
+Searching within documents (``within``: the chunk ids of the documents a
+question names, ``retrieval.scope``): both searches rank only those chunks,
+scored exactly (a cosine and a BM25 score for each; a few hundred chunks per
+document cost a millisecond or two), so a passage of another document never
+becomes a candidate however well it matches the words.
+
 Deliberately not here: the second stage (``retrieval.rerank``), learning the
 weights at run time, searching with the second embedder (it only re-scores the
 candidates the other two found: adding its own top k gained nothing on SciFact).
@@ -139,22 +145,41 @@ class FirstStage:
                      if weight > 0}
         return np.array([collection.chunk_language(i) in languages for i in ids], dtype=bool)
 
+    def _best_within(
+        self, collection: Collection, query: str, query_vector: np.ndarray | None, k: int, within: list[int]
+    ) -> list[int]:
+        """The top ``k`` of ``within`` by cosine and by BM25 (as the modes ask), scored exactly."""
+        ids = np.asarray(within, dtype=np.int64)
+        best: list[int] = []
+        if self.mode != "keyword":
+            cosines = collection.dense_scores(query_vector, ids)
+            best.extend(ids[np.argsort(-cosines, kind="stable")[:k]].tolist())
+        if self.mode != "dense":
+            lexical = collection.keyword_scores(query, ids)
+            best.extend(ids[np.argsort(-lexical, kind="stable")[:k]].tolist())
+        return best
+
     def search(
         self, collection: Collection, query: str, query_vector: np.ndarray | None, k: int,
-        second_vector: np.ndarray | None = None,
+        second_vector: np.ndarray | None = None, within: list[int] | None = None, boost: float | None = None,
     ) -> list[Hit]:
         """Candidates best first: up to ``k`` from each search (``2k`` in all for hybrid).
 
         ``second_vector``: the question embedded by the collection's second embedder; its cosines join the fusion
-        when given and every chunk has a second vector.
+        when given and every chunk has a second vector. ``within``: search only these chunk ids; with ``boost``,
+        search everywhere but add ``boost`` to the fused score of the chunks in ``within`` (their best are
+        candidates too).
         """
         candidates: dict[int, None] = {}  # insertion-ordered set
-        if self.mode != "keyword":
-            if query_vector is None:
-                raise ValueError("dense and hybrid search need the query vector")
-            candidates.update((chunk_id, None) for chunk_id, _ in collection.search_dense(query_vector, k))
-        if self.mode != "dense":
-            candidates.update((chunk_id, None) for chunk_id, _ in collection.search_keywords(query, k))
+        if self.mode != "keyword" and query_vector is None:
+            raise ValueError("dense and hybrid search need the query vector")
+        if within is not None:
+            candidates.update((chunk_id, None) for chunk_id in self._best_within(collection, query, query_vector, k, within))
+        if within is None or boost is not None:
+            if self.mode != "keyword":
+                candidates.update((chunk_id, None) for chunk_id, _ in collection.search_dense(query_vector, k))
+            if self.mode != "dense":
+                candidates.update((chunk_id, None) for chunk_id, _ in collection.search_keywords(query, k))
         ids = list(candidates)
         if not ids:
             return []
@@ -167,7 +192,8 @@ class FirstStage:
             centre = collection.vectors(top).mean(axis=0)
             expanded = np.asarray(query_vector, dtype=np.float32).ravel() + self.feedback_weight * centre
             query_vector = expanded / np.linalg.norm(expanded)
-            extra = [i for i, _ in collection.search_dense(query_vector, k) if i not in candidates]
+            extra = [i for i, _ in collection.search_dense(query_vector, k) if i not in candidates
+                     and (within is None or boost is not None or i in set(within))]
             ids += extra
             dense = collection.dense_scores(query_vector, ids)
             lexical = collection.keyword_scores(query, ids)
@@ -176,6 +202,8 @@ class FirstStage:
             second = collection.second_scores(second_vector, ids)
             readable = self._readable_by_second(collection, ids)
         fused = self._fuse(query, dense, lexical, second, readable)
+        if within is not None and boost is not None:
+            fused = fused + boost * np.isin(np.asarray(ids, dtype=np.int64), np.asarray(within, dtype=np.int64))
         order = np.argsort(-fused, kind="stable")
         return [
             Hit(

@@ -87,6 +87,11 @@ def keyword_tokens(text: str) -> list[str]:
     return tokens
 
 
+def chinese_words(text: str) -> list[str]:
+    """jieba's words (search mode: long words and the words inside them) of the Chinese runs of ``text``."""
+    return [word for run in _CJK_RUN.findall(text) for word in _jieba().lcut_for_search(run) if word.strip()]
+
+
 def content_keywords(text: str) -> list[str]:
     """``keyword_tokens`` without lone Chinese characters (的, 是, 在 ...: mostly particles, they match anything).
 

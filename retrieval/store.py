@@ -4,7 +4,7 @@ Layout of a collection folder::
 
     CURRENT              name of the live generation, replaced atomically
     gen-000007/
-        manifest.json    format version, embedder identity, files and their hashes
+        manifest.json    format version, embedder identity, files and their hashes, document records
         vectors.faiss    FAISS IndexIDMap2(IndexFlatIP), written by faiss itself
         chunks.jsonl     one chunk per line, keyed by its FAISS id
         keywords.npz     the BM25 keyword index (``retrieval.keyword_index``)
@@ -28,6 +28,12 @@ is kept until the next save, for a reader that is still loading it.
 
 Opening a collection with an embedder other than the one that built it raises
 ``IndexMismatchError``: vectors from two models are not comparable.
+
+Format 2 added document records (``ingest.records``) and the document header
+each chunk is indexed with. A format-1 collection cannot be read by queries
+(``IndexMismatchError`` says to run ``kb ingest``); opened for an ingest with
+``upgrade=True`` it starts empty, so that ingest re-reads every file
+(``Collection.upgraded_from`` tells the caller, which says so).
 
 Second embedder (optional, ``second_identity``): a second set of vectors for
 the same chunks, from another model (all-MiniLM-L6-v2 by default), whose
@@ -73,6 +79,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from ingest.documents import Chunk
+from ingest.records import DocumentRecord
 from retrieval.embedders import EmbedderIdentity
 from retrieval.hits import Hit
 from retrieval.keyword_index import KeywordIndex
@@ -80,7 +87,7 @@ from retrieval.keywords import TOKENIZER_VERSION, text_language
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: document records, chunk headers
 EXACT_UP_TO = 200_000  # chunks; beyond this, exact search costs more than the rest of a query
 IVF_PROBED_SHARE = 4  # search 1/4 of the lists: recall@10 0.97 on real e5 vectors (1/8: 0.955, too close)
 IVF_MIN_NPROBE = 32
@@ -98,6 +105,17 @@ class CollectionMissingError(StoreError):
 
 class IndexMismatchError(StoreError):
     """The collection was built with another embedder or format."""
+
+
+class OlderFormatError(IndexMismatchError):
+    """Built by an older version of this program: ``kb ingest`` re-indexes it."""
+
+    def __init__(self, found: int, folder: Path) -> None:
+        super().__init__(
+            f"{folder} was indexed by an older version (format {found}, now {FORMAT_VERSION}: documents now "
+            "carry their title, organisation and period); run `kb ingest <folder>` again to re-index it"
+        )
+        self.found = found
 
 
 class CorruptCollectionError(StoreError):
@@ -134,6 +152,8 @@ class Collection:
         self._trained_on = 0  # collection size when the IVF index was trained (0: exact index)
         self._chunks: dict[int, Chunk] = {}
         self._files: dict[str, IndexedFile] = {}
+        self._records: dict[str, DocumentRecord] = {}
+        self.upgraded_from: int | None = None  # the older format this collection was opened over (ingest only)
         self._keywords = KeywordIndex()
         self._languages: dict[int, str] = {}  # chunk id -> language, filled on demand
         self._next_id = 0
@@ -147,15 +167,26 @@ class Collection:
     @classmethod
     def open(
         cls, folder: Path, identity: EmbedderIdentity, *, create: bool = False, exact_up_to: int = EXACT_UP_TO,
-        second_identity: EmbedderIdentity | None = None,
+        second_identity: EmbedderIdentity | None = None, upgrade: bool = False,
     ) -> Collection:
-        """Load the live generation; with ``create``, a missing collection starts empty."""
+        """Load the live generation; with ``create``, a missing collection starts empty.
+
+        With ``upgrade``, a collection of an older format starts empty too (``upgraded_from`` says which):
+        its next save replaces it, so the ingest that opened it re-indexes everything.
+        """
         collection = cls(folder, identity, exact_up_to, second_identity)
         if not cls.exists(folder):
             if create:
                 return collection
             raise CollectionMissingError(f"no index at {folder}: run `kb ingest <folder>` first")
-        collection._load()
+        try:
+            collection._load()
+        except OlderFormatError as exc:
+            if not upgrade:
+                raise
+            log.warning("%s", exc)
+            collection = cls(folder, identity, exact_up_to, second_identity)
+            collection.upgraded_from = exc.found
         return collection
 
     @staticmethod
@@ -178,7 +209,10 @@ class Collection:
             manifest = json.loads((gen_dir / "manifest.json").read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise CorruptCollectionError(f"unreadable manifest in {gen_dir}: {exc}") from exc
-        if manifest.get("format_version") != FORMAT_VERSION:
+        found = manifest.get("format_version")
+        if isinstance(found, int) and found < FORMAT_VERSION:
+            raise OlderFormatError(found, self.folder)
+        if found != FORMAT_VERSION:
             raise IndexMismatchError(
                 f"{self.folder} has index format {manifest.get('format_version')!r}, this version reads "
                 f"{FORMAT_VERSION}; ingest the documents again into a new collection"
@@ -213,6 +247,9 @@ class Collection:
         self._files = {
             source: IndexedFile(source, row["content_sha256"], tuple(row["chunk_ids"]), row["pages"])
             for source, row in manifest["files"].items()
+        }
+        self._records = {
+            source: DocumentRecord.from_dict(row) for source, row in (manifest.get("documents") or {}).items()
         }
         self._next_id = int(manifest["next_id"])
         self._keywords = self._load_keywords(gen_dir, manifest.get("keyword_index") or {})
@@ -260,6 +297,14 @@ class Collection:
     @property
     def files(self) -> dict[str, IndexedFile]:
         return dict(self._files)
+
+    @property
+    def records(self) -> dict[str, DocumentRecord]:
+        """What each document is (title, organisation, period), by source."""
+        return dict(self._records)
+
+    def chunk_ids_of(self, sources: Iterable[str]) -> list[int]:
+        return [i for source in sources if source in self._files for i in self._files[source].chunk_ids]
 
     def chunks_of(self, source: str) -> list[Chunk]:
         record = self._files.get(source)
@@ -349,7 +394,7 @@ class Collection:
     # ----- changing (in memory until save) -------------------------------
     def put_file(
         self, source: str, content_sha256: str, chunks: Sequence[Chunk], vectors: np.ndarray, pages: int,
-        second_vectors: np.ndarray | None = None,
+        second_vectors: np.ndarray | None = None, record: DocumentRecord | None = None,
     ) -> None:
         """Add a file, replacing whatever was indexed for it before."""
         if len(chunks) != len(vectors):
@@ -367,9 +412,12 @@ class Collection:
         if second_vectors is not None and self._second is not None:
             self.put_second_vectors(ids.tolist(), second_vectors)
         self._files[source] = IndexedFile(source, content_sha256, tuple(ids.tolist()), pages)
+        if record is not None:
+            self._records[source] = record
 
     def remove_file(self, source: str) -> bool:
         record = self._files.pop(source, None)
+        self._records.pop(source, None)
         if record is None:
             return False
         if record.chunk_ids:
@@ -434,6 +482,7 @@ class Collection:
                 source: {"content_sha256": f.content_sha256, "chunk_ids": list(f.chunk_ids), "pages": f.pages}
                 for source, f in sorted(self._files.items())
             },
+            "documents": {source: asdict(record) for source, record in sorted(self._records.items())},
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
         _fsync_tree(staging)

@@ -112,7 +112,7 @@ def render_sources(answer: Answer) -> None:
         if answer.sources:
             with st.expander("Closest passages found"):
                 for citation in answer.sources:
-                    st.markdown(f"**[{citation.number}] {citation.location}**")
+                    st.markdown(f"**[{citation.number}] {escape_markdown(citation.label)}**")
                     _render_citation(citation)
         return
     if not answer.supported:
@@ -120,7 +120,7 @@ def render_sources(answer: Answer) -> None:
             st.warning("This answer cites none of your documents. Treat it as unsupported.")
             with st.expander("Closest passages found"):
                 for citation in answer.sources:
-                    st.markdown(f"**[{citation.number}] {citation.location}**")
+                    st.markdown(f"**[{citation.number}] {escape_markdown(citation.label)}**")
                     _render_citation(citation)
         return
     st.caption("Sources")
@@ -132,7 +132,7 @@ def render_sources(answer: Answer) -> None:
             for evidence in sentence.evidence
             if evidence.source_number == citation.number
         ]
-        with st.expander(f"[{citation.number}] {citation.location}"):
+        with st.expander(f"[{citation.number}] {citation.label}"):
             _render_citation(citation, spans)
 
 
@@ -143,7 +143,8 @@ def _render_citation(citation: Citation, spans: Sequence[tuple[int, int]] = ()) 
     st.markdown(highlighted_passage(citation.passage, spans))
 
 
-def render_sidebar(pipeline: Pipeline, status: CollectionStatus) -> None:
+def render_sidebar(pipeline: Pipeline, status: CollectionStatus) -> list[str]:
+    """The sidebar; returns the documents the user chose to search (empty: all of them)."""
     st.sidebar.header("Knowledge base")
     st.sidebar.write(f"Collection **{status.name}**: {len(status.files)} documents, {status.chunks} passages")
     st.sidebar.caption(f"Embedder: {status.embedder} · reranker: {pipeline.reranker.name}")
@@ -173,12 +174,22 @@ def render_sidebar(pipeline: Pipeline, status: CollectionStatus) -> None:
                     st.sidebar.error(f"{failure.source}: {failure.reason}")
                 for warning in report.warnings:
                     st.sidebar.warning(f"{warning.source}: {warning.reason}")
+    chosen = st.sidebar.multiselect(
+        "Search only these documents", options=list(status.files), default=[],
+        format_func=lambda source: status.records[source].description if source in status.records else source,
+        help="Empty: every document. A question that names an organisation, a period or 'the latest' "
+             "is searched in the documents it names by itself.",
+    )
     for source in status.files:
         left, right = st.sidebar.columns([5, 1])
+        record = status.records.get(source)
         left.write(source)
+        if record is not None and (record.organisation or record.period_label):
+            left.caption(", ".join(part for part in (record.organisation, record.period_label) if part))
         if right.button(":material/delete:", key=f"delete-{source}", help=f"Remove {source} from the knowledge base"):
             pipeline.delete_document(source)
             st.rerun()
+    return [source for source in chosen if source in status.files]
 
 
 def main() -> None:
@@ -198,7 +209,7 @@ def main() -> None:
         st.error(f"The index cannot be used: {exc}")
         st.stop()
         return
-    render_sidebar(pipeline, status)
+    only = render_sidebar(pipeline, status)
     if not status.exists or status.chunks == 0:
         st.info(
             "The knowledge base is empty. Add files in the sidebar under **Documents**, "
@@ -225,7 +236,7 @@ def main() -> None:
         try:
             # The conversation so far, so that a follow-up ("and its weight?") is understood.
             earlier = [Turn(turn.question, turn.answer.text) for turn in history]
-            stream = pipeline.ask_stream(question, earlier)
+            stream = pipeline.ask_stream(question, earlier, only or None)
             with placeholder.container():
                 st.write_stream(stream)
         except (StoreError, ModelError, GenerationError) as exc:

@@ -1,0 +1,219 @@
+"""What a document is: its title, organisation and period, read once at ingest.
+
+Users ask about documents the way they think of them ("Apple's Q2 2023 10-Q",
+"2018 年第一季度报告", "TiDB 7.5 的发布说明"), and those names are usually in the file
+name, the title or the first page, not in the passage that holds the answer.
+``describe_document`` reads them into a ``DocumentRecord``; the chunk header
+(``DocumentRecord.header``) carries them into what is embedded and keyword-indexed
+for every chunk, and ``retrieval.scope`` matches questions against them.
+
+Where each field comes from, first found wins:
+
+- title: the PDF's metadata title when it reads like one, else the first heading
+  of a Markdown/Word/HTML file, else the file name made readable
+  ("2023_Q2-report.pdf" -> "2023 Q2 report"). Sources without a file suffix
+  (evaluation corpora) take only a heading.
+- organisation: the first line near the top of the first page that names a company or
+  institution by its legal form ("Apple Inc.", "NVIDIA CORPORATION", "某某股份有限公司").
+- period: a quarter in the file name or title ("2023 Q2"), else on the first page;
+  the end date of the period stated on the first page ("for the quarterly period
+  ended April 1, 2023"); a version in the file name or title ("v7.5.0").
+- date (for ordering, "the latest"): the period's end date, else the first date
+  near the top of the first page (a release date), else the quarter's last
+  day, else the year's.
+
+Worked example: "2023 Q2 AAPL.pdf" whose first page says "Apple Inc." and "For the
+quarterly period ended April 1, 2023" -> title "2023 Q2 AAPL", organisation
+"Apple Inc.", year 2023, quarter 2, period_end 2023-04-01, date 2023-04-01; header
+"2023 Q2 AAPL · Apple Inc. · quarter ended April 1, 2023".
+
+Deliberately not here: a named-entity model (organisations are found by their
+legal-form suffix only), document types ("10-Q", "annual report") as a field
+(their words stay searchable in the title), authors.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from pathlib import PurePosixPath
+
+from ingest.documents import LoadedFile
+from ingest.periods import find_dates, find_quarters, find_versions, period_end_dates
+
+FIRST_PAGE_CHARS = 3000  # the cover: where a document says what it is
+_LEGAL_FORM = re.compile(
+    r"(?:\b(?:inc|incorporated|corp|corporation|company|co|ltd|limited|llc|plc|ag|gmbh|s\.a|n\.v|holdings|group|"
+    r"university|bank)\.?|有限公司|有限责任公司|股份有限公司|集团|银行|大学|研究院|委员会)\s*$",
+    re.IGNORECASE,
+)
+_NOT_A_TITLE = re.compile(r"^(untitled|microsoft word\b|document\d*|slide \d+|\W*)$", re.IGNORECASE)
+_NAME_WORD = re.compile(r"\d+(?:\.\d+)+|[A-Za-z]+\d*|\d+|[\u3400-\u9fff]+")
+_MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+                "November", "December")
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    """What a document says it is. Stored with the collection (one per file)."""
+
+    source: str
+    title: str
+    name_words: tuple[str, ...] = ()  # lower-cased words of the file name: ("2023", "q2", "aapl")
+    organisation: str | None = None
+    year: int | None = None
+    quarter: int | None = None
+    period_end: str | None = None  # ISO date the period ends
+    # Every quarter the document is known by, "2023-Q2": the file name's, and the one its own text speaks of
+    # most ("the third quarter of fiscal year 2023" in a filing named "2023 Q2 MSFT.pdf").
+    quarters: tuple[str, ...] = ()
+    version: str | None = None  # "7.5.0"
+    published: str | None = None  # ISO date found on the first page when no period end was
+
+    @classmethod
+    def from_dict(cls, row: dict) -> DocumentRecord:
+        """From its stored JSON form (lists back to tuples; unknown keys of a newer version ignored)."""
+        known = {name: row[name] for name in cls.__dataclass_fields__ if name in row}
+        for name in ("name_words", "quarters"):
+            known[name] = tuple(known.get(name) or ())
+        return cls(**known)
+
+    @property
+    def version_tuple(self) -> tuple[int, ...] | None:
+        return tuple(int(part) for part in self.version.split(".")) if self.version else None
+
+    @property
+    def date(self) -> date | None:
+        """The date that orders documents in time ("the latest"), or None."""
+        for iso in (self.period_end, self.published):
+            if iso:
+                return date.fromisoformat(iso)
+        if self.year is not None:
+            month = 3 * self.quarter if self.quarter else 12
+            return date(self.year, month, 30 if month in (6, 9) else 31)
+        return None
+
+    @property
+    def period_label(self) -> str:
+        """"quarter ended April 1, 2023", "2023 Q2", "v7.5.0", "2023" or ""."""
+        if self.period_end:
+            end = date.fromisoformat(self.period_end)
+            what = "quarter" if self.quarter else "period"
+            return f"{what} ended {_MONTH_NAMES[end.month - 1]} {end.day}, {end.year}"
+        if self.version:
+            return f"v{self.version}"
+        if self.year is not None:
+            return f"{self.year} Q{self.quarter}" if self.quarter else str(self.year)
+        return ""
+
+    @property
+    def header(self) -> str:
+        """One line naming the document, its organisation and period; each part only when it adds something."""
+        parts = [self.title] if self.title else []
+        known = self.title.lower()
+        for part in (self.organisation, self.period_label, self.published and f"dated {self.published}"):
+            if part and part.lower() not in known:
+                parts.append(part)
+                known += " " + part.lower()
+        return " · ".join(parts)
+
+    def header_for(self, heading_path: tuple[str, ...]) -> str:
+        """``header`` for a chunk under ``heading_path``: without the title when the path starts with it."""
+        if heading_path and heading_path[0] == self.title:
+            return DocumentRecord(self.source, "", organisation=self.organisation, year=self.year,
+                                  quarter=self.quarter, period_end=self.period_end, version=self.version,
+                                  published=self.published).header
+        return self.header
+
+    @property
+    def description(self) -> str:
+        """For lists: "2023 Q2 AAPL.pdf: Apple Inc., quarter ended April 1, 2023"."""
+        details = [part for part in (self.organisation, self.period_label) if part]
+        title = "" if self.title == readable_file_name(self.source) else f" “{self.title}”"
+        return f"{self.source}{title}" + (f": {', '.join(details)}" if details else "")
+
+
+def readable_file_name(source: str) -> str:
+    """"reports/2023_Q2-AAPL.pdf" -> "2023 Q2 AAPL"."""
+    stem = PurePosixPath(source).stem
+    return re.sub(r"[\s_\-]+", " ", stem).strip()
+
+
+def name_words(source: str) -> tuple[str, ...]:
+    """The file name's words, lower-cased, versions kept whole: "release-7.5.0.md" -> ("release", "7.5.0")."""
+    stem = PurePosixPath(source).stem
+    return tuple(dict.fromkeys(word.lower() for word in _NAME_WORD.findall(stem)))
+
+
+def describe_document(document: LoadedFile, metadata_title: str | None = None) -> DocumentRecord:
+    """Read a document's record from its file name, metadata title and first page (see module doc)."""
+    source = document.source
+    has_file_name = bool(PurePosixPath(source).suffix)
+    first = document.pages[0] if document.pages else None
+    cover = first.text[:FIRST_PAGE_CHARS] if first else ""
+    heading = first.heading_path[0] if first and first.heading_path else None
+    title = _title(metadata_title, heading, source if has_file_name else None)
+    if not has_file_name:  # a passage of an evaluation corpus or an in-memory text: its heading is all it has
+        return DocumentRecord(source=source, title=title)
+    named_in = " ".join(part for part in (readable_file_name(source) if has_file_name else "", title) if part)
+
+    quarters = find_quarters(named_in) or find_quarters(cover)
+    spoken = _most_spoken_quarter(document)
+    known = [q for q in [*quarters[:1], spoken] if q is not None]
+    ends = period_end_dates(cover)
+    end = ends[0] if ends else None
+    year = quarters[0].year if quarters else (end.year if end else None)
+    quarter = quarters[0].quarter if quarters else None
+    versions = find_versions(named_in)
+    published = None
+    if end is None and not quarters:
+        dates = find_dates(cover)
+        published = dates[0].isoformat() if dates else None
+    return DocumentRecord(
+        source=source,
+        title=title,
+        name_words=name_words(source) if has_file_name else (),
+        organisation=_organisation(cover),
+        year=year,
+        quarter=quarter,
+        period_end=end.isoformat() if end else None,
+        quarters=tuple(dict.fromkeys(f"{q.year}-Q{q.quarter}" for q in known)),
+        version=".".join(map(str, versions[0])) if versions else None,
+        published=published,
+    )
+
+
+def _most_spoken_quarter(document: LoadedFile):
+    """The quarter the document's text names most often (at least twice), or None."""
+    counts: dict = {}
+    for page in document.pages:
+        for period in find_quarters(page.text):
+            counts[period] = counts.get(period, 0) + 1
+    if not counts:
+        return None
+    best = max(counts, key=lambda period: counts[period])
+    return best if counts[best] >= 2 else None
+
+
+def _title(metadata_title: str | None, heading: str | None, source: str | None) -> str:
+    if metadata_title:
+        cleaned = " ".join(metadata_title.split())
+        # Accession numbers and file ids ("0000320193-22-000070") are not titles: a title has a word.
+        if 3 <= len(cleaned) <= 200 and not _NOT_A_TITLE.match(cleaned) and re.search(r"[^\W\d_]{3}", cleaned):
+            return cleaned
+    if heading:
+        return " ".join(heading.split())[:200]
+    return readable_file_name(source) if source else ""
+
+
+def _organisation(cover: str) -> str | None:
+    for line in cover.splitlines()[:60]:
+        line = " ".join(line.split()).strip(" ,;:()（）")
+        if 2 < len(line) <= 80 and len(line.split()) <= 8 and _LEGAL_FORM.search(line):
+            words = line.split()
+            # "NVIDIA CORPORATION" -> "Nvidia Corporation": shown to users and put in chunk headers.
+            if line.isupper():
+                line = " ".join(word if len(word) <= 3 else word.capitalize() for word in words)
+            return line
+    return None

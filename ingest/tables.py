@@ -1,0 +1,246 @@
+"""Tables of figures on PDF pages, rebuilt as Markdown tables whose every cell has its column heading.
+
+pypdf's plain text loses a statement table's columns: the headings ("Three Months
+Ended / July 1, 2023 / June 25, 2022 ...") come out as lines far above rows of
+bare numbers, and a 1.5B model then copies the figure of the wrong column.
+pypdf's layout mode keeps each character's horizontal position, so columns can
+be found again:
+
+1. a *figure row* is a line whose last two or more cells (runs of text
+   separated by two or more spaces) are numbers: "81,797", "$ 60,584", "(265)",
+   "12.5%", "—";
+2. consecutive figure rows, with label-only lines ("Net sales:") and short gaps
+   between them, make a block; its columns are the right edges of the numbers
+   (figures are right-aligned), taken from the rows with the most cells;
+3. the lines right above the block whose text lies over the figure columns are
+   its headings; each heading cell belongs to every column its span overlaps, so
+   "Three Months Ended" spanning two columns heads both;
+4. the block becomes a Markdown table: the first cell is the row label (under
+   its group label, "Net sales: Products"), then one cell per column.
+
+Worked example (layout text, positions kept)::
+
+                        Three Months Ended        Nine Months Ended
+                     July 1,2023  June 25,2022  July 1,2023  June 25,2022
+    Total net sales       81,797        82,959      293,787       304,182
+
+    -> | | Three Months Ended July 1, 2023 | Three Months Ended June 25, 2022 | Nine Months Ended July 1, 2023 | Nine Months Ended June 25, 2022 |
+       | --- | --- | --- | --- | --- |
+       | Total net sales | 81,797 | 82,959 | 293,787 | 304,182 |
+
+``render_page`` returns the page's text with each such block replaced by its
+table and every other line with its runs of spaces collapsed; None when the page
+has no figure table (its plain text is used then). ``ingest.chunking`` keeps a
+table's heading row with every part of it.
+
+Deliberately not here: tables of words only (no numbers to align on), ruled
+tables read from drawn lines, cells spanning rows, multi-column page layouts.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from dataclasses import dataclass
+
+MIN_ROWS = 3  # fewer figure rows than this is not a table worth rebuilding
+_CELL = re.compile(r"\S+(?: \S+)*")  # a run of text with single spaces inside
+_NUMBER = re.compile(r"^\(?[$€£¥￥]?\s?[-+−]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)\)?%?$|^[—–-]+$")
+_CURRENCY = re.compile(r"^[$€£¥￥]$")
+_YEAR = re.compile(r"^(?:19|20)\d\d$")
+
+
+@dataclass(frozen=True)
+class _Cell:
+    text: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class _Line:
+    cells: tuple[_Cell, ...]
+    figures: tuple[_Cell, ...]  # the trailing numeric cells (empty: not a figure row)
+    indent: int
+
+    @property
+    def label(self) -> str:
+        return " ".join(c.text for c in self.cells[: len(self.cells) - len(self.figures)])
+
+
+def _cells(line: str) -> list[_Cell]:
+    """Runs separated by 2+ spaces; a lone currency sign joins the number after it."""
+    raw = [_Cell(m.group(0), m.start(), m.end()) for m in _CELL.finditer(line)]
+    merged: list[_Cell] = []
+    for cell in raw:
+        if merged and _CURRENCY.match(merged[-1].text) and _NUMBER.match(cell.text):
+            merged[-1] = _Cell(merged[-1].text + cell.text, merged[-1].start, cell.end)
+        else:
+            merged.append(cell)
+    return merged
+
+
+def _parse(line: str) -> _Line:
+    cells = _cells(line)
+    trailing = 0
+    for cell in reversed(cells):
+        if not _NUMBER.match(cell.text):
+            break
+        trailing += 1
+    figures = tuple(cells[len(cells) - trailing :]) if trailing >= 2 else ()
+    if figures and len(figures) == len(cells) and all(_YEAR.match(c.text) for c in figures):
+        figures = ()  # "2023   2022": column headings, not figures
+    return _Line(tuple(cells), figures, len(line) - len(line.lstrip()))
+
+
+def _is_group_label(line: _Line) -> bool:
+    return not line.figures and 0 < len(line.cells) <= 2 and line.label.endswith(":") and len(line.label) <= 80
+
+
+def _blocks(lines: list[_Line]) -> list[tuple[int, int]]:
+    """(first, last) line indexes of runs of figure rows, allowing label lines and short gaps."""
+    blocks: list[tuple[int, int]] = []
+    index = 0
+    while index < len(lines):
+        if not lines[index].figures:
+            index += 1
+            continue
+        first = last = index
+        rows = 1
+        cursor = index + 1
+        gap = 0
+        while cursor < len(lines):
+            line = lines[cursor]
+            if line.figures:
+                last, rows, gap = cursor, rows + 1, 0
+            elif not line.cells:
+                gap += 1
+                if gap > 2:
+                    break
+            elif len(line.label) <= 80 and len(line.cells) <= 2:
+                gap = 0  # a group label ("Net sales:") or a short note inside the table
+            else:
+                break
+            cursor += 1
+        # Group labels right above the first row ("Net sales:", "ASSETS:") belong to the table, not its headings.
+        while first > 0 and _is_group_label(lines[first - 1]):
+            first -= 1
+        if rows >= MIN_ROWS:
+            blocks.append((first, last))
+        index = last + 1
+    return blocks
+
+
+def _columns(rows: list[_Line]) -> list[int]:
+    """Right edges of the figure columns, from the rows with the most figures."""
+    widest = max(len(r.figures) for r in rows)
+    full = [r for r in rows if len(r.figures) == widest]
+    return [int(statistics.median(r.figures[k].end for r in full)) for k in range(widest)]
+
+
+def _nearest(edges: list[int], end: int) -> int:
+    return min(range(len(edges)), key=lambda k: abs(edges[k] - end))
+
+
+def _headings(
+    lines: list[_Line], first: int, edges: list[int], label_end: int, label_limit: int
+) -> tuple[list[str], int]:
+    """Column headings from the lines above ``first`` whose cells all stand right of the row labels."""
+    spans = [(edges[k - 1] + 1 if k else label_end, edges[k]) for k in range(len(edges))]
+    parts: list[list[str]] = [[] for _ in edges]
+    top = first
+    cursor = first - 1
+    taken = 0
+    while cursor >= 0 and taken < 5:
+        line = lines[cursor]
+        if not line.cells:
+            if taken or first - cursor > 2:
+                break
+            cursor -= 1
+            continue
+        # Headings stand right of every row label; a caption or a note starts under the labels.
+        if line.figures or any(cell.start <= label_limit for cell in line.cells):
+            break
+        for cell in reversed(line.cells):
+            hit = [k for k, (left, right) in enumerate(spans) if cell.start <= right and cell.end >= left]
+            for k in hit or [_nearest(edges, cell.end)]:
+                parts[k].insert(0, cell.text)
+        top = cursor
+        taken += 1
+        cursor -= 1
+    headings = [re.sub(r",(?=\d{4}\b)", ", ", " ".join(p)) for p in parts]
+    return headings, top
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _table(lines: list[_Line], first: int, last: int, headings: list[str], edges: list[int]) -> list[str]:
+    out = ["| | " + " | ".join(_escape(h) for h in headings) + " |", "| --- |" + " --- |" * len(edges)]
+    group, group_indent = "", -1
+    for line in lines[first : last + 1]:
+        if not line.cells:
+            continue
+        if not line.figures:
+            label = " ".join(c.text for c in line.cells)
+            if label.endswith(":"):
+                group, group_indent = label, line.indent
+            else:
+                out.append(f"| {_escape(label)} |" + " |" * len(edges))
+            continue
+        if line.indent <= group_indent:
+            group, group_indent = "", -1
+        values = [""] * len(edges)
+        for cell in line.figures:
+            values[_nearest(edges, cell.end)] = cell.text.replace(" ", "")
+        label = f"{group} {line.label}".strip() if group else line.label
+        out.append(f"| {_escape(label)} | " + " | ".join(values) + " |")
+    return out
+
+
+def render_page(layout_text: str) -> str | None:
+    """The page with its figure tables as Markdown (see module doc); None when it has none."""
+    raw = layout_text.splitlines()
+    lines = [_parse(line) for line in raw]
+    blocks = _blocks(lines)
+    if not blocks:
+        return None
+    out: list[str] = []
+    cursor = 0
+    previous: list[str] = []
+    for first, last in blocks:
+        rows = [line for line in lines[first : last + 1] if line.figures]
+        edges = _columns(rows)
+        label_end = min(min(r.figures[0].start for r in rows), min(edges))
+        label_limit = max((r.cells[len(r.cells) - len(r.figures) - 1].end for r in rows if len(r.cells) > len(r.figures)),
+                          default=0)
+        headings, top = _headings(lines, first, edges, label_end, label_limit)
+        if not any(headings) and len(previous) == len(headings):
+            headings = previous  # the rest of the page's table, after a line of text in between
+        previous = headings
+        out.extend(" ".join(raw[i].split()) for i in range(cursor, top))
+        if out and out[-1]:
+            out.append("")
+        out.extend(_table(lines, first, last, headings, edges))
+        out.append("")
+        cursor = last + 1
+    out.extend(" ".join(line.split()) for line in raw[cursor:])
+    text = "\n".join(out)
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+
+
+def looks_tabular(plain_text: str) -> bool:
+    """Cheap test on pypdf's plain text: ``MIN_ROWS`` lines ending in two numbers, or twice as many lone numbers.
+
+    (A PDF that writes every cell as its own text object comes out of plain mode one cell per line.)
+    """
+    rows = lone = 0
+    for line in plain_text.splitlines():
+        if re.search(r"\d[\d,.)%]*\s+\(?[$€£¥￥]?\s?[\d(][\d,.]*\)?%?\s*$", line):
+            rows += 1
+        elif _NUMBER.match(line.strip()) and any(ch.isdigit() for ch in line):
+            lone += 1
+        if rows >= MIN_ROWS or lone >= 2 * MIN_ROWS:
+            return True
+    return False

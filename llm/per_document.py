@@ -1,0 +1,61 @@
+"""Questions across documents ("how have net sales changed over the quarters?"), asked one document at a time.
+
+Given one passage per period in a single prompt, the default 1.5B model summed
+them up ("net sales have increased over time [1][2][3]") without one figure.
+Asked about one document at a time, with that document named, it copies the
+figure. So ``per_document_answer`` asks the model once per source, in the
+sources' order (the pipeline orders them by date), and assembles a list::
+
+    - quarter ended December 31, 2022: Apple's total net sales were $117,154 million [1].
+    - quarter ended April 1, 2023: Apple's total net sales were $94,836 million [2].
+
+Each line's [1] is renumbered to the source's number in the whole answer, so the
+citation check (``llm.answer.make_answer``) sees one answer over all sources.
+It costs one prompt per document (measured in docs/benchmarks.md); the lines
+stream as each is finished.
+
+Deliberately not here: choosing the documents and their order (``retrieval.scope``
+and the pipeline), a closing summary sentence (the model's "it increased" is
+what the list replaces; the reader sees the trend in the figures).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from llm.generator import Generator
+from llm.grounding import MARKER
+from llm.prompt import PromptBuilder, Source
+
+
+@dataclass(frozen=True)
+class DocumentLine:
+    """One document's part of the answer, as streamed."""
+
+    number: int  # the source's number in the whole answer
+    label: str  # "quarter ended April 1, 2023"
+    text: str  # the model's sentence, its markers renumbered
+    prompt_tokens: int
+
+
+def _renumber(text: str, number: int) -> str:
+    """Every marker of a one-source answer points at that source's number in the whole answer."""
+    text = MARKER.sub(f"[{number}]", text.strip())
+    if text and f"[{number}]" not in text:
+        text = f"{text[:-1]} [{number}]{text[-1]}" if re.search(r"[.。!！?？]$", text) else f"{text} [{number}]"
+    return text
+
+
+def per_document_answer(
+    generator: Generator, builder: PromptBuilder, question: str, sources: Sequence[Source],
+    labels: Sequence[str], max_tokens: int, temperature: float,
+) -> Iterator[DocumentLine]:
+    """Ask ``question`` of each source alone (``labels[i]`` names its document); one line per source, in order."""
+    for source, label in zip(sources, labels):
+        prompt = builder.build(question, [source.hit], focus=label)
+        text = "".join(generator.stream_chat(prompt.messages, max_tokens, temperature))
+        # Only the first line: the model sometimes adds a second, general sentence about the other periods.
+        first = next((line for line in text.strip().splitlines() if line.strip()), "")
+        yield DocumentLine(source.number, label, _renumber(first, source.number), prompt.prompt_tokens)

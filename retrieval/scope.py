@@ -1,0 +1,202 @@
+"""Which documents a question is about, from the names and periods it gives.
+
+A question that names an organisation ("Apple", "AAPL"), a period ("Q2 2023",
+"the quarter ended April 1, 2023", "2018 年第一季度", "v7.5"), or asks for "the
+latest" is about particular documents; passages of other documents that happen
+to match its words (Intel's filing for an Apple question) are wrong however
+well they match. ``scope_question`` matches the question against the
+collection's ``DocumentRecord``s:
+
+- names: a word of the question that is in a document's organisation or file
+  name, and not in every document's (so "TiDB" in a collection of TiDB pages
+  names nothing). Several names widen the scope (Apple *and* Microsoft).
+- periods: a quarter, a period end date (within a week: "March 31" finds the
+  quarter that ended April 1), a year, or a version; several periods widen it.
+- names and periods narrow each other: Apple's documents of 2023 Q2.
+- "latest", "most recent", "最新", "最近一期": the newest document by its date,
+  per organisation named.
+- across periods ("over the quarters", "each quarter", "各季度", "各版本"): the
+  answer needs one passage from each document in scope, in date order
+  (``Scope.across``).
+
+When names and periods narrow to nothing (a quarter the collection does not
+hold), the question is left unscoped: retrieval and abstention then see every
+document, and the refusal names what no passage mentions.
+
+Worked example, with the 20 10-Q filings "2022 Q3 AAPL.pdf" ... "2023 Q3 NVDA.pdf"::
+
+    scope_question("What were Apple's net sales in Q2 2023?")   -> ("2023 Q2 AAPL.pdf",)
+    scope_question("Nvidia revenue in its latest 10-Q")         -> ("2023 Q3 NVDA.pdf",)
+    scope_question("How did Intel's revenue change over the quarters?")
+        -> the 4 Intel filings, oldest first, across=True
+
+Deliberately not here: what retrieval does with the scope (``retrieval.fusion``
+filters candidates to it, the pipeline picks one passage per document for
+``across``), synonyms of names ("Big Blue"), fiscal-calendar arithmetic.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+
+from ingest.periods import find_dates, find_quarters, find_versions, find_years, version_matches
+from ingest.records import DocumentRecord
+from retrieval.keywords import chinese_words
+
+DATE_TOLERANCE_DAYS = 7
+_LATIN = re.compile(r"[a-z0-9][a-z0-9&]*(?:[.\-][a-z0-9&]+)*")
+_LATEST = re.compile(
+    r"\b(latest|most\s+recent|newest|last\s+(?:reported\s+)?(?:quarter|filing|report|release|version))\b|最新|最近一期|最近的|最近一次|最后一期",
+    re.IGNORECASE,
+)
+_ACROSS = re.compile(
+    r"\b(over\s+(?:the|these|those)\s+(?:quarters|periods|filings|reports|years|versions|releases)|over\s+time|"
+    r"across\s+(?:the\s+|these\s+|all\s+)?(?:quarters|periods|filings|reports|versions|releases)|"
+    r"(?:each|every)\s+(?:quarter|period|filing|report|version|release)|quarter[\s-]+(?:by|over|to)[\s-]+quarter|"
+    r"trend)\b|各季度|每个?季度|各个?季度|逐季|历个?季度|各期|各个?版本|每个版本|历个?版本|各次|历次",
+    re.IGNORECASE,
+)
+_GENERIC = frozenset(
+    "the and for with from inc corp corporation company co ltd limited llc plc group holdings of report reports "
+    "annual quarterly form notes note doc docs document final draft copy version release new".split()
+)
+_LEGAL_FORMS_ZH = ("股份有限公司", "有限责任公司", "有限公司", "集团")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The documents a question names, best first: for ``across``, in date order."""
+
+    documents: tuple[str, ...] = ()  # sources; empty: the question names no document (search everything)
+    names: tuple[str, ...] = ()  # the question's words that named documents, for showing why
+    periods: tuple[str, ...] = ()  # the periods it named, readable
+    latest: bool = False
+    across: bool = False
+    # For ``across``: the question as asked of one document ("How has X changed over the quarters?" ->
+    # "What was X?"); asked of each document as it is, the small model computes a change instead of a figure.
+    per_document_question: str = ""
+
+    @property
+    def scoped(self) -> bool:
+        return bool(self.documents)
+
+
+def document_names(record: DocumentRecord) -> set[str]:
+    """The words that name this document: its organisation's and its file name's, without period words."""
+    words: set[str] = set()
+    organisation = (record.organisation or "").lower()
+    for form in _LEGAL_FORMS_ZH:
+        organisation = organisation.replace(form, " ")
+    words.update(_words(organisation))
+    words.update(record.name_words)
+    return {w for w in words if _is_name(w)}
+
+
+def _is_name(word: str) -> bool:
+    if word in _GENERIC or re.fullmatch(r"\d+(\.\d+)*|q[1-4]|fy\d*|v\d+.*", word):
+        return False
+    return len(word) >= 2 if re.search(r"[\u3400-\u9fff]", word) else len(word) >= 3
+
+
+def _words(text: str) -> set[str]:
+    """Lower-cased Latin words ("amazon.com" also as "amazon"), possessives dropped, and Chinese words."""
+    lowered = re.sub(r"['’]s\b", "", text.lower())
+    words: set[str] = set()
+    for word in _LATIN.findall(lowered):
+        words.add(word)
+        words.update(part for part in re.split(r"[.\-]", word) if part)
+    words.update(chinese_words(lowered))
+    return words
+
+
+def _named_periods(question: str) -> tuple[list, list[date], list[int], list[tuple[int, ...]]]:
+    quarters = find_quarters(question)
+    dates = find_dates(question)
+    versions = find_versions(question, named=True)
+    # A year counts alone only when no quarter or date already says it.
+    covered = {q.year for q in quarters} | {d.year for d in dates}
+    years = [y for y in find_years(question) if y not in covered]
+    return quarters, dates, years, versions
+
+
+def _period_matches(record: DocumentRecord, quarters, dates, years, versions) -> bool:
+    if quarters and any(f"{q.year}-Q{q.quarter}" in record.quarters for q in quarters):
+        return True
+    if dates and record.date is not None and (record.period_end or record.published):
+        if any(abs((d - record.date).days) <= DATE_TOLERANCE_DAYS for d in dates):
+            return True
+    if years and any(y == record.year or (record.period_end and y == record.date.year) for y in years):
+        return True
+    version = record.version_tuple
+    return bool(versions and version and any(version_matches(v, version) for v in versions))
+
+
+def scope_question(question: str, records: Mapping[str, DocumentRecord]) -> Scope:
+    """The documents ``question`` names (see module doc); an empty ``Scope`` when it names none."""
+    if len(records) < 2:
+        return Scope()
+    names = {source: document_names(record) for source, record in records.items()}
+    everywhere = set.intersection(*names.values()) if names else set()
+    asked = _words(question)
+    named_words = sorted(w for w in asked if w not in everywhere and any(w in n for n in names.values()))
+    by_name: dict[str, set[str]] = {w: {s for s, n in names.items() if w in n} for w in named_words}
+    in_scope = set().union(*by_name.values()) if by_name else set(records)
+
+    quarters, dates, years, versions = _named_periods(question)
+    periods_named = bool(quarters or dates or years or versions)
+    if periods_named:
+        in_period = {s for s in in_scope if _period_matches(records[s], quarters, dates, years, versions)}
+        if not in_period and not by_name:
+            return Scope()  # a period no document has: leave it to retrieval and abstention
+        in_scope = in_period
+
+    latest = bool(_LATEST.search(question))
+    if latest and not periods_named:
+        groups = list(by_name.values()) or [set(records)]
+        newest: set[str] = set()
+        for group in groups:
+            dated = [s for s in group if records[s].date is not None]
+            if dated:
+                top = max(records[s].date for s in dated)
+                newest.update(s for s in dated if records[s].date == top)
+        if newest:
+            in_scope = newest
+
+    if not in_scope or in_scope == set(records):
+        return Scope()  # nothing named, or everything: no narrowing
+    ordered = sorted(in_scope, key=lambda s: (records[s].date or date.min, records[s].version_tuple or (), s))
+    across = bool(_ACROSS.search(question)) and len(ordered) > 1
+    period_labels = [q.label for q in quarters] + [d.isoformat() for d in dates] + [str(y) for y in years] + [
+        "v" + ".".join(map(str, v)) for v in versions]
+    return Scope(documents=tuple(ordered), names=tuple(named_words), periods=tuple(period_labels),
+                 latest=latest, across=across, per_document_question=single_period_question(question) if across else "")
+
+
+_HOW_CHANGED = re.compile(
+    r"^\s*how\s+(?:has|have|did|does|do|is|are)\s+(?:the\s+)?(.+?)\s+(?:changed?|evolved?|trended|developed|moved|grown|"
+    r"grow|varied|vary|shifted|been\s+(?:changing|trending))\b", re.IGNORECASE)
+_TREND_OF = re.compile(r"^\s*what\s+(?:is|was|has\s+been)\s+the\s+(?:trend|change|development)\s+(?:of|in)\s+(.+?)(?:\?|$)",
+                       re.IGNORECASE)
+_CHINESE_CHANGE = re.compile(r"(?:是)?(?:如何|怎样|怎么)(?:变化|变动|发展)的?|有(?:什么|何)变化|的?变化(?:趋势|情况)?(?:如何|怎样)?|的?趋势")
+
+
+def single_period_question(question: str) -> str:
+    """An across-periods question as asked of one period (see ``Scope.per_document_question``).
+
+    "How have Apple's net sales changed over the quarters?" -> "What were Apple's net sales?";
+    "英特尔各季度的营业收入如何变化？" -> "英特尔的营业收入是多少？". Other wordings lose only their across phrase.
+    """
+    match = _HOW_CHANGED.match(question) or _TREND_OF.match(question)
+    if match:
+        subject = _ACROSS.sub("", match.group(1)).strip(" ,")
+        verb = "were" if re.search(r"\b(sales|revenues|expenses|earnings|costs|margins|assets|liabilities|shares)\b",
+                                    subject, re.IGNORECASE) else "was"
+        return f"What {verb} {subject}?"
+    if re.search(r"[\u3400-\u9fff]", question):
+        changed = _CHINESE_CHANGE.sub("是多少", _ACROSS.sub("", question))
+        return re.sub(r"(是多少)+", "是多少", changed).replace("的的", "的")
+    stripped = re.sub(r"\s+", " ", _ACROSS.sub("", question)).replace(" ?", "?").strip()
+    return re.sub(r"\s+(?:in|for|during|from|of|on|across|over)\s*(\?|$)", r"\1", stripped)

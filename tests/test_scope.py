@@ -1,0 +1,85 @@
+"""Document records and question scoping: periods as people write them, and the documents a question names."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from ingest.documents import LoadedFile, Page
+from ingest.periods import Period, find_dates, find_quarters, find_versions, find_years, period_end_dates
+from ingest.records import describe_document
+from retrieval.scope import scope_question
+
+
+def test_periods_in_english_and_chinese():
+    assert find_quarters("2023 Q2 AAPL.pdf") == [Period(year=2023, quarter=2)]
+    assert find_quarters("What were net sales in Q3 2022?") == [Period(year=2022, quarter=3)]
+    assert find_quarters("in the second quarter of fiscal 2023") == [Period(year=2023, quarter=2)]
+    assert find_quarters("2018 年第一季度报告") == [Period(year=2018, quarter=1)]
+    assert find_quarters("2023年第三季度") == [Period(year=2023, quarter=3)]
+    assert period_end_dates("For the quarterly period ended April 1, 2023\nor") == [date(2023, 4, 1)]
+    assert find_dates("发版日期：2023 年 12 月 1 日") == [date(2023, 12, 1)]
+    assert find_versions("TiDB 7.5.0 Release Notes") == [(7, 5, 0)]
+    assert find_versions("TiDB 7.5 里这个参数的默认值", named=True) == [(7, 5)]
+    assert find_versions("costs 3.5 dollars") == []  # a number, not a version
+    assert find_years("net sales of 2,023 units in 2022, up 2023%") == [2022]
+
+
+def _document(source: str, first_page: str, *more: str, title: str | None = None) -> LoadedFile:
+    pages = tuple(Page(source=source, page=n, text=text) for n, text in enumerate((first_page, *more), start=1))
+    return LoadedFile(source=source, content_sha256="0" * 64, pages=pages, title=title)
+
+
+def test_record_reads_title_organisation_and_period():
+    cover = ("UNITED STATES SECURITIES AND EXCHANGE COMMISSION\nFORM 10-Q\n"
+             "For the quarterly period ended April 1, 2023\nApple Inc.\n(Exact name of Registrant)\n")
+    record = describe_document(_document("filings/2023 Q2 AAPL.pdf", cover), metadata_title="0000320193-23-000064")
+    assert record.title == "2023 Q2 AAPL"  # an accession number is not a title; the file name is
+    assert record.organisation == "Apple Inc."
+    assert (record.year, record.quarter, record.period_end) == (2023, 2, "2023-04-01")
+    assert record.date == date(2023, 4, 1)
+    assert record.header == "2023 Q2 AAPL · Apple Inc. · quarter ended April 1, 2023"
+    assert "aapl" in record.name_words and "q2" in record.name_words
+
+    release = describe_document(_document("releases/release-7.5.0.md", "# TiDB 7.5.0 Release Notes\n\n发版日期：2023 年 12 月 1 日\n"))
+    assert release.version == "7.5.0" and release.published == "2023-12-01"
+    # Evaluation passages (no file name) get no header from their text: their indexing stays as it was.
+    passage = describe_document(_document("scifact/123", "Apple Inc.\nThe quarter ended April 1, 2023."))
+    assert passage.header == "" and passage.organisation is None
+
+
+def _records(specs):
+    records = {}
+    for source, organisation, ended in specs:
+        cover = f"{organisation}\nFor the quarterly period ended {ended}\n"
+        records[source] = describe_document(_document(source, cover))
+    return records
+
+
+FILINGS = _records([
+    ("2023 Q1 ACME.pdf", "Acme Corporation", "March 31, 2023"),
+    ("2023 Q2 ACME.pdf", "Acme Corporation", "June 30, 2023"),
+    ("2023 Q3 ACME.pdf", "Acme Corporation", "September 30, 2023"),
+    ("2023 Q1 GLOBEX.pdf", "Globex Inc.", "April 1, 2023"),
+    ("2023 Q2 GLOBEX.pdf", "Globex Inc.", "July 1, 2023"),
+    ("2023 Q3 GLOBEX.pdf", "Globex Inc.", "September 30, 2023"),
+])
+
+
+def test_a_question_naming_an_organisation_and_period_is_scoped_to_that_document():
+    assert scope_question("What was Acme's revenue in Q2 2023?", FILINGS).documents == ("2023 Q2 ACME.pdf",)
+    assert scope_question("Globex revenue for the quarter ended March 31, 2023", FILINGS).documents == ("2023 Q1 GLOBEX.pdf",)
+    assert scope_question("GLOBEX net income, third quarter of 2023", FILINGS).documents == ("2023 Q3 GLOBEX.pdf",)
+    both = scope_question("Compare Acme and Globex revenue in Q1 2023", FILINGS)
+    assert set(both.documents) == {"2023 Q1 ACME.pdf", "2023 Q1 GLOBEX.pdf"}
+
+
+def test_latest_and_across_periods():
+    assert scope_question("What is Globex's revenue in its latest quarter?", FILINGS).documents == ("2023 Q3 GLOBEX.pdf",)
+    across = scope_question("How has Acme's revenue changed over the quarters?", FILINGS)
+    assert across.across and across.documents == ("2023 Q1 ACME.pdf", "2023 Q2 ACME.pdf", "2023 Q3 ACME.pdf")
+
+
+def test_questions_naming_nothing_or_a_missing_period_are_not_scoped():
+    assert not scope_question("What is revenue recognition?", FILINGS).scoped
+    assert not scope_question("What was Acme's revenue in Q4 2021?", FILINGS).scoped  # no such filing
+    assert not scope_question("What was revenue in 2019?", FILINGS).scoped
