@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,7 +77,9 @@ def load_file(path: Path, source: str, options: LoadOptions = LoadOptions(), ocr
     elif suffix == ".docx":
         pages = markdown_sections(_docx_markdown(path), source)
     elif suffix in (".html", ".htm"):
-        pages = markdown_sections(_html_markdown(decode_text(data)), source)
+        html = decode_text(data)
+        pages = markdown_sections(_html_markdown(html), source)
+        title = _html_title(html)
     elif suffix in (".md", ".markdown"):
         pages = markdown_sections(decode_text(data), source)
     elif suffix == ".txt":
@@ -109,13 +112,28 @@ def _docx_markdown(path: Path) -> str:
         raise LoadError(f"corrupt Word file: {type(exc).__name__}: {exc}") from exc
 
 
+_TABLE = re.compile(r"<table\b.*?</table>", re.IGNORECASE | re.DOTALL)
+_LINE_BREAK = re.compile(r"<br\s*/?>|\s*\n\s*", re.IGNORECASE)
+_HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
 def _html_markdown(html: str) -> str:
     import html2text
 
+    # A line break inside a table cell ("文史/历史类<br>最高") would break the Markdown row in two,
+    # and the heading row with it: inside tables it becomes a space.
+    html = _TABLE.sub(lambda table: _LINE_BREAK.sub(" ", table.group(0)), html)
     converter = html2text.HTML2Text()
     converter.body_width = 0  # no hard wrapping: lines stay sentences
     converter.ignore_images = True
     return converter.handle(html)
+
+
+def _html_title(html: str) -> str | None:
+    import html as entities
+
+    match = _HTML_TITLE.search(html)
+    return " ".join(entities.unescape(match.group(1)).split()) if match else None
 
 
 def _open_pdf(path: Path, options: LoadOptions) -> tuple[PdfReader, str | None]:

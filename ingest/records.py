@@ -9,8 +9,9 @@ for every chunk, and ``retrieval.scope`` matches questions against them.
 
 Where each field comes from, first found wins:
 
-- title: the PDF's metadata title when it reads like one, else the first heading
-  of a Markdown/Word/HTML file, else the file name made readable
+- title: the PDF's metadata title when it reads like one (an HTML file's <title>,
+  a Markdown file's front matter ``title:``), else the first heading of a
+  Markdown/Word/HTML file, else the file name made readable
   ("2023_Q2-report.pdf" -> "2023 Q2 report"). Sources without a file suffix
   (evaluation corpora) take only a heading.
 - organisation: the first line near the top of the first page that names a company or
@@ -18,9 +19,9 @@ Where each field comes from, first found wins:
 - period: a quarter in the file name or title ("2023 Q2"), else on the first page;
   the end date of the period stated on the first page ("for the quarterly period
   ended April 1, 2023"); a version in the file name or title ("v7.5.0").
-- date (for ordering, "the latest"): the period's end date, else the first date
-  near the top of the first page (a release date), else the quarter's last
-  day, else the year's.
+- date (for ordering, "the latest"): the period's end date, else a date in the
+  file name or title, or one the first page labels as the document's own
+  ("发版日期：…", "Published: …"), else the quarter's last day, else the year's.
 
 Worked example: "2023 Q2 AAPL.pdf" whose first page says "Apple Inc." and "For the
 quarterly period ended April 1, 2023" -> title "2023 Q2 AAPL", organisation
@@ -50,6 +51,13 @@ _LEGAL_FORM = re.compile(
 )
 _NOT_A_TITLE = re.compile(r"^(untitled|microsoft word\b|document\d*|slide \d+|\W*)$", re.IGNORECASE)
 _NAME_WORD = re.compile(r"\d+(?:\.\d+)+|[A-Za-z]+\d*|\d+|[\u3400-\u9fff]+")
+# Markdown front matter (Jekyll, Hugo, MkDocs): "---\ntitle: TiDB 8.5.4 Release Notes\n...\n---".
+_FRONT_MATTER_TITLE = re.compile(r"\A---[ \t]*\n(?:.*\n)*?title:[ \t]*(.+)\n(?:.*\n)*?---", re.MULTILINE)
+# A date the document gives as its own: "发版日期：2023 年 12 月 1 日", "Published: March 3, 2024". Any other date
+# on the first page (a deadline, a law's date) says nothing about when the document is from.
+_DATED_LINE = re.compile(
+    r"(?:发版日期|发布日期|发布时间|日期|published|publication date|release date|released|date|last updated|updated)"
+    r"\s*[:：]?\s*([^\n]{6,40})", re.IGNORECASE)
 _MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
                 "November", "December")
 
@@ -150,10 +158,15 @@ def describe_document(document: LoadedFile, metadata_title: str | None = None) -
     """Read a document's record from its file name, metadata title and first page (see module doc)."""
     source = document.source
     has_file_name = bool(PurePosixPath(source).suffix)
-    first = document.pages[0] if document.pages else None
-    cover = first.text[:FIRST_PAGE_CHARS] if first else ""
-    heading = first.heading_path[0] if first and first.heading_path else None
-    title = _title(metadata_title, heading, source if has_file_name else None)
+    cover = ""
+    for page in document.pages:  # the first page, or the first sections of a Markdown file
+        cover += page.text[: FIRST_PAGE_CHARS - len(cover)] + "\n"
+        if len(cover) >= FIRST_PAGE_CHARS:
+            break
+    heading = next((page.heading_path[0] for page in document.pages[:3] if page.heading_path), None)
+    front_matter = _FRONT_MATTER_TITLE.search(cover)
+    title = _title(metadata_title or (front_matter.group(1).strip(" '\"") if front_matter else None), heading,
+                   source if has_file_name else None)
     if not has_file_name:  # a passage of an evaluation corpus or an in-memory text: its heading is all it has
         return DocumentRecord(source=source, title=title)
     named_in = " ".join(part for part in (readable_file_name(source) if has_file_name else "", title) if part)
@@ -168,7 +181,7 @@ def describe_document(document: LoadedFile, metadata_title: str | None = None) -
     versions = find_versions(named_in)
     published = None
     if end is None and not quarters:
-        dates = find_dates(cover)
+        dates = find_dates(named_in) or [d for line in _DATED_LINE.findall(cover) for d in find_dates(line)]
         published = dates[0].isoformat() if dates else None
     return DocumentRecord(
         source=source,

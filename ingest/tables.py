@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 MIN_ROWS = 3  # fewer figure rows than this is not a table worth rebuilding
 _CELL = re.compile(r"\S+(?: \S+)*")  # a run of text with single spaces inside
-_NUMBER = re.compile(r"^\(?[$€£¥￥]?\s?[-+−]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)\)?%?$|^[—–-]+$")
+_NUMBER = re.compile(r"^[$€£¥￥]?\(?[$€£¥￥]?\s?[-+−]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)\)?%?$|^[—–-]+$")
 _CURRENCY = re.compile(r"^[$€£¥￥]$")
 _YEAR = re.compile(r"^(?:19|20)\d\d$")
 
@@ -88,8 +88,8 @@ def _parse(line: str) -> _Line:
             break
         trailing += 1
     figures = tuple(cells[len(cells) - trailing :]) if trailing >= 2 else ()
-    if figures and len(figures) == len(cells) and all(_YEAR.match(c.text) for c in figures):
-        figures = ()  # "2023   2022": column headings, not figures
+    if figures and all(_YEAR.match(c.text) for c in figures):
+        figures = ()  # "2023   2022", "Three Months Ended September 30,   2022   2021": column headings, not figures
     return _Line(tuple(cells), figures, len(line) - len(line.lstrip()))
 
 
@@ -142,42 +142,77 @@ def _nearest(edges: list[int], end: int) -> int:
     return min(range(len(edges)), key=lambda k: abs(edges[k] - end))
 
 
+_PERIOD_WORDS = re.compile(r"ended|ending|months|weeks|year|quarter|as of|季度|年度|期末|期初|本期|上期", re.IGNORECASE)
+
+
+def _columns_under(cell: _Cell, spans: list[tuple[int, int]], edges: list[int]) -> list[int]:
+    """The columns a heading cell heads: the one whose right edge it ends at (headings are right-aligned like
+    figures), else every column its span overlaps (a centred "Three Months Ended" over two)."""
+    nearest = _nearest(edges, cell.end)
+    low = spans[nearest][0]
+    if abs(edges[nearest] - cell.end) <= 3 and cell.start >= low - 2:
+        return [nearest]
+    return [k for k, (lo, hi) in enumerate(spans) if cell.start <= hi and cell.end >= lo]
+
+
 def _headings(
     lines: list[_Line], first: int, edges: list[int], label_end: int, label_limit: int
-) -> tuple[list[str], int]:
-    """Column headings from the lines above ``first`` whose cells all stand right of the row labels."""
+) -> tuple[list[str], str, int]:
+    """Column headings, the corner heading (above the row labels) and the first line they take.
+
+    Heading lines are the lines above ``first`` whose cells stand right of every row label, except
+    that one cell may stand over the labels (the corner: "(In Millions; Unaudited)", or a period
+    phrase such as "Three Months Ended September 30," that then belongs to every column heading).
+    A short section label ("ASSETS") between the headings and the first row is passed over.
+    """
     spans = [(edges[k - 1] + 1 if k else label_end, edges[k]) for k in range(len(edges))]
     parts: list[list[str]] = [[] for _ in edges]
+    corner: list[str] = []
     top = first
     cursor = first - 1
-    taken = 0
+    taken = skipped = 0
     while cursor >= 0 and taken < 5:
         line = lines[cursor]
         if not line.cells:
-            if taken or first - cursor > 2:
+            if taken or first - cursor > 3:
                 break
             cursor -= 1
             continue
-        # Headings stand right of every row label; a caption or a note starts under the labels.
-        if line.figures or any(cell.start <= label_limit for cell in line.cells):
+        left = [cell for cell in line.cells if cell.start <= label_limit]
+        right = [cell for cell in line.cells if cell.start > label_limit]
+        if line.figures or (left and (len(left) > 1 or not right)):
+            if not taken and not skipped and len(line.cells) == 1 and len(line.label.split()) <= 4:
+                skipped += 1  # "ASSETS" above "Current assets:"
+                cursor -= 1
+                continue
             break
-        for cell in reversed(line.cells):
-            hit = [k for k, (left, right) in enumerate(spans) if cell.start <= right and cell.end >= left]
-            for k in hit or [_nearest(edges, cell.end)]:
+        placed = [_columns_under(cell, spans, edges) for cell in right]
+        if not all(placed):
+            break  # text that stands over no column: a title or a note, not a heading
+        for cell, columns in zip(reversed(right), reversed(placed)):
+            for k in columns:
                 parts[k].insert(0, cell.text)
+        if left:
+            if _PERIOD_WORDS.search(left[0].text):
+                for part in parts:
+                    part.insert(0, left[0].text)
+            else:
+                corner.insert(0, left[0].text)
         top = cursor
         taken += 1
         cursor -= 1
     headings = [re.sub(r",(?=\d{4}\b)", ", ", " ".join(p)) for p in parts]
-    return headings, top
+    return headings, " ".join(corner), top
 
 
 def _escape(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def _table(lines: list[_Line], first: int, last: int, headings: list[str], edges: list[int]) -> list[str]:
-    out = ["| | " + " | ".join(_escape(h) for h in headings) + " |", "| --- |" + " --- |" * len(edges)]
+def _table(
+    lines: list[_Line], first: int, last: int, headings: list[str], corner: str, edges: list[int]
+) -> list[str]:
+    out = [f"| {_escape(corner)} | " + " | ".join(_escape(h) for h in headings) + " |", "| --- |" + " --- |" * len(edges)]
     group, group_indent = "", -1
     for line in lines[first : last + 1]:
         if not line.cells:
@@ -215,14 +250,14 @@ def render_page(layout_text: str) -> str | None:
         label_end = min(min(r.figures[0].start for r in rows), min(edges))
         label_limit = max((r.cells[len(r.cells) - len(r.figures) - 1].end for r in rows if len(r.cells) > len(r.figures)),
                           default=0)
-        headings, top = _headings(lines, first, edges, label_end, label_limit)
+        headings, corner, top = _headings(lines, first, edges, label_end, label_limit)
         if not any(headings) and len(previous) == len(headings):
             headings = previous  # the rest of the page's table, after a line of text in between
         previous = headings
         out.extend(" ".join(raw[i].split()) for i in range(cursor, top))
         if out and out[-1]:
             out.append("")
-        out.extend(_table(lines, first, last, headings, edges))
+        out.extend(_table(lines, first, last, headings, corner, edges))
         out.append("")
         cursor = last + 1
     out.extend(" ".join(line.split()) for line in raw[cursor:])

@@ -134,8 +134,17 @@ def _period_matches(record: DocumentRecord, quarters, dates, years, versions) ->
     return bool(versions and version and any(version_matches(v, version) for v in versions))
 
 
+def _has_period(record: DocumentRecord) -> bool:
+    return bool(record.quarters or record.period_end or record.published or record.version or record.year)
+
+
 def scope_question(question: str, records: Mapping[str, DocumentRecord]) -> Scope:
-    """The documents ``question`` names (see module doc); an empty ``Scope`` when it names none."""
+    """The documents ``question`` names (see module doc); an empty ``Scope`` when it names none.
+
+    Only documents *of another* organisation or period are left out: a document that states no
+    organisation (a handbook) or no period (a reference page) stays in scope, since "TiDB 8.1" in a
+    question about a setting may mean the product at that version, which an unversioned page describes.
+    """
     if len(records) < 2:
         return Scope()
     names = {source: document_names(record) for source, record in records.items()}
@@ -143,19 +152,23 @@ def scope_question(question: str, records: Mapping[str, DocumentRecord]) -> Scop
     asked = _words(question)
     named_words = sorted(w for w in asked if w not in everywhere and any(w in n for n in names.values()))
     by_name: dict[str, set[str]] = {w: {s for s, n in names.items() if w in n} for w in named_words}
-    in_scope = set().union(*by_name.values()) if by_name else set(records)
+    in_scope = set(records)
+    if by_name:
+        named = set().union(*by_name.values())
+        in_scope = {s for s in records if s in named or not records[s].organisation}
 
     quarters, dates, years, versions = _named_periods(question)
     periods_named = bool(quarters or dates or years or versions)
     if periods_named:
-        in_period = {s for s in in_scope if _period_matches(records[s], quarters, dates, years, versions)}
-        if not in_period and not by_name:
+        in_period = {s for s in in_scope
+                     if _period_matches(records[s], quarters, dates, years, versions) or not _has_period(records[s])}
+        if not any(_period_matches(records[s], quarters, dates, years, versions) for s in in_period):
             return Scope()  # a period no document has: leave it to retrieval and abstention
         in_scope = in_period
 
-    latest = bool(_LATEST.search(question))
-    if latest and not periods_named:
-        groups = list(by_name.values()) or [set(records)]
+    latest = bool(_LATEST.search(question)) and not periods_named
+    if latest:
+        groups = [group & in_scope for group in by_name.values()] or [in_scope]
         newest: set[str] = set()
         for group in groups:
             dated = [s for s in group if records[s].date is not None]
@@ -163,12 +176,15 @@ def scope_question(question: str, records: Mapping[str, DocumentRecord]) -> Scop
                 top = max(records[s].date for s in dated)
                 newest.update(s for s in dated if records[s].date == top)
         if newest:
-            in_scope = newest
+            in_scope = newest | {s for s in in_scope if records[s].date is None}
 
     if not in_scope or in_scope == set(records):
         return Scope()  # nothing named, or everything: no narrowing
     ordered = sorted(in_scope, key=lambda s: (records[s].date or date.min, records[s].version_tuple or (), s))
-    across = bool(_ACROSS.search(question)) and len(ordered) > 1
+    dated = [s for s in ordered if records[s].date is not None or records[s].version is not None]
+    across = bool(_ACROSS.search(question)) and len(dated) > 1
+    if across:
+        ordered = dated  # one passage per period: undated pages have no period to report
     period_labels = [q.label for q in quarters] + [d.isoformat() for d in dates] + [str(y) for y in years] + [
         "v" + ".".join(map(str, v)) for v in versions]
     return Scope(documents=tuple(ordered), names=tuple(named_words), periods=tuple(period_labels),
