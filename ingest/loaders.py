@@ -3,6 +3,9 @@
 - PDF goes through pypdf, one ``Page`` per page that has a text layer, with its
   1-based page number. A page with a table of figures is read again with
   positions and its tables rebuilt as Markdown tables (``ingest.tables``).
+  A doubled ("fake bold") or garbled text layer (``ingest.text_quality``) is
+  read again with pdfium, else de-doubled, else treated as a page without text
+  (OCR'd when OCR is on); the file's warnings say which pages.
 - Markdown is split along its heading structure (parsed by markdown-it-py, so
   ``#`` lines inside code fences are not mistaken for headings and setext
   headings count); each section keeps the path of headings above it.
@@ -40,6 +43,7 @@ from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError, P
 from ingest.documents import LoadedFile, Page
 from ingest.ocr import OcrError, PageOCR, pdfium_page_texts
 from ingest.tables import looks_tabular, render_page
+from ingest.text_quality import diagnose, undouble
 
 SUPPORTED_SUFFIXES = (".pdf", ".md", ".markdown", ".txt", ".docx", ".html", ".htm")
 
@@ -191,6 +195,7 @@ def _pdf_pages(
         except OcrError:
             raise LoadError(f"corrupt PDF: {type(exc).__name__}: {exc}") from exc
         warnings.append(f"damaged PDF ({type(exc).__name__}: {exc}); its text was recovered with pdfium")
+    texts = _usable_texts(path, password, texts, warnings)
     pages: list[Page] = []
     textless: list[int] = []
     for number, text in enumerate(texts, start=1):
@@ -222,6 +227,44 @@ def _pdf_pages(
             "it was not indexed"
         )
     return pages, title
+
+
+def _usable_texts(path: Path, password: str | None, texts: list[str], warnings: list[str]) -> list[str]:
+    """Doubled ("fake bold") or garbled text layers re-read with pdfium, else repaired or left to OCR.
+
+    A garbled page that pdfium cannot read either comes back empty, so the caller OCRs it (or reports it):
+    mojibake is never indexed as text.
+    """
+    verdicts = [diagnose(text) for text in texts]
+    if all(verdict == "ok" for verdict in verdicts):
+        return texts
+    try:
+        again = pdfium_page_texts(path, password)
+    except OcrError:
+        again = []
+    usable = list(texts)
+    reread, repaired, dropped = [], [], []
+    for index, verdict in enumerate(verdicts):
+        if verdict == "ok":
+            continue
+        alternative = again[index] if index < len(again) else ""
+        if alternative.strip() and diagnose(alternative) == "ok":
+            usable[index] = alternative
+            reread.append(index + 1)
+        elif verdict == "doubled":
+            usable[index] = undouble(texts[index])
+            repaired.append(index + 1)
+        else:
+            usable[index] = ""
+            dropped.append(index + 1)
+    if reread:
+        warnings.append(f"page(s) {_page_list(reread)} had a doubled or garbled text layer; read again with pdfium")
+    if repaired:
+        warnings.append(f"page(s) {_page_list(repaired)} had every character or word doubled (fake bold); one of each kept")
+    if dropped:
+        warnings.append(f"page(s) {_page_list(dropped)} had a garbled text layer (fonts without a character map); "
+                        "it was not indexed as text")
+    return usable
 
 
 def _page_list(numbers: list[int]) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from ingest.loaders import LoadError, load_file, markdown_sections
+from ingest.loaders import LoadError, LoadOptions, load_file, markdown_sections
 from tests.conftest import make_encrypted_pdf, make_pdf, write
 
 
@@ -90,3 +90,53 @@ def test_pdf_that_pypdf_rejects_is_recovered_with_pdfium_and_says_so(tmp_path):
     loaded = load_file(damaged, "damaged.pdf")
     assert "Recovered text survives" in loaded.pages[0].text
     assert "recovered with pdfium" in loaded.warnings[0]
+
+
+def _reportlab_pdf(path: Path, lines: list[str], *, doubled: bool = False, chinese: bool = False) -> Path:
+    """A real PDF; ``doubled`` draws every character twice, 0.4 pt apart (a "fake bold" text layer)."""
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.pdfgen import canvas
+
+    font = "Helvetica"
+    if chinese:
+        pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
+        font = "STSong-Light"
+    pdf = canvas.Canvas(str(path))
+    pdf.setFont(font, 12)
+    for row, line in enumerate(lines):
+        x = 72.0
+        for character in line:
+            for offset in ((0.0, 0.4) if doubled else (0.0,)):
+                pdf.drawString(x + offset, 760 - 20 * row, character)
+            x += pdfmetrics.stringWidth(character, font, 12)
+    pdf.save()
+    return path
+
+
+def test_fake_bold_pdf_is_indexed_once_not_doubled(tmp_path):
+    pdf = _reportlab_pdf(tmp_path / "成绩.pdf", ["本科录取分数线理工类最高分六百五十", "文史类最低分五百九十八"], doubled=True, chinese=True)
+    loaded = load_file(pdf, "成绩.pdf", LoadOptions(ocr=False))
+    text = "".join(loaded.pages[0].text.split())
+    assert "本科录取分数线" in text and "本本" not in text
+    assert any("doubled" in warning for warning in loaded.warnings)
+
+
+def test_garbled_text_layer_is_reported_not_indexed(tmp_path):
+    # What a font without a usable character map extracts as: Latin-1 symbols instead of Chinese.
+    garbage = ["Ë¸Ã¶¨Ê±¼ä ÄÚ²¿ ¸Ã¶¨Ê±¼ä ÄÚ²¿ Ë¸Ã¶¨", "Ê±¼ä¸Ã¶¨ ÄÚ²¿Ë¸ Ã¶¨Ê±¼ä ÄÚ²¿"]
+    pdf = _reportlab_pdf(tmp_path / "garbled.pdf", garbage)
+    with pytest.raises(LoadError, match="no text layer"):
+        load_file(pdf, "garbled.pdf", LoadOptions(ocr=False))
+    mixed = _reportlab_pdf(tmp_path / "mixed.pdf", garbage)
+    # A garbled page next to a good one: the good one is indexed, the garbled one reported.
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    writer.append(PdfReader(make_pdf(tmp_path / "good.pdf", ["Net sales were 94,836 million dollars this quarter."])))
+    writer.append(PdfReader(mixed))
+    with (tmp_path / "both.pdf").open("wb") as out:
+        writer.write(out)
+    loaded = load_file(tmp_path / "both.pdf", "both.pdf", LoadOptions(ocr=False))
+    assert [page.page for page in loaded.pages] == [1]
+    assert any("garbled" in warning and "2" in warning for warning in loaded.warnings)
