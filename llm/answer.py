@@ -21,6 +21,9 @@ flagged in ``Answer.sentences`` so the UI can show it as not found in the
 sources. ``grounded_share`` is the share of checkable sentences that are
 supported.
 
+A sentence whose figure stands in a cited table's row other than the one that
+holds the question's measure is flagged too (``llm.figures``).
+
 Deliberately not here: the support test itself (``llm.grounding``), deciding to
 abstain. An answer with no valid citation is flagged ``supported=False`` so the
 UI can say so; it is not hidden.
@@ -33,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from ingest.documents import describe_location
+from llm.figures import figures_in_right_rows
 from llm.grounding import MARKER, GroundedText, SentenceSupport, ground
 from llm.prompt import Source
 
@@ -133,6 +137,15 @@ def make_answer(question: str, generated: str, sources: Sequence[Source]) -> Ans
     grounded = ground(text, {source.number: headers[source.number] + source.text for source in sources})
     if any(headers.values()):
         grounded = _without_headers(grounded, {number: len(header) for number, header in headers.items()})
+    # A figure copied from the wrong row of a cited table (cost of sales for net sales) is not supported.
+    shown = {source.number: source.text for source in sources}
+    grounded = GroundedText(grounded.text, tuple(
+        replace(sentence, supported=False, evidence=())
+        if sentence.supported and not all(figures_in_right_rows(question, sentence.text, shown[n])
+                                          for n in sentence.citations if n in shown)
+        else sentence
+        for sentence in grounded.sentences
+    ))
     cited = {n for sentence in grounded.sentences for n in sentence.citations}
     citations = tuple(by_number[n] for n in sorted(cited))
     return Answer(

@@ -177,3 +177,18 @@ def test_real_model_answer_is_grounded_in_the_passage_it_cites(generator):
     for sentence in port:
         for evidence in sentence.evidence:
             assert "8501" in answer.citation(2).passage[evidence.start_char : evidence.end_char]
+
+
+def test_a_figure_from_the_wrong_table_row_is_flagged():
+    from llm.figures import figures_in_right_rows
+
+    table = (
+        "| | Three Months Ended April 1, 2023 | Three Months Ended March 26, 2022 |\n| --- | --- | --- |\n"
+        "| Net sales: Total net sales | 94,836 | 97,278 |\n| Cost of sales: Total cost of sales | 52,860 | 54,719 |\n"
+        "| Gross margin | 41,976 | 42,559 |"
+    )
+    question = "What were Apple's total net sales in the quarter ended April 1, 2023?"
+    assert figures_in_right_rows(question, "Total net sales were $94,836 million in 2023 [1].", table)
+    assert not figures_in_right_rows(question, "Total net sales were $52,860 million [1].", table)
+    assert figures_in_right_rows(question, "Apple sold many phones [1].", table)  # no figure: nothing to check
+    assert figures_in_right_rows("What is the GPU speed?", "It is 5 times faster [1].", "It is 5 times faster.")
