@@ -3,7 +3,8 @@
 The citation check (``llm.grounding``) already requires an answer's numbers to
 occur in the passage it cites. In a statement table that is not enough: every
 row is full of numbers, and the small model copies the one next to the right one.
-So a number that stands in a Markdown table row of the cited passage must stand
+So a number that stands in a table row of the cited passage (a Markdown row, or
+a row as the prompt shows it: "label — heading: value; …") must stand
 in a row whose label shares the most of the question's keywords among that
 table's rows::
 
@@ -26,6 +27,7 @@ from retrieval.keywords import NUMBER, content_keywords
 
 _ROW = re.compile(r"^\|(.*)\|\s*$")
 _RULE = re.compile(r"^\|?\s*:?-{3,}")
+_LINEAR = re.compile(r"^(.+?) — (.+: .+)$")
 
 
 def _rows(passage: str) -> list[tuple[str, set[str]]]:
@@ -33,6 +35,13 @@ def _rows(passage: str) -> list[tuple[str, set[str]]]:
     rows = []
     lines = [line.strip() for line in passage.splitlines()]
     for index, line in enumerate(lines):
+        linear = _LINEAR.match(line)
+        if linear:  # "label — heading: value; heading: value", as the prompt shows tables
+            values = [pair.rsplit(": ", 1)[-1] for pair in linear.group(2).split("; ")]
+            numbers = {re.sub(r",(?=\d{3}\b)", "", n) for value in values for n in NUMBER.findall(value)}
+            if numbers:
+                rows.append((linear.group(1), numbers))
+            continue
         match = _ROW.match(line)
         heading = index + 1 < len(lines) and _RULE.match(lines[index + 1])  # the row above "| --- |"
         if not match or _RULE.match(line) or heading:

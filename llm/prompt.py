@@ -18,6 +18,9 @@ model's own tokenizer (a character estimate is off by 2-3x between Chinese and
 English). A source that only partly fits is cut at a sentence or word boundary
 when at least ``min_partial_tokens`` remain, otherwise dropped.
 
+Tables reach the model linearised (``linearise_tables``): each value next to its
+column heading, since the small model misreads wide Markdown tables.
+
 Each source's header names its document (``Chunk.header``: title, organisation,
 period), so the model can tell Apple's Q2 figure from Apple's Q3 one.
 
@@ -83,6 +86,72 @@ FOCUS = {
     "zh": "问题：{question}\n资料来自{document}。不要比较不同时期，也不要计算变化：用一句中文写出资料中{document}本身的数字，"
           "并用 [1] 注明来源：",
 }
+
+
+_TABLE_LINE = re.compile(r"^\|(.*)\|\s*$")
+
+
+# A quarter is "three months" in statement headings; the question's word must meet the heading's.
+_SYNONYMS = {"quarter": "three month", "quarterly": "three month", "季度": "三个月", "year-to-date": "", "ytd": ""}
+
+
+def _column_terms(text: str) -> set[str]:
+    lowered = text.lower()
+    for word, same in _SYNONYMS.items():
+        if word in lowered:
+            lowered += " " + same
+    return set(content_keywords(lowered))
+
+
+def _columns_asked(headings: list[str], question: str) -> set[int]:
+    """The columns whose headings share most with the question, when some share more than others."""
+    if not question:
+        return set(range(1, len(headings)))
+    asked = _column_terms(question)
+    overlap = {k: len(asked & _column_terms(headings[k])) for k in range(1, len(headings))}
+    if not overlap or len(set(overlap.values())) < 2:
+        return set(overlap)
+    best = max(overlap.values())
+    return {k for k, value in overlap.items() if value == best}
+
+
+def linearise_tables(text: str, question: str = "") -> str:
+    """Markdown table rows as "label — heading: value; heading: value" lines, for the model's eyes only.
+
+    The 1.5B model copies a figure from the wrong column of a wide Markdown table (the six-month total
+    for the quarter), even with each value next to its heading. So when the question's words (a quarter
+    is "three months") match some column headings better than the others, only those columns are shown;
+    a question that names no period keeps them all. Example, for any question::
+
+        | | Three Months Ended April 1, 2023 | Six Months Ended April 1, 2023 |
+        | --- | --- | --- |
+        | Total net sales | 94,836 | 211,990 |
+        -> Total net sales — Three Months Ended April 1, 2023: 94,836; Six Months Ended April 1, 2023: 211,990
+    """
+    lines = text.split("\n")
+    out: list[str] = []
+    headings: list[str] | None = None
+    for index, line in enumerate(lines):
+        match = _TABLE_LINE.match(line.strip())
+        if not match:
+            headings = None if line.strip() and line.strip() != "…" else headings
+            out.append(line)
+            continue
+        cells = [cell.strip() for cell in match.group(1).split("|")]
+        following = lines[index + 1].strip() if index + 1 < len(lines) else ""
+        if _TABLE_RULE.match(following):
+            headings = cells  # the heading row: it names the columns of the rows below
+            continue
+        if _TABLE_RULE.match(line.strip()):
+            continue
+        if headings is None or len(cells) < 2:
+            out.append(line)
+            continue
+        shown = _columns_asked(headings, question)
+        values = [f"{headings[k] if k < len(headings) and headings[k] else f'column {k}'}: {value}"
+                  for k, value in enumerate(cells[1:], start=1) if value and (k in shown or k >= len(headings))]
+        out.append(f"{cells[0]} — " + "; ".join(values) if values else cells[0])
+    return "\n".join(out)
 
 
 def question_language(text: str) -> str:
@@ -167,6 +236,7 @@ class PromptBuilder:
             text = hit.chunk.text
             if self._source_tokens and number > self._whole_sources:
                 text = self.excerpt(text, question_terms, self._source_tokens)
+            text = linearise_tables(text, question if focus is None else f"{question} {focus}")
             block_cost = self._count(header + text + "\n\n")
             if used + block_cost > budget:
                 room = budget - used - self._count(header) - 2

@@ -192,3 +192,17 @@ def test_a_figure_from_the_wrong_table_row_is_flagged():
     assert not figures_in_right_rows(question, "Total net sales were $52,860 million [1].", table)
     assert figures_in_right_rows(question, "Apple sold many phones [1].", table)  # no figure: nothing to check
     assert figures_in_right_rows("What is the GPU speed?", "It is 5 times faster [1].", "It is 5 times faster.")
+
+
+def test_the_row_check_reads_tables_as_the_prompt_shows_them():
+    from llm.figures import figures_in_right_rows
+    from llm.prompt import linearise_tables
+
+    shown = linearise_tables(
+        "| | Three Months Ended April 1, 2023 | Six Months Ended April 1, 2023 |\n| --- | --- | --- |\n"
+        "| Total net sales | 94,836 | 211,990 |\n| Total cost of sales | 52,860 | 119,860 |"
+    )
+    assert shown.splitlines()[0] == "Total net sales — Three Months Ended April 1, 2023: 94,836; Six Months Ended April 1, 2023: 211,990"
+    question = "What were total net sales in the quarter ended April 1, 2023?"
+    assert figures_in_right_rows(question, "Total net sales were $94,836 million [1].", shown)
+    assert not figures_in_right_rows(question, "Total net sales were $52,860 million [1].", shown)
