@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from ingest.loaders import LoadError, LoadOptions, load_file, markdown_sections
 from tests.conftest import make_encrypted_pdf, make_pdf, write
