@@ -159,6 +159,8 @@ def run(args: argparse.Namespace) -> None:
     report = pipeline.ingest(folder, progress=False)
     print(f"ingest: {report.summary()}", file=sys.stderr)
     questions = [json.loads(line) for line in Path(args.questions).read_text(encoding="utf-8").splitlines() if line.strip()]
+    if args.ids:
+        questions = [q for q in questions if q["id"] in set(args.ids.split(","))]
     if args.limit:
         questions = questions[: args.limit]
     results, scored = [], []
@@ -206,6 +208,7 @@ def main() -> None:
     parser.add_argument("--collection", default="doc-questions")
     parser.add_argument("--retrieval-only", action="store_true")
     parser.add_argument("--limit", type=int)
+    parser.add_argument("--ids", help="only these question ids, comma-separated")
     parser.add_argument("--out")
     parser.add_argument("--summarise", help="print the summary of an --out file again (after re-scoring it)")
     args = parser.parse_args()

@@ -170,10 +170,19 @@ def specific_items(question: str) -> set[str]:
 
 
 def missing_items(items: set[str], text: str) -> tuple[str, ...]:
-    """The items (``specific_items``) that ``text`` holds neither as a keyword nor as a substring, sorted."""
+    """The items (``specific_items``) that ``text`` holds neither as a keyword nor as a substring, sorted.
+
+    A Latin plural counts as its singular ("10-Qs", "GPUs" held by a text that says "10-Q", "GPU"):
+    the stemmer leaves names alone, so "qs" would otherwise be missing from every filing.
+    """
     present = set(keyword_tokens(text))
     lowered = text.lower()
-    return tuple(sorted(item for item in items if item not in present and item not in lowered))
+
+    def held(item: str) -> bool:
+        forms = [item, item[:-1]] if len(item) >= 2 and item.endswith("s") and item.isascii() else [item]
+        return any(form in present or form in lowered for form in forms)
+
+    return tuple(sorted(item for item in items if not held(item)))
 
 
 def as_written(items: Sequence[str], text: str) -> list[str]:
