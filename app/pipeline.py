@@ -598,14 +598,13 @@ class Pipeline:
         else:
             scope = Scope()
         within = collection.chunk_ids_of(scope.documents) if scope.scoped else None
-        boost = self.settings.document_scope_boost if self.settings.document_scope == "boost" and not documents else None
         query_vector = self.embedder.embed_query(question) if first_stage.mode != "keyword" else None
         second_vector = None
         if self.second_embedder and first_stage.second_weight(question) > 0 and collection.has_second_vectors:
             second_vector = self.second_embedder.embed_query(question)
         t1 = time.perf_counter()
         candidates = first_stage.search(collection, question, query_vector, k or self.settings.first_stage_k,
-                                        second_vector=second_vector, within=within, boost=boost)
+                                        second_vector=second_vector, within=within)
         t2 = time.perf_counter()
         reranked = reranker.rerank(question, candidates)
         t3 = time.perf_counter()

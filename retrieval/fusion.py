@@ -161,21 +161,19 @@ class FirstStage:
 
     def search(
         self, collection: Collection, query: str, query_vector: np.ndarray | None, k: int,
-        second_vector: np.ndarray | None = None, within: list[int] | None = None, boost: float | None = None,
+        second_vector: np.ndarray | None = None, within: list[int] | None = None,
     ) -> list[Hit]:
         """Candidates best first: up to ``k`` from each search (``2k`` in all for hybrid).
 
         ``second_vector``: the question embedded by the collection's second embedder; its cosines join the fusion
-        when given and every chunk has a second vector. ``within``: search only these chunk ids; with ``boost``,
-        search everywhere but add ``boost`` to the fused score of the chunks in ``within`` (their best are
-        candidates too).
+        when given and every chunk has a second vector. ``within``: search only these chunk ids.
         """
         candidates: dict[int, None] = {}  # insertion-ordered set
         if self.mode != "keyword" and query_vector is None:
             raise ValueError("dense and hybrid search need the query vector")
         if within is not None:
             candidates.update((chunk_id, None) for chunk_id in self._best_within(collection, query, query_vector, k, within))
-        if within is None or boost is not None:
+        else:
             if self.mode != "keyword":
                 candidates.update((chunk_id, None) for chunk_id, _ in collection.search_dense(query_vector, k))
             if self.mode != "dense":
@@ -192,8 +190,9 @@ class FirstStage:
             centre = collection.vectors(top).mean(axis=0)
             expanded = np.asarray(query_vector, dtype=np.float32).ravel() + self.feedback_weight * centre
             query_vector = expanded / np.linalg.norm(expanded)
-            extra = [i for i, _ in collection.search_dense(query_vector, k) if i not in candidates
-                     and (within is None or boost is not None or i in set(within))]
+            allowed = set(within) if within is not None else None
+            extra = [i for i, _ in collection.search_dense(query_vector, k)
+                     if i not in candidates and (allowed is None or i in allowed)]
             ids += extra
             dense = collection.dense_scores(query_vector, ids)
             lexical = collection.keyword_scores(query, ids)
@@ -202,8 +201,6 @@ class FirstStage:
             second = collection.second_scores(second_vector, ids)
             readable = self._readable_by_second(collection, ids)
         fused = self._fuse(query, dense, lexical, second, readable)
-        if within is not None and boost is not None:
-            fused = fused + boost * np.isin(np.asarray(ids, dtype=np.int64), np.asarray(within, dtype=np.int64))
         order = np.argsort(-fused, kind="stable")
         return [
             Hit(
