@@ -34,12 +34,12 @@ sections across headings.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterable
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from ingest.documents import Chunk, Page
+from ingest.tables import TABLE_RULE
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 SEPARATORS = [
@@ -52,7 +52,6 @@ SEPARATORS = [
     rf"(?<=[{_CJK}])",
 ]
 
-_TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)+\|?\s*$")
 CAPTION_MAX_CHARS = 300
 
 # LangChain warns for every over-size piece; the docstring above says why it is fine.
@@ -173,7 +172,7 @@ def table_spans(text: str) -> list[tuple[int, int, list[tuple[int, int]], int]]:
     while index < len(lines):
         start, end = lines[index]
         header_start, header_end = lines[index - 1]
-        if not (_TABLE_SEPARATOR.match(text[start:end]) and "|" in text[header_start:header_end]):
+        if not (TABLE_RULE.match(text[start:end]) and "|" in text[header_start:header_end]):
             index += 1
             continue
         rows = []

@@ -44,6 +44,9 @@ import statistics
 from dataclasses import dataclass
 
 MIN_ROWS = 3  # fewer figure rows than this is not a table worth rebuilding
+# A Markdown table's lines, as chunking, the prompt and the figure check read them: "| a | b |" and "| --- | --- |".
+TABLE_ROW = re.compile(r"^\|(.*)\|\s*$")
+TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)+\|?\s*$")
 _CELL = re.compile(r"\S+(?: \S+)*")  # a run of text with single spaces inside
 _NUMBER = re.compile(r"^[$€£¥￥]?\(?[$€£¥￥]?\s?[-+−]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)\)?%?$|^[—–-]+$")
 _CURRENCY = re.compile(r"^[$€£¥￥]$")

@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import re
 
+from ingest.tables import TABLE_ROW, TABLE_RULE
 from retrieval.keywords import NUMBER, content_keywords
 
-_ROW = re.compile(r"^\|(.*)\|\s*$")
-_RULE = re.compile(r"^\|?\s*:?-{3,}")
 _LINEAR = re.compile(r"^(.+?) — (.+: .+)$")
 
 
@@ -42,9 +41,9 @@ def _rows(passage: str) -> list[tuple[str, set[str]]]:
             if numbers:
                 rows.append((linear.group(1), numbers))
             continue
-        match = _ROW.match(line)
-        heading = index + 1 < len(lines) and _RULE.match(lines[index + 1])  # the row above "| --- |"
-        if not match or _RULE.match(line) or heading:
+        match = TABLE_ROW.match(line)
+        heading = index + 1 < len(lines) and TABLE_RULE.match(lines[index + 1])  # the row above "| --- |"
+        if not match or TABLE_RULE.match(line) or heading:
             continue
         cells = [cell.strip() for cell in match.group(1).split("|")]
         numbers = {re.sub(r",(?=\d{3}\b)", "", n) for cell in cells[1:] for n in NUMBER.findall(cell)}

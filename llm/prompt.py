@@ -53,6 +53,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ingest.tables import TABLE_ROW, TABLE_RULE
 from llm.generator import ChatMessage
 from retrieval.followup import Turn
 from retrieval.hits import Hit
@@ -88,7 +89,6 @@ FOCUS = {
 }
 
 
-_TABLE_LINE = re.compile(r"^\|(.*)\|\s*$")
 
 
 # A quarter is "three months" in statement headings; the question's word must meet the heading's.
@@ -132,17 +132,17 @@ def linearise_tables(text: str, question: str = "") -> str:
     out: list[str] = []
     headings: list[str] | None = None
     for index, line in enumerate(lines):
-        match = _TABLE_LINE.match(line.strip())
+        match = TABLE_ROW.match(line.strip())
         if not match:
             headings = None if line.strip() and line.strip() != "…" else headings
             out.append(line)
             continue
         cells = [cell.strip() for cell in match.group(1).split("|")]
         following = lines[index + 1].strip() if index + 1 < len(lines) else ""
-        if _TABLE_RULE.match(following):
+        if TABLE_RULE.match(following):
             headings = cells  # the heading row: it names the columns of the rows below
             continue
-        if _TABLE_RULE.match(line.strip()):
+        if TABLE_RULE.match(line.strip()):
             continue
         if headings is None or len(cells) < 2:
             out.append(line)
@@ -176,7 +176,6 @@ class Prompt:
 
 
 _SENTENCE_END = re.compile(r"(?<=[。！？；\n])|(?<=[.!?;])\s")
-_TABLE_RULE = re.compile(r"^\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)+\|?$")
 _WORD_END = re.compile(r"\s|(?<=[\u3400-\u9fff])")
 
 
@@ -272,7 +271,7 @@ class PromptBuilder:
         # A table's heading row (the line above its "| --- |" line) stays with any row chosen from it:
         # a figure without its column heading is the wrong-column mistake waiting to happen.
         for index, (start, end) in enumerate(sentences):
-            if _TABLE_RULE.match(text[start:end].strip()) and index > 0:
+            if TABLE_RULE.match(text[start:end].strip()) and index > 0:
                 for kept in (index - 1, index):
                     chosen.append(kept)
                     forced.add(kept)
