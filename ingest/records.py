@@ -118,21 +118,20 @@ class DocumentRecord:
     @property
     def header(self) -> str:
         """One line naming the document, its organisation and period; each part only when it adds something."""
-        parts = [self.title] if self.title else []
-        known = self.title.lower()
+        return self._header(self.title)
+
+    def header_for(self, heading_path: tuple[str, ...]) -> str:
+        """``header`` for a chunk under ``heading_path``: without the title when the path starts with it."""
+        return self._header("" if heading_path and heading_path[0] == self.title else self.title)
+
+    def _header(self, title: str) -> str:
+        parts = [title] if title else []
+        known = title.lower()
         for part in (self.organisation, self.period_label, self.published and f"dated {self.published}"):
             if part and part.lower() not in known:
                 parts.append(part)
                 known += " " + part.lower()
         return " · ".join(parts)
-
-    def header_for(self, heading_path: tuple[str, ...]) -> str:
-        """``header`` for a chunk under ``heading_path``: without the title when the path starts with it."""
-        if heading_path and heading_path[0] == self.title:
-            return DocumentRecord(self.source, "", organisation=self.organisation, year=self.year,
-                                  quarter=self.quarter, period_end=self.period_end, version=self.version,
-                                  published=self.published).header
-        return self.header
 
     @property
     def description(self) -> str:

@@ -40,6 +40,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date
 
 from ingest.periods import find_dates, find_quarters, find_versions, find_years, version_matches
@@ -84,7 +85,8 @@ class Scope:
         return bool(self.documents)
 
 
-def document_names(record: DocumentRecord) -> set[str]:
+@lru_cache(maxsize=8192)  # asked for every record on every question; records are frozen
+def document_names(record: DocumentRecord) -> frozenset[str]:
     """The words that name this document: its organisation's and its file name's, without period words."""
     words: set[str] = set()
     organisation = (record.organisation or "").lower()
@@ -92,7 +94,7 @@ def document_names(record: DocumentRecord) -> set[str]:
         organisation = organisation.replace(form, " ")
     words.update(_words(organisation))
     words.update(record.name_words)
-    return {w for w in words if _is_name(w)}
+    return frozenset(w for w in words if _is_name(w))
 
 
 def _is_name(word: str) -> bool:
@@ -148,7 +150,7 @@ def scope_question(question: str, records: Mapping[str, DocumentRecord]) -> Scop
     if len(records) < 2:
         return Scope()
     names = {source: document_names(record) for source, record in records.items()}
-    everywhere = set.intersection(*names.values()) if names else set()
+    everywhere = frozenset.intersection(*names.values()) if names else frozenset()
     asked = _words(question)
     named_words = sorted(w for w in asked if w not in everywhere and any(w in n for n in names.values()))
     by_name: dict[str, set[str]] = {w: {s for s, n in names.items() if w in n} for w in named_words}
