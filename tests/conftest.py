@@ -115,3 +115,18 @@ def make_encrypted_pdf(path: Path, pages: list[str], user_password: str, owner_p
         writer.write(out)
     plain.unlink()
     return path
+
+
+def reportlab_canvas(path: Path, *, chinese: bool = False):
+    """A reportlab canvas and the font to write with: Helvetica, or the CID font STSong-Light for Chinese
+    (a PDF viewer's built-in font: no font file needed, and pypdf extracts its text)."""
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.pdfgen import canvas
+
+    font = "Helvetica"
+    if chinese:
+        pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
+        font = "STSong-Light"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return canvas.Canvas(str(path)), font

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import reportlab_canvas
+
 # (file, organisation, cover line, this quarter's column heading, last year's, {row: (this, last)})
 ENGLISH = [
     ("2023 Q1 ACME.pdf", "Acme Corporation", "For the quarterly period ended March 31, 2023", "March 31, 2023", "March 31, 2022",
@@ -36,15 +38,7 @@ CHINESE = [
 
 
 def _draw_report(path: Path, organisation: str, cover: str, columns: tuple[str, str], rows: dict, *, chinese: bool) -> None:
-    from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
-    from reportlab.pdfgen import canvas
-
-    font = "Helvetica"
-    if chinese:
-        pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
-        font = "STSong-Light"
-    pdf = canvas.Canvas(str(path))
+    pdf, font = reportlab_canvas(path, chinese=chinese)
     pdf.setFont(font, 14)
     pdf.drawString(72, 760, organisation)
     pdf.setFont(font, 11)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from ingest.loaders import LoadError, LoadOptions, load_file, markdown_sections
-from tests.conftest import make_encrypted_pdf, make_pdf, write
+from tests.conftest import make_encrypted_pdf, make_pdf, reportlab_canvas, write
 
 
 def test_pdf_pages_keep_their_numbers_and_blank_pages_are_skipped(tmp_path):
@@ -97,14 +97,8 @@ def test_pdf_that_pypdf_rejects_is_recovered_with_pdfium_and_says_so(tmp_path):
 def _reportlab_pdf(path: Path, lines: list[str], *, doubled: bool = False, chinese: bool = False) -> Path:
     """A real PDF; ``doubled`` draws every character twice, 0.4 pt apart (a "fake bold" text layer)."""
     from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
-    from reportlab.pdfgen import canvas
 
-    font = "Helvetica"
-    if chinese:
-        pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
-        font = "STSong-Light"
-    pdf = canvas.Canvas(str(path))
+    pdf, font = reportlab_canvas(path, chinese=chinese)
     pdf.setFont(font, 12)
     for row, line in enumerate(lines):
         x = 72.0
