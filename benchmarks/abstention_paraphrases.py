@@ -56,10 +56,10 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from app.evaluation import select_queries  # noqa: E402
+from evaluation.ranking import select_queries  # noqa: E402
 from app.pipeline import Pipeline  # noqa: E402
 from app.settings import load_settings  # noqa: E402
-from ingest.beir import read_beir  # noqa: E402
+from evaluation.beir import read_beir  # noqa: E402
 from llm.grounding import answer_support  # noqa: E402
 from retrieval.evidence import AbstentionPolicy, Evidence  # noqa: E402
 from retrieval.keywords import language_neutral_items, missing_items, specific_items  # noqa: E402

@@ -1,6 +1,6 @@
 """Calibrate the abstention thresholds from a ``kb eval-qa --json`` run (answers included).
 
-Every question was answered twice with abstention off (``app.qa_evaluation``):
+Every question was answered twice with abstention off (``evaluation.answers``):
 once with its answer passages indexed (*answerable*), once with distractors only
 (*unanswerable*). For each candidate rule this script recomputes, from the
 stored passages and answers, what the pipeline would have done:

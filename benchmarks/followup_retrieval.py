@@ -43,10 +43,10 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from app.evaluation import ranked_documents  # noqa: E402
+from evaluation.ranking import ranked_documents  # noqa: E402
 from app.pipeline import Pipeline  # noqa: E402
 from app.settings import load_settings  # noqa: E402
-from ingest.beir import read_beir  # noqa: E402
+from evaluation.beir import read_beir  # noqa: E402
 from retrieval.followup import Turn, is_follow_up, retrieval_query  # noqa: E402
 
 

@@ -1,6 +1,6 @@
 """Passage trimming: how much prompt it saves and whether the answer stays in it (CMRC2018).
 
-For CMRC2018 questions (the ``report`` half of ``app.evaluation.select_queries``,
+For CMRC2018 questions (the ``report`` half of ``evaluation.ranking.select_queries``,
 so nothing here was tuned on them), the real ``Pipeline.retrieve`` picks the
 top ``context_chunks`` passages from an existing collection that holds the
 CMRC2018 corpus (``kb eval`` builds one). The real ``llm.prompt.PromptBuilder``
@@ -44,10 +44,10 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from app.evaluation import select_queries  # noqa: E402
+from evaluation.ranking import select_queries  # noqa: E402
 from app.pipeline import Pipeline  # noqa: E402
 from app.settings import load_settings  # noqa: E402
-from ingest.beir import read_beir  # noqa: E402
+from evaluation.beir import read_beir  # noqa: E402
 from llm.prompt import PromptBuilder  # noqa: E402
 
 SETTINGS = [  # (name, source_tokens, whole_sources)

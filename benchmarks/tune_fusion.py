@@ -1,7 +1,7 @@
 """Choose the first stage's fusion settings on tuning queries only (never the reported test queries).
 
 Tuning queries: SciFact's train qrels (809 queries, English) and the ``tune``
-half of CMRC2018 (split by paragraph, ``app.evaluation.select_queries``;
+half of CMRC2018 (split by paragraph, ``evaluation.ranking.select_queries``;
 reported numbers use the ``report`` half). Both run against one bilingual
 collection that ``kb eval`` built, so the weights are tuned in the setting they
 are used in.
@@ -41,10 +41,10 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from app.evaluation import ndcg_at_10, ranked_documents, recall_at, select_queries  # noqa: E402
+from evaluation.ranking import ndcg_at_10, ranked_documents, recall_at, select_queries  # noqa: E402
 from app.pipeline import Pipeline  # noqa: E402
 from app.settings import load_settings  # noqa: E402
-from ingest.beir import read_beir  # noqa: E402
+from evaluation.beir import read_beir  # noqa: E402
 from retrieval.fusion import FirstStage  # noqa: E402
 
 

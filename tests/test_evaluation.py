@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from app.evaluation import mrr_at_10, ndcg_at_10, recall_at
-from ingest.beir import BeirFormatError, read_beir
-from app.qa_evaluation import distractors
-from ingest.qa_sets import QASetError, read_qa_set
+from evaluation.ranking import mrr_at_10, ndcg_at_10, recall_at
+from evaluation.beir import BeirFormatError, read_beir
+from evaluation.answers import distractors
+from evaluation.qa_sets import QASetError, read_qa_set
 
 BIN = Path(sys.executable).parent
 

@@ -21,7 +21,7 @@ passages" condition must really lack the answer. "States" is looser than the
 gold string (``_cue``): in RGB about a quarter of the distractors-only
 questions had a passage in their top 5 that gave the answer in another
 spelling ("Barty wins the 2021 Wimbledon"). Passages of *other* items that
-answer a question are the evaluation's business (``app.qa_evaluation``).
+answer a question are the evaluation's business (``evaluation.answers``).
 
 Deliberately not here: RGB's counterfactual (``positive_wrong``) passages,
 DomainRAG's other task types.

@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from tqdm import tqdm
 
 from app.pipeline import IngestReport, Pipeline
-from ingest.beir import BeirQuery, BeirSet
+from evaluation.beir import BeirQuery, BeirSet
 from retrieval.fusion import FirstStage
 from retrieval.hits import Hit
 from retrieval.rerank import NoReranker, Reranker

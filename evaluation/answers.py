@@ -1,6 +1,6 @@
 """Answer-quality evaluation on QA sets with gold answers: what ``kb eval-qa`` runs.
 
-For each set (``ingest.qa_sets``: RGB en/zh fact, DomainRAG) two collections are
+For each set (``evaluation.qa_sets``: RGB en/zh fact, DomainRAG) two collections are
 built through the real ingest path and reused by later runs:
 
 - ``qa-<set>-all``: every selected question's answer passages and distractors;
@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from app.pipeline import IngestReport, Pipeline
 from ingest.documents import LoadedFile
-from ingest.qa_sets import QAItem, QASet
+from evaluation.qa_sets import QAItem, QASet
 from llm.prompt import question_language
 from retrieval.evidence import Evidence
 from retrieval.keywords import content_keywords
