@@ -22,18 +22,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from evaluation import answers as qa_evaluation
-from evaluation.ranking import EvalConfig, EvalReport, machine_description, select_queries
-from evaluation.ranking import evaluate as run_evaluation
 from app.pipeline import Pipeline
 from app.settings import Settings, SettingsError, load_settings
-from llm.answer import Answer
+from core.types import Answer, Turn
+from evaluation import answers as qa_evaluation
+from evaluation.beir import BeirFormatError, read_beir
+from evaluation.qa_sets import QASetError, read_qa_set
+from evaluation.ranking import EvalConfig, EvalReport, machine_description, select_queries
+from evaluation.ranking import evaluate as run_evaluation
 from llm.generator import GenerationError
 from llm.models import BUILTIN_MODELS, ModelError, resolve_model_path
 from retrieval.embedders import EmbedderError
-from retrieval.followup import Turn
-from evaluation.beir import BeirFormatError, read_beir
-from evaluation.qa_sets import QASetError, read_qa_set
 from retrieval.rerank import LEXICAL_FUSION, NO_RERANK, RerankerError, load_reranker
 from retrieval.store import Collection, StoreError, WriteLock
 

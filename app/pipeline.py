@@ -7,20 +7,13 @@ Ask:     question -> hits -> reranked hits -> prompt -> generated text -> Answer
 through its constructor; ``Pipeline.from_settings`` builds the real ones. The
 generator is loaded on the first question, so ``ingest`` never pays for it.
 
-Ingest is incremental: a file whose bytes hash the same as when it was indexed
-is not read again; a changed file's old chunks are replaced; a file gone from
-the folder is removed from the index (unless ``prune=False``). The collection is
-saved every ``checkpoint_seconds`` and at the end, each save atomic, so an
-interrupted ingest keeps what it finished and the next run picks up the rest.
-
-Files are read in a worker process (``ingest.isolation``) with a time limit
-each, one file ahead of the embedder.
+Ingest is ``app.indexing.Indexer``'s work (incremental, crash-safe, one file
+read ahead of the embedder); the pipeline builds it with its embedders and
+forgets its cached collection after each ingest.
 
 A second embedder (``second_embedder`` setting, all-MiniLM-L6-v2 by default)
 embeds every chunk too; its cosines join the first stage for English questions
-(``retrieval.fusion``). Chunks without a second vector (a collection built
-before it, or with another second model) get one at the end of the next
-ingest, without re-reading or re-embedding their files.
+(``retrieval.fusion``).
 
 Deliberately not here: storing conversations (the UI keeps each browser
 session's turns and passes them in), the calibration of abstention thresholds
@@ -29,39 +22,36 @@ session's turns and passes them in), the calibration of abstention thresholds
 
 from __future__ import annotations
 
-import hashlib
-from collections import deque
-import json
-import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from tqdm import tqdm
-
+from app.indexing import Indexer, UnsafeFileNameError, safe_document_path
+from app.results import AnswerStream, AskTimings, CollectionStatus, IngestReport, Retrieval, RetrievalTimings
 from app.settings import Settings
-from ingest.chunking import Chunker
-from ingest.documents import FileFailure, LoadedFile
-from ingest.isolation import IsolatedLoader, PendingLoad
-from ingest.loaders import SUPPORTED_SUFFIXES, LoadError, LoadOptions
-from ingest.records import DocumentRecord, describe_document
-from llm.answer import Answer, citation_from_source, make_answer
-from llm.grounding import answer_support
+from core.errors import KbError
+from core.types import Answer, Citation, Hit, LoadedFile, Source, Turn
+from llm.answer import citation_from_source, make_answer
 from llm.generator import Generator, LlamaCppGenerator
+from llm.grounding import answer_support
 from llm.models import resolve_model_path
 from llm.per_document import per_document_answer
-from llm.prompt import PromptBuilder, Source, question_language
+from llm.prompt import PromptBuilder, question_language
 from retrieval import keywords
 from retrieval.embedders import Embedder, load_embedder
 from retrieval.evidence import AbstentionPolicy, Evidence
-from retrieval.followup import Turn, retrieval_query
+from retrieval.followup import retrieval_query
 from retrieval.fusion import FirstStage
-from retrieval.hits import Hit
 from retrieval.rerank import Reranker, load_reranker
 from retrieval.scope import Scope, scope_question
 from retrieval.store import Collection, CollectionMissingError, WriteLock
+
+# What the CLI and the UI take from here besides the pipeline: its result types and the one error type.
+__all__ = [
+    "Answer", "AnswerStream", "AskTimings", "Citation", "CollectionStatus", "IngestReport", "KbError", "Pipeline",
+    "Retrieval", "RetrievalTimings", "Turn", "UnsafeFileNameError",
+]
 
 NOTHING_FOUND = {
     "en": "I could not find anything about this in the documents.",
@@ -84,156 +74,6 @@ EMPTY_COLLECTION = {
     "en": "The knowledge base is empty. Add documents first: `kb ingest <folder>` or the Documents panel.",
     "zh": "知识库是空的。请先添加文档：运行 `kb ingest <文件夹>` 或使用“文档”面板上传。",
 }
-
-
-@dataclass(frozen=True)
-class IngestReport:
-    added: tuple[str, ...] = ()
-    updated: tuple[str, ...] = ()
-    removed: tuple[str, ...] = ()
-    unchanged: tuple[str, ...] = ()
-    failed: tuple[FileFailure, ...] = ()
-    warnings: tuple[FileFailure, ...] = ()  # files indexed with a problem, e.g. pages OCR could not read
-    chunks_embedded: int = 0
-    pages_read: int = 0
-    ocr_pages: int = 0
-    seconds: float = 0.0
-    embed_seconds: float = 0.0
-    interrupted: bool = False
-    collection_chunks: int = 0
-    upgraded_from_format: int | None = None  # the collection was indexed by an older version and is re-indexed
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, indent=2)
-
-    def summary(self) -> str:
-        upgraded = (f"the collection was indexed by an older version (format {self.upgraded_from_format}); "
-                    "it was rebuilt from the files of this ingest. ") if self.upgraded_from_format else ""
-        return upgraded + (
-            f"added {len(self.added)}, updated {len(self.updated)}, removed {len(self.removed)}, "
-            f"unchanged {len(self.unchanged)}, failed {len(self.failed)}; "
-            f"{self.pages_read} pages read ({self.ocr_pages} by OCR), "
-            f"{self.chunks_embedded} chunks embedded in {self.seconds:.1f}s; "
-            f"collection now holds {self.collection_chunks} chunks"
-        )
-
-
-@dataclass(frozen=True)
-class RetrievalTimings:
-    embed_ms: float
-    first_stage_ms: float
-    rerank_ms: float
-
-
-@dataclass(frozen=True)
-class Retrieval:
-    question: str
-    hits: tuple[Hit, ...]  # reranked, best first; all candidates
-    timings: RetrievalTimings
-    evidence: Evidence | None = None  # how well the passages for the prompt cover the question
-    scope: Scope = Scope()  # the documents the question names (searched alone when scoping filters)
-    context: tuple[Hit, ...] = ()  # the hits for the prompt: the best few, or one per document across periods
-
-
-@dataclass(frozen=True)
-class AskTimings:
-    retrieval: RetrievalTimings
-    prompt_ms: float
-    first_token_ms: float  # from the question arriving to the first generated piece
-    total_ms: float
-    generated_pieces: int
-    prompt_tokens: int
-
-
-@dataclass(frozen=True)
-class CollectionStatus:
-    name: str
-    exists: bool
-    files: tuple[str, ...]
-    chunks: int
-    embedder: str
-    second_embedder: str | None = None
-    second_vectors_missing: int = 0  # chunks the next ingest still has to give a second vector
-    records: Mapping[str, DocumentRecord] = field(default_factory=dict)  # what each document is, by source
-
-
-@dataclass
-class AnswerStream:
-    """Iterate for the answer's text as it is generated; then read ``answer`` and ``timings``."""
-
-    _pieces: Iterator[str]
-    answer: Answer | None = None
-    timings: AskTimings | None = None
-    retrieval: Retrieval | None = None
-
-    def __iter__(self) -> Iterator[str]:
-        yield from self._pieces
-
-
-@dataclass(frozen=True)
-class _Ready:
-    """An already-loaded document, with the ``source``/``result()`` shape of a ``PendingLoad``."""
-
-    document: LoadedFile
-
-    @property
-    def source(self) -> str:
-        return self.document.source
-
-    def result(self) -> LoadedFile:
-        return self.document
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-class UnsafeFileNameError(ValueError):
-    """A file name that would leave the documents folder or is not a supported document."""
-
-
-def safe_document_path(folder: Path, name: str, *, allow_subfolders: bool = False) -> Path:
-    """Where a document called ``name`` lives inside ``folder``; never outside it."""
-    cleaned = name.replace("\\", "/").strip()
-    if not allow_subfolders:
-        cleaned = cleaned.rsplit("/", 1)[-1]
-    parts = [part for part in cleaned.split("/") if part not in ("", ".")]
-    if not parts or any(part == ".." or part.startswith(".") for part in parts) or "\x00" in cleaned:
-        raise UnsafeFileNameError(f"not an acceptable file name: {name!r}")
-    if Path(parts[-1]).suffix.lower() not in SUPPORTED_SUFFIXES:
-        raise UnsafeFileNameError(f"{parts[-1]!r}: only {', '.join(SUPPORTED_SUFFIXES)} files can be added")
-    root = folder.resolve()
-    target = root.joinpath(*parts).resolve()
-    if root not in target.parents:  # a symlink inside the folder could still point outside
-        raise UnsafeFileNameError(f"{name!r} would be stored outside {folder}")
-    return target
-
-
-def find_documents(folder: Path) -> list[Path]:
-    """Supported files below ``folder`` in a stable order.
-
-    Hidden files and folders are skipped; symlinked folders are followed (people
-    link their document folders together), each real folder once, so a link loop
-    cannot make the walk endless.
-    """
-    found = []
-    seen: set[str] = set()
-    for directory, subdirectories, files in os.walk(folder, followlinks=True):
-        real = os.path.realpath(directory)
-        if real in seen:
-            subdirectories[:] = []
-            continue
-        seen.add(real)
-        subdirectories[:] = sorted(d for d in subdirectories if not d.startswith("."))
-        for name in files:
-            path = Path(directory) / name
-            if not name.startswith(".") and path.suffix.lower() in SUPPORTED_SUFFIXES and path.is_file():
-                found.append(path)
-    return sorted(found)
 
 
 def not_in_documents(question: str, language: str, evidence: Evidence | None) -> str:
@@ -268,7 +108,7 @@ class Pipeline:
         # An abandoned stream releases it when its generator is closed (Streamlit closes it on rerun).
         self._generation_lock = threading.Lock()
         self._generator_load_lock = threading.Lock()
-        self.chunker = Chunker(embedder.count_tokens, settings.chunk_tokens, settings.chunk_overlap)
+        self.indexer = Indexer(settings, embedder, second_embedder, self._open_collection)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Pipeline:
@@ -357,6 +197,22 @@ class Pipeline:
             self.second_embedder.embed_query("warm up")  # the built-in one loads torch on first use: about 5 s
         _ = self.generator
 
+    def ingest(self, folder: Path, *, prune: bool = True, progress: bool | None = None) -> IngestReport:
+        """Bring the collection in step with ``folder`` (``app.indexing``)."""
+        try:
+            return self.indexer.ingest(folder, prune=prune, progress=progress)
+        finally:
+            self._collection = None
+
+    def ingest_documents(
+        self, documents: Sequence[LoadedFile], *, prune: bool = False, progress: bool | None = None
+    ) -> IngestReport:
+        """Index documents that are already text (e.g. a BEIR corpus), incrementally like ``ingest``."""
+        try:
+            return self.indexer.ingest_documents(documents, prune=prune, progress=progress)
+        finally:
+            self._collection = None
+
     def add_documents(self, files: list[tuple[str, bytes]]) -> IngestReport:
         """Save uploaded files into the documents folder, then bring the index in step.
 
@@ -381,190 +237,6 @@ class Pipeline:
             path.unlink()
             removed = True
         return removed
-
-    # ----- ingest -----------------------------------------------------------
-    def ingest(self, folder: Path, *, prune: bool = True, progress: bool | None = None) -> IngestReport:
-        """Bring the collection in step with ``folder`` (see module docstring)."""
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"no such folder: {folder}")
-        settings = self.settings
-        paths = find_documents(folder)
-        options = LoadOptions(passwords=tuple(settings.pdf_passwords), ocr=settings.ocr)
-        too_large: list[FileFailure] = []
-        by_source: dict[str, Path] = {}  # files within the size limit
-        for path in paths:
-            source = path.relative_to(folder).as_posix()
-            size = path.stat().st_size
-            if size > settings.max_file_mb * 1e6:
-                too_large.append(FileFailure(source, f"too large ({size / 1e6:.0f} MB > KB_MAX_FILE_MB={settings.max_file_mb:g})"))
-            else:
-                by_source[source] = path
-        present = {path.relative_to(folder).as_posix() for path in paths}
-        with IsolatedLoader(options, settings.file_timeout_seconds) as loader:
-            return self._index(
-                sources=list(by_source),
-                # The hash is only computed for files indexed before: a new file is read anyway.
-                content_hash=lambda source: file_sha256(by_source[source]),
-                submit=lambda source: loader.submit(by_source[source], source),
-                present=present if prune else None,
-                failed_early=too_large,
-                progress=progress,
-            )
-
-    def ingest_documents(
-        self, documents: Sequence[LoadedFile], *, prune: bool = False, progress: bool | None = None
-    ) -> IngestReport:
-        """Index documents that are already text (e.g. a BEIR corpus), incrementally like ``ingest``.
-
-        A document whose ``content_sha256`` matches the indexed one is skipped, so
-        running an evaluation twice reuses the collection.
-        """
-        by_source = {document.source: document for document in documents}
-        return self._index(
-            sources=list(by_source),
-            content_hash=lambda source: by_source[source].content_sha256,
-            submit=lambda source: _Ready(by_source[source]),
-            present=set(by_source) if prune else None,
-            failed_early=[],
-            progress=progress,
-        )
-
-    def _index(
-        self,
-        *,
-        sources: list[str],
-        content_hash: Callable[[str], str],
-        submit: Callable[[str], PendingLoad | _Ready],
-        present: set[str] | None,
-        failed_early: list[FileFailure],
-        progress: bool | None,
-    ) -> IngestReport:
-        """The one indexing loop: skip unchanged, load ahead, chunk, embed, checkpoint, prune."""
-        started = time.perf_counter()
-        settings = self.settings
-        target = settings.collection_dir
-        added: list[str] = []
-        updated: list[str] = []
-        unchanged: list[str] = []
-        failed: list[FileFailure] = list(failed_early)
-        warnings: list[FileFailure] = []
-        removed: list[str] = []
-        chunks_embedded = pages_read = ocr_pages = 0
-        embed_seconds = 0.0
-        interrupted = False
-        with WriteLock(target):
-            collection = self._open_collection(target, create=True, upgrade=True)
-            indexed = collection.files
-            dirty = False
-            last_save = time.monotonic()
-            try:
-                # Cheap pass first: the content hash decides what needs reading at all.
-                todo: list[tuple[str, bool]] = []  # (source, was indexed before)
-                for source in sources:
-                    previous = indexed.get(source)
-                    if previous and previous.content_sha256 == content_hash(source):
-                        unchanged.append(source)
-                    else:
-                        todo.append((source, previous is not None))
-
-                bar = tqdm(total=len(todo), desc="ingest", unit="file",
-                           disable=None if progress is None else not progress)
-                pending: deque = deque()
-                upcoming = iter(todo)
-                was_indexed = dict(todo)
-
-                def top_up() -> None:  # keep the loader one file ahead of the embedder
-                    while len(pending) < 2:
-                        item = next(upcoming, None)
-                        if item is None:
-                            return
-                        pending.append(submit(item[0]))
-
-                top_up()
-                while pending:
-                    job = pending.popleft()
-                    top_up()
-                    bar.set_postfix_str(job.source[-40:], refresh=False)
-                    try:
-                        loaded = job.result()
-                        record = describe_document(loaded, loaded.title)
-                        chunks = [replace(chunk, header=record.header_for(chunk.heading_path))
-                                  for chunk in self.chunker.chunk(loaded.pages)]
-                        if not chunks:
-                            raise LoadError("no text left after chunking")
-                    except LoadError as exc:
-                        failed.append(FileFailure(job.source, str(exc)))  # previous chunks, if any, stay
-                        bar.update()
-                        continue
-                    warnings.extend(FileFailure(job.source, warning) for warning in loaded.warnings)
-                    embed_started = time.perf_counter()
-                    texts = [c.embedding_text for c in chunks]
-                    vectors = self._embed(self.embedder, texts)
-                    second = self._embed(self.second_embedder, texts) if self.second_embedder else None
-                    embed_seconds += time.perf_counter() - embed_started
-                    collection.put_file(job.source, loaded.content_sha256, chunks, vectors, len(loaded.pages), second,
-                                        record=record)
-                    (updated if was_indexed[job.source] else added).append(job.source)
-                    chunks_embedded += len(chunks)
-                    pages_read += len(loaded.pages)
-                    ocr_pages += sum(1 for page in loaded.pages if page.ocr)
-                    dirty = True
-                    bar.update()
-                    if time.monotonic() - last_save > settings.checkpoint_seconds:
-                        collection.save()  # an interruption from here on keeps this work
-                        dirty, last_save = False, time.monotonic()
-                bar.close()
-                missing_second = collection.missing_second_vectors() if collection.second_vectors_missing else []
-                if missing_second:
-                    dirty = True  # an interruption while they are computed keeps the ones done
-                    embed_started = time.perf_counter()
-                    self._add_second_vectors(collection, missing_second, progress)
-                    embed_seconds += time.perf_counter() - embed_started
-                if present is not None:
-                    for source in sorted(set(indexed) - present):
-                        collection.remove_file(source)
-                        removed.append(source)
-                        dirty = True
-            except KeyboardInterrupt:
-                interrupted = True
-            finally:
-                if dirty or not Collection.exists(target):
-                    collection.save()
-        self._collection = None
-        return IngestReport(
-            added=tuple(added), updated=tuple(updated), removed=tuple(removed), unchanged=tuple(unchanged),
-            failed=tuple(failed), warnings=tuple(warnings), chunks_embedded=chunks_embedded,
-            pages_read=pages_read, ocr_pages=ocr_pages, seconds=time.perf_counter() - started,
-            embed_seconds=embed_seconds, interrupted=interrupted, collection_chunks=collection.chunk_count,
-            upgraded_from_format=collection.upgraded_from,
-        )
-
-    def _embed(self, embedder: Embedder, texts: list[str]):
-        import numpy as np
-
-        size = self.settings.embed_batch_size
-        batches = [embedder.embed_passages(texts[i : i + size]) for i in range(0, len(texts), size)]
-        return np.concatenate(batches) if batches else np.zeros((0, embedder.identity.dim), np.float32)
-
-    def _add_second_vectors(self, collection: Collection, missing: list[int], progress: bool | None) -> None:
-        """Give these chunks a second-embedder vector (a collection from before it, or from another model).
-
-        Runs after the files, so an interrupted ingest keeps those; the chunks done here are kept too
-        (the caller saves on interruption), and the next ingest finishes the rest.
-        """
-        assert self.second_embedder is not None
-        size = self.settings.embed_batch_size * 4
-        bar = tqdm(total=len(missing), desc=f"second embedder ({self.second_embedder.identity.name})", unit="chunk",
-                   disable=None if progress is None else not progress)
-        try:
-            for start in range(0, len(missing), size):
-                ids = missing[start : start + size]
-                texts = [collection.chunk(chunk_id).embedding_text for chunk_id in ids]
-                collection.put_second_vectors(ids, self._embed(self.second_embedder, texts))
-                bar.update(len(ids))
-        finally:
-            bar.close()
 
     # ----- ask ----------------------------------------------------------------
     def first_stage(self) -> FirstStage:

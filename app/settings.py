@@ -18,6 +18,8 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.errors import KbError
+
 ENV_PREFIX = "KB_"
 
 
@@ -25,7 +27,7 @@ def _default_cache() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kbqa"
 
 
-class SettingsError(Exception):
+class SettingsError(KbError):
     """Settings that cannot work; the message names the variables to fix."""
 
 

@@ -425,7 +425,7 @@ def cmd_ingest(args: argparse.Namespace) -> None:
                     mismatched.append(f"{source}: {exc}")
                     continue
                 t2 = time.perf_counter()
-                chunks = pipeline.chunker.chunk(loaded.pages)
+                chunks = pipeline.indexer.chunker.chunk(loaded.pages)
                 t3 = time.perf_counter()
                 hash_s, load_s, chunk_s = hash_s + t1 - t0, load_s + t2 - t1, chunk_s + t3 - t2
                 if [c.embedding_text for c in chunks] != per_source[source]:

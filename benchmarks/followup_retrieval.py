@@ -47,7 +47,8 @@ from evaluation.ranking import ranked_documents  # noqa: E402
 from app.pipeline import Pipeline  # noqa: E402
 from app.settings import load_settings  # noqa: E402
 from evaluation.beir import read_beir  # noqa: E402
-from retrieval.followup import Turn, is_follow_up, retrieval_query  # noqa: E402
+from core.types import Turn  # noqa: E402
+from retrieval.followup import is_follow_up, retrieval_query  # noqa: E402
 
 
 def main() -> None:

@@ -71,7 +71,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from ingest.documents import Chunk  # noqa: E402
+from core.types import Chunk  # noqa: E402
 from retrieval.embedders import Embedder, load_embedder  # noqa: E402
 from retrieval.keywords import warm_up as warm_up_keywords  # noqa: E402
 import retrieval.rerank as rerank_module  # noqa: E402

@@ -35,15 +35,19 @@ import random
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from app.pipeline import IngestReport, Pipeline
-from ingest.documents import LoadedFile
+from core.types import LoadedFile
 from evaluation.qa_sets import QAItem, QASet
 from llm.prompt import question_language
 from retrieval.evidence import Evidence
 from retrieval.keywords import content_keywords
+
+if TYPE_CHECKING:  # annotations only: the CLI, in app, runs these, so they import nothing of app at run time
+    from app.pipeline import Pipeline
+    from app.results import IngestReport
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.documents import LoadedFile, Page
+from core.types import LoadedFile, Page
 
 
 class BeirFormatError(Exception):

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from ingest.documents import LoadedFile, Page
+from core.types import LoadedFile, Page
 
 _CJK = r"\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef"
 _SEGMENTATION_SPACE = re.compile(rf"(?<=[{_CJK}]) +(?=[{_CJK}])|(?<=[{_CJK}]) +(?=[\w])|(?<=[\w]) +(?=[{_CJK}])")

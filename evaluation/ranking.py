@@ -38,14 +38,18 @@ import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from app.pipeline import IngestReport, Pipeline
 from evaluation.beir import BeirQuery, BeirSet
 from retrieval.fusion import FirstStage
-from retrieval.hits import Hit
+from core.types import Hit
 from retrieval.rerank import NoReranker, Reranker
+
+if TYPE_CHECKING:  # annotations only: the CLI, in app, runs these, so they import nothing of app at run time
+    from app.pipeline import Pipeline
+    from app.results import IngestReport
 
 RECALL_DEPTHS = (1, 5, 20, 100)
 

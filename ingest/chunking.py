@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-from ingest.documents import Chunk, Page
+from core.types import Chunk, Page
 from ingest.tables import TABLE_RULE
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from pebble import ProcessExpired, ProcessPool
 
-from ingest.documents import LoadedFile
+from core.types import LoadedFile
 from ingest.loaders import LoadError, LoadOptions, load_file
 from ingest.ocr import PageOCR
 

@@ -40,7 +40,7 @@ from markdown_it import MarkdownIt
 from pypdf import PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError, PyPdfError
 
-from ingest.documents import LoadedFile, Page
+from core.types import LoadedFile, Page
 from ingest.ocr import OcrError, PageOCR, pdfium_page_texts
 from ingest.tables import looks_tabular, render_page
 from ingest.text_quality import diagnose, undouble

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import PurePosixPath
 
-from ingest.documents import LoadedFile
+from core.types import LoadedFile
 from ingest.periods import find_dates, find_quarters, find_versions, period_end_dates
 
 FIRST_PAGE_CHARS = 3000  # the cover: where a document says what it is

@@ -33,62 +33,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from ingest.documents import describe_location
+from core.types import Answer, Citation, Source
 from llm.figures import figures_in_right_rows
-from llm.grounding import MARKER, GroundedText, SentenceSupport, ground
-from llm.prompt import Source
-
-
-@dataclass(frozen=True)
-class Citation:
-    """A source passage as the user sees it: file, page, the passage itself."""
-
-    number: int
-    source: str
-    page: int | None
-    heading_path: tuple[str, ...]
-    start_char: int
-    end_char: int
-    passage: str
-    score: float
-    ocr: bool = False  # the passage was recognised from a page image and may contain OCR errors
-    document: str = ""  # what the document is: title, organisation, period (``ingest.records``)
-
-    @property
-    def location(self) -> str:
-        return describe_location(self.source, self.page, self.heading_path)
-
-    @property
-    def label(self) -> str:
-        """The location and, when known, what the document is: "q2.pdf, page 4 (Apple Inc. · quarter ended …)"."""
-        return f"{self.location} ({self.document})" if self.document else self.location
-
-
-@dataclass(frozen=True)
-class Answer:
-    question: str
-    text: str
-    citations: tuple[Citation, ...]  # the sources the text cites, by number
-    sources: tuple[Citation, ...]  # every source the model was shown
-    supported: bool  # False when the answer cites nothing (or there was nothing to cite)
-    sentences: tuple[SentenceSupport, ...] = ()  # the text sentence by sentence, each with its grounding
-    abstained: bool = False  # the pipeline answered "not in the documents" itself; ``sources`` are the closest passages
-    withdrawn_draft: str | None = None  # when abstention withdrew a generated answer: that answer, for the user to judge
-
-    def citation(self, number: int) -> Citation | None:
-        return next((c for c in self.citations if c.number == number), None)
-
-    @property
-    def grounded_share(self) -> float | None:
-        """Share of the checkable sentences that a cited passage supports; None when none is checkable."""
-        checked = [s for s in self.sentences if s.checked]
-        return sum(s.supported for s in checked) / len(checked) if checked else None
-
-    @property
-    def unsupported_sentences(self) -> tuple[SentenceSupport, ...]:
-        return tuple(s for s in self.sentences if s.flagged)
+from llm.grounding import MARKER, GroundedText, ground
 
 
 def citation_from_source(source: Source) -> Citation:

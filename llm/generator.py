@@ -25,6 +25,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.errors import KbError
+
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ NVIDIA_DEVICE = "/dev/nvidia0"  # present when the NVIDIA driver sees a GPU, eve
 _warned: set[str] = set()  # notices already logged by this process
 
 
-class GenerationError(Exception):
+class GenerationError(KbError):
     """The model could not be loaded or failed while generating."""
 
 

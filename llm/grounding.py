@@ -76,6 +76,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
+from core.types import EvidenceSpan, SentenceSupport
 from retrieval.keywords import (
     NUMBER as _NUMBER,
     content_keywords,
@@ -124,40 +125,6 @@ _ABSTENTION = re.compile(
     r"|没有找到",
     re.IGNORECASE,
 )
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """A passage sentence that supports an answer sentence, as offsets into the passage text."""
-
-    source_number: int
-    start_char: int
-    end_char: int
-
-
-@dataclass(frozen=True)
-class SentenceSupport:
-    """One sentence of the answer and what grounds it.
-
-    ``checked`` is False for text that is not a checkable claim (code, headings,
-    list introductions, "the documents do not say", too few words) and for a
-    sentence whose passages are all in the other language and share too few names
-    and numbers with it. Such a sentence is neither supported nor flagged.
-    """
-
-    text: str  # as it appears in the final answer, markers included
-    start_char: int  # offsets into the final answer text
-    end_char: int
-    citations: tuple[int, ...]  # source numbers, in the order the markers appear
-    supported: bool
-    score: float  # share of the sentence's keywords and numbers the cited passages hold (0..1)
-    evidence: tuple[Evidence, ...] = ()  # the supporting passage sentences, when supported
-    checked: bool = True
-
-    @property
-    def flagged(self) -> bool:
-        """A claim no passage was found to support: to be shown as such."""
-        return self.checked and not self.supported
 
 
 @dataclass(frozen=True)
@@ -331,7 +298,7 @@ class _Decision:
     citations: tuple[int, ...]
     supported: bool
     score: float
-    evidence: tuple[Evidence, ...]
+    evidence: tuple[EvidenceSpan, ...]
     checked: bool = True
 
 
@@ -354,9 +321,9 @@ def _ground_sentence(sentence: str, cited: tuple[int, ...], sources: Mapping[int
             return None
         return _match(items, group)
 
-    def evidence(numbers: Sequence[int]) -> tuple[Evidence, ...]:
+    def evidence(numbers: Sequence[int]) -> tuple[EvidenceSpan, ...]:
         return tuple(
-            Evidence(n, s.start, s.end)
+            EvidenceSpan(n, s.start, s.end)
             for n in numbers
             for s in _best_sentences(items_for[sources[n].language], sources[n])
         )

@@ -23,8 +23,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.errors import KbError
 
-class ModelError(Exception):
+
+class ModelError(KbError):
     """A model file is missing, damaged or not what we expect."""
 
 

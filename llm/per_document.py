@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 from llm.generator import Generator
 from llm.grounding import MARKER
-from llm.prompt import PromptBuilder, Source
+from core.types import Source
+from llm.prompt import PromptBuilder
 
 
 @dataclass(frozen=True)

@@ -55,8 +55,7 @@ from dataclasses import dataclass
 
 from ingest.tables import TABLE_ROW, TABLE_RULE
 from llm.generator import ChatMessage
-from retrieval.followup import Turn
-from retrieval.hits import Hit
+from core.types import Hit, Source, Turn
 from retrieval.keywords import content_keywords, text_language
 
 SYSTEM_PROMPT = (
@@ -157,15 +156,6 @@ def linearise_tables(text: str, question: str = "") -> str:
 def question_language(text: str) -> str:
     """'zh' when the question is mostly Chinese characters, else 'en'."""
     return text_language(text)
-
-
-@dataclass(frozen=True)
-class Source:
-    """A passage as shown to the model under its number."""
-
-    number: int
-    hit: Hit
-    text: str  # possibly shortened to fit
 
 
 @dataclass(frozen=True)

@@ -40,13 +40,15 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import KbError
+
 E5_NAME = "multilingual-e5-small"
 USE_NAME = "use-multilingual"
 MINILM_NAME = "all-minilm-l6-v2"
 BUILTIN_EMBEDDERS = (E5_NAME, USE_NAME, MINILM_NAME)
 
 
-class EmbedderError(Exception):
+class EmbedderError(KbError):
     """The configured embedder cannot be loaded; the message says why."""
 
 

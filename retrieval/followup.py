@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+from core.types import Turn
 from retrieval.keywords import keyword_tokens, text_language
 
 _ENGLISH_REFERENCE = re.compile(
@@ -50,14 +50,6 @@ _CHINESE_REFERENCE = re.compile(r"^\s*(那|还有|另外|以及|而且|并且|�
 # alone loses its subject, which costs far more than a standalone question searched with the last one.
 _CHINESE_NOT_REFERENCE = re.compile(r"应该|其实|尤其|极其|彼此|土耳其|马其顿|吉他|结他")
 _CJK = re.compile(r"[\u3400-\u9fff]")
-
-
-@dataclass(frozen=True)
-class Turn:
-    """One earlier exchange of a conversation."""
-
-    question: str
-    answer: str
 
 
 def is_follow_up(question: str) -> bool:

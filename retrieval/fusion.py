@@ -58,7 +58,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from retrieval.hits import Hit
+from core.types import Hit
 from retrieval.keywords import text_language
 from retrieval.store import Collection
 

@@ -31,15 +31,16 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import KbError
 from retrieval.fusion import minmax
-from retrieval.hits import Hit
+from core.types import Hit
 from retrieval.keywords import keyword_tokens
 
 LEXICAL_FUSION = "lexical-fusion"
 NO_RERANK = "none"
 
 
-class RerankerError(Exception):
+class RerankerError(KbError):
     """The configured reranker cannot be loaded."""
 
 

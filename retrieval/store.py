@@ -78,10 +78,11 @@ import faiss
 import numpy as np
 from filelock import FileLock, Timeout
 
-from ingest.documents import Chunk
+from core.errors import KbError
+from core.types import Chunk
 from ingest.records import DocumentRecord
 from retrieval.embedders import EmbedderIdentity
-from retrieval.hits import Hit
+from core.types import Hit
 from retrieval.keyword_index import KeywordIndex
 from retrieval.keywords import TOKENIZER_VERSION, text_language
 
@@ -95,7 +96,7 @@ _GENERATION = re.compile(r"^gen-(\d{6})$")
 SECOND_VECTORS_FILE = "second_vectors.faiss"
 
 
-class StoreError(Exception):
+class StoreError(KbError):
     """Base class: something is wrong with a collection on disk."""
 
 

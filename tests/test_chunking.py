@@ -7,7 +7,7 @@ import re
 import pytest
 
 from ingest.chunking import Chunker
-from ingest.documents import Page
+from core.types import Page
 
 CHINESE = (
     "知识库问答系统需要把长文档切成小段。每一段都要记住它来自哪个文件和哪一页！"

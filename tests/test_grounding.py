@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.documents import Chunk
+from core.types import Chunk
 from llm.answer import make_answer
 from llm.grounding import ground, split_sentences, support_score
-from llm.prompt import PromptBuilder, Source
-from retrieval.hits import Hit
+from core.types import Source
+from llm.prompt import PromptBuilder
+from core.types import Hit
 
 # Passages written like the sample documents' (data/): a PDF page with wrapped lines, Markdown prose.
 REFERENCE = (

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from ingest.documents import Chunk
+from core.types import Chunk
 from retrieval.embedders import EmbedderIdentity
 from retrieval.keyword_index import KeywordIndex
 from retrieval.store import Collection

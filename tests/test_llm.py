@@ -6,13 +6,14 @@ import hashlib
 
 import pytest
 
-from ingest.documents import Chunk
+from core.types import Chunk
 from llm import generator as generator_module
-from llm.answer import Answer, make_answer
+from core.types import Answer, Source
+from llm.answer import make_answer
 from llm.generator import LlamaCppGenerator
 from llm.models import DEFAULT_MODEL, BuiltinModel, ModelError, assemble, resolve_model_path
-from llm.prompt import PromptBuilder, Source, question_language
-from retrieval.hits import Hit
+from llm.prompt import PromptBuilder, question_language
+from core.types import Hit
 
 
 def hit(text: str, source: str = "doc.pdf", page: int | None = 1, rank: int = 1) -> Hit:

@@ -184,7 +184,7 @@ def test_answer_to_a_reworded_question_is_withdrawn_when_no_passage_supports_it(
 
 
 def test_follow_up_question_is_understood_from_the_conversation(sample_pipeline):
-    from retrieval.followup import Turn
+    from core.types import Turn
 
     first = sample_pipeline.ask("Which port does the web interface listen on?")
     assert "8501" in first.text

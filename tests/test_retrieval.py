@@ -227,7 +227,8 @@ def test_weights_that_leave_nothing_for_keywords_are_refused(make_settings):
 
 # ----- follow-up questions ------------------------------------------------------
 def test_follow_up_is_searched_with_the_question_it_follows(indexed):
-    from retrieval.followup import Turn, retrieval_query
+    from core.types import Turn
+    from retrieval.followup import retrieval_query
 
     history = [Turn("从北京坐高铁到上海要多久？", "最快四个半小时 [1]。")]
     query = retrieval_query("它全长多少？", history)
@@ -255,7 +256,8 @@ def test_follow_up_is_searched_with_the_question_it_follows(indexed):
     ],
 )
 def test_reference_words_inside_other_words_do_not_make_a_follow_up(question, follows):
-    from retrieval.followup import Turn, retrieval_query
+    from core.types import Turn
+    from retrieval.followup import retrieval_query
 
     history = [Turn("What tyre pressure for a road bike?", "About 6 bar [1].")]
     assert (retrieval_query(question, history) != question) is follows

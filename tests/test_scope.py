@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from ingest.documents import LoadedFile, Page
+from core.types import LoadedFile, Page
 from ingest.periods import Period, find_dates, find_quarters, find_versions, find_years, period_end_dates
 from ingest.records import describe_document
 from retrieval.scope import scope_question

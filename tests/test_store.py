@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from ingest.documents import Chunk
+from core.types import Chunk
 from retrieval import store as store_module
 from retrieval.embedders import EmbedderIdentity
 from retrieval.store import (

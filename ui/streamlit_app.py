@@ -27,15 +27,8 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from app.pipeline import CollectionStatus, Pipeline, UnsafeFileNameError
-from app.settings import Settings, SettingsError, load_settings
-from llm.answer import Answer, Citation
-from llm.generator import GenerationError
-from llm.models import ModelError
-from retrieval.embedders import EmbedderError
-from retrieval.followup import Turn
-from retrieval.rerank import RerankerError
-from retrieval.store import StoreError
+from app.pipeline import Answer, Citation, CollectionStatus, KbError, Pipeline, Turn
+from app.settings import Settings, load_settings
 
 
 @dataclass(frozen=True)
@@ -165,7 +158,7 @@ def render_sidebar(pipeline: Pipeline, status: CollectionStatus) -> list[str]:
         with st.sidebar.status("Indexing…") as progress:
             try:
                 report = pipeline.add_documents([(upload.name, upload.getvalue()) for upload in uploads])
-            except (UnsafeFileNameError, StoreError) as exc:
+            except KbError as exc:  # a name that would leave the folder, a locked or broken index
                 progress.update(label="Not added", state="error")
                 st.sidebar.error(str(exc))
             else:
@@ -197,7 +190,7 @@ def main() -> None:
     try:
         settings = load_settings()
         pipeline = get_pipeline(settings.model_dump_json())
-    except (SettingsError, EmbedderError, RerankerError, ModelError, GenerationError, ValueError) as exc:
+    except (KbError, ValueError) as exc:  # settings, models that cannot load
         st.error(f"kbqa cannot start: {exc}")
         st.stop()
         return
@@ -205,7 +198,7 @@ def main() -> None:
     st.title("Ask your documents")
     try:
         status = pipeline.status()
-    except StoreError as exc:  # e.g. built with another embedder: say so instead of a traceback
+    except KbError as exc:  # e.g. built with another embedder: say so instead of a traceback
         st.error(f"The index cannot be used: {exc}")
         st.stop()
         return
@@ -239,7 +232,7 @@ def main() -> None:
             stream = pipeline.ask_stream(question, earlier, only or None)
             with placeholder.container():
                 st.write_stream(stream)
-        except (StoreError, ModelError, GenerationError) as exc:
+        except KbError as exc:
             placeholder.error(f"Could not answer: {exc}")
             return
         answer = stream.answer

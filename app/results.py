@@ -1,0 +1,104 @@
+"""What the pipeline returns: small result types for ingest, retrieval, answers and the collection's state.
+
+The CLI, the UI and the evaluation runners read these; only ``app.pipeline`` and
+``app.indexing`` make them. ``AnswerStream`` is the one that is not frozen: it is
+filled in as the answer streams.
+
+Deliberately not here: the answer itself and its citations (``core.types``),
+anything that computes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+
+from core.types import Answer, FileFailure, Hit
+from ingest.records import DocumentRecord
+from retrieval.evidence import Evidence
+from retrieval.scope import Scope
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    added: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+    failed: tuple[FileFailure, ...] = ()
+    warnings: tuple[FileFailure, ...] = ()  # files indexed with a problem, e.g. pages OCR could not read
+    chunks_embedded: int = 0
+    pages_read: int = 0
+    ocr_pages: int = 0
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+    interrupted: bool = False
+    collection_chunks: int = 0
+    upgraded_from_format: int | None = None  # the collection was indexed by an older version and is re-indexed
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, indent=2)
+
+    def summary(self) -> str:
+        upgraded = (f"the collection was indexed by an older version (format {self.upgraded_from_format}); "
+                    "it was rebuilt from the files of this ingest. ") if self.upgraded_from_format else ""
+        return upgraded + (
+            f"added {len(self.added)}, updated {len(self.updated)}, removed {len(self.removed)}, "
+            f"unchanged {len(self.unchanged)}, failed {len(self.failed)}; "
+            f"{self.pages_read} pages read ({self.ocr_pages} by OCR), "
+            f"{self.chunks_embedded} chunks embedded in {self.seconds:.1f}s; "
+            f"collection now holds {self.collection_chunks} chunks"
+        )
+
+
+@dataclass(frozen=True)
+class RetrievalTimings:
+    embed_ms: float
+    first_stage_ms: float
+    rerank_ms: float
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    question: str
+    hits: tuple[Hit, ...]  # reranked, best first; all candidates
+    timings: RetrievalTimings
+    evidence: Evidence | None = None  # how well the passages for the prompt cover the question
+    scope: Scope = Scope()  # the documents the question names (searched alone when scoping filters)
+    context: tuple[Hit, ...] = ()  # the hits for the prompt: the best few, or one per document across periods
+
+
+@dataclass(frozen=True)
+class AskTimings:
+    retrieval: RetrievalTimings
+    prompt_ms: float
+    first_token_ms: float  # from the question arriving to the first generated piece
+    total_ms: float
+    generated_pieces: int
+    prompt_tokens: int
+
+
+@dataclass(frozen=True)
+class CollectionStatus:
+    name: str
+    exists: bool
+    files: tuple[str, ...]
+    chunks: int
+    embedder: str
+    second_embedder: str | None = None
+    second_vectors_missing: int = 0  # chunks the next ingest still has to give a second vector
+    records: Mapping[str, DocumentRecord] = field(default_factory=dict)  # what each document is, by source
+
+
+@dataclass
+class AnswerStream:
+    """Iterate for the answer's text as it is generated; then read ``answer`` and ``timings``."""
+
+    _pieces: Iterator[str]
+    answer: Answer | None = None
+    timings: AskTimings | None = None
+    retrieval: Retrieval | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._pieces
