@@ -31,18 +31,18 @@ from app.indexing import Indexer, UnsafeFileNameError, safe_document_path
 from app.results import AnswerStream, AskTimings, CollectionStatus, IngestReport, Retrieval, RetrievalTimings
 from app.settings import Settings
 from core.errors import KbError
-from core.types import Answer, Citation, Hit, LoadedFile, Source, Turn
+from core.types import Answer, Citation, Hit, LoadedFile, Question, Source, Turn
 from llm.answer import citation_from_source, make_answer
 from llm.generator import Generator, LlamaCppGenerator
 from llm.grounding import answer_support
 from llm.models import resolve_model_path
 from llm.per_document import per_document_answer
-from llm.prompt import PromptBuilder, question_language
+from llm.prompt import PromptBuilder
 from retrieval import keywords
 from retrieval.embedders import Embedder, load_embedder
 from retrieval.evidence import AbstentionPolicy, Evidence
-from retrieval.followup import retrieval_query
 from retrieval.fusion import FirstStage
+from retrieval.question import analyse_question
 from retrieval.rerank import Reranker, load_reranker
 from retrieval.scope import Scope, scope_question
 from retrieval.store import Collection, CollectionMissingError, WriteLock
@@ -76,14 +76,15 @@ EMPTY_COLLECTION = {
 }
 
 
-def not_in_documents(question: str, language: str, evidence: Evidence | None) -> str:
+def not_in_documents(question: Question, evidence: Evidence | None) -> str:
     """The refusal, naming the question's names and numbers the passages lack: the user learns what to rephrase.
 
     "Who won the 2021 Super Bowl?" over passages about 2022 -> "... No passage found mentions: 2021."
     """
+    language = question.language
     if evidence is None or not evidence.missing_specifics:
         return NOT_IN_DOCUMENTS[language]
-    items = ("、" if language == "zh" else ", ").join(keywords.as_written(evidence.missing_specifics, question))
+    items = ("、" if language == "zh" else ", ").join(keywords.as_written(evidence.missing_specifics, question.text))
     return f"{NOT_IN_DOCUMENTS[language]} {NOT_MENTIONED[language].format(items=items)}"
 
 
@@ -246,7 +247,7 @@ class Pipeline:
                           feedback_weight=settings.dense_feedback)
 
     def retrieve(
-        self, question: str, *, first_stage: FirstStage | None = None, reranker: Reranker | None = None,
+        self, question: Question | str, *, first_stage: FirstStage | None = None, reranker: Reranker | None = None,
         k: int | None = None, documents: Sequence[str] | None = None,
     ) -> Retrieval:
         """First stage (dense + keyword, wide) then second stage (rerank).
@@ -255,7 +256,10 @@ class Pipeline:
         ``eval`` command compares configurations on one loaded collection).
         ``documents``: search only these sources (the user's explicit filter); otherwise the documents the
         question names (``retrieval.scope``), as ``document_scope`` says.
+        A ``str`` is analysed here (``retrieval.question``); ``ask_stream`` passes the question it analysed.
         """
+        if isinstance(question, str):
+            question = analyse_question(question)
         collection = self.collection()
         first_stage = first_stage or self.first_stage()
         reranker = reranker or self.reranker
@@ -270,10 +274,10 @@ class Pipeline:
         else:
             scope = Scope()
         within = collection.chunk_ids_of(scope.documents) if scope.scoped else None
-        query_vector = self.embedder.embed_query(question) if first_stage.mode != "keyword" else None
+        query_vector = self.embedder.embed_query(question.search_text) if first_stage.mode != "keyword" else None
         second_vector = None
         if self.second_embedder and first_stage.second_weight(question) > 0 and collection.has_second_vectors:
-            second_vector = self.second_embedder.embed_query(question)
+            second_vector = self.second_embedder.embed_query(question.search_text)
         t1 = time.perf_counter()
         candidates = first_stage.search(collection, question, query_vector, k or self.settings.first_stage_k,
                                         second_vector=second_vector, within=within)
@@ -321,15 +325,15 @@ class Pipeline:
         return support.score < self.settings.abstain_min_answer_support
 
     @staticmethod
-    def _evidence(collection: Collection, question: str, top: Sequence[Hit]) -> Evidence | None:
+    def _evidence(collection: Collection, question: Question, top: Sequence[Hit]) -> Evidence | None:
         if not top:
             return None
         return Evidence(
-            coverage=collection.keyword_coverage(question, [h.chunk_id for h in top if h.chunk_id is not None]),
+            coverage=collection.keyword_coverage(question.keywords, [h.chunk_id for h in top if h.chunk_id is not None]),
             best_keyword=max(h.keyword_score or 0.0 for h in top),
             best_dense=max(h.dense_score or 0.0 for h in top),
             # embedding_text: a name or period in a document's header (its file name, title) counts as present.
-            missing_specifics=keywords.missing_items(keywords.specific_items(question),
+            missing_specifics=keywords.missing_items(set(question.specific_items),
                                                      "\n".join(h.chunk.embedding_text for h in top)),
         )
 
@@ -347,13 +351,13 @@ class Pipeline:
         "not in the documents" (in the question's language) and the closest
         passages, without generating.
         """
-        question = question.strip()
-        if not question:
+        if not question.strip():
             raise ValueError("the question is empty")
         started = time.perf_counter()
-        language = question_language(question)
+        question = analyse_question(question, history)  # the one analysis every stage below reads
+        language = question.language
         try:
-            retrieval = self.retrieve(retrieval_query(question, history), documents=documents)
+            retrieval = self.retrieve(question, documents=documents)
         except CollectionMissingError:
             retrieval = None
         stream = AnswerStream(_pieces=iter(()))
@@ -364,7 +368,7 @@ class Pipeline:
         closest = retrieval.context
         if self.settings.abstain and self.would_abstain(retrieval):
             shown = tuple(Source(number, hit, hit.chunk.text) for number, hit in enumerate(closest, start=1))
-            refusal = not_in_documents(question, language, retrieval.evidence)
+            refusal = not_in_documents(question, retrieval.evidence)
             return self._fixed_answer(stream, question, refusal, shown, started)
 
         generator = self.generator
@@ -374,7 +378,7 @@ class Pipeline:
             source_tokens=self.settings.source_tokens or None, whole_sources=self.settings.whole_sources,
         )
         if retrieval.scope.across and len(closest) > 1:
-            return self._answer_per_document(stream, question, language, retrieval, builder, started)
+            return self._answer_per_document(stream, question, retrieval, builder, started)
         prompt = builder.build(question, closest, history)
         prompt_ms = (time.perf_counter() - t_prompt) * 1e3
 
@@ -396,7 +400,7 @@ class Pipeline:
             if self.settings.abstain and self.would_abstain(retrieval, stream.answer):
                 # The draft was streamed already; the checked answer that replaces it says why it was withdrawn.
                 stream.answer = Answer(
-                    question=question, text=f"{NOT_IN_DOCUMENTS[language]} {DRAFT_WITHDRAWN[language]}",
+                    question=question.text, text=f"{NOT_IN_DOCUMENTS[language]} {DRAFT_WITHDRAWN[language]}",
                     citations=(), sources=stream.answer.sources, supported=False, abstained=True,
                     withdrawn_draft=stream.answer.text,  # the check is lexical: a right answer in other words can land here
                 )
@@ -413,7 +417,7 @@ class Pipeline:
         return stream
 
     def _answer_per_document(
-        self, stream: AnswerStream, question: str, language: str, retrieval: Retrieval, builder: PromptBuilder,
+        self, stream: AnswerStream, question: Question, retrieval: Retrieval, builder: PromptBuilder,
         started: float,
     ) -> AnswerStream:
         """A question across periods: each document asked alone, the lines assembled (``llm.per_document``)."""
@@ -431,7 +435,8 @@ class Pipeline:
             lines: list[str] = []
             prompt_tokens = 0
             with self._generation_lock:
-                asked = retrieval.scope.per_document_question or question
+                one_period = retrieval.scope.per_document_question
+                asked = analyse_question(one_period) if one_period else question
                 for line in per_document_answer(generator, builder, asked, sources, labels,
                                                 min(settings.max_answer_tokens, PER_DOCUMENT_TOKENS), settings.temperature):
                     first_line_at = first_line_at or time.perf_counter()
@@ -451,10 +456,10 @@ class Pipeline:
         return stream
 
     def _fixed_answer(
-        self, stream: AnswerStream, question: str, message: str, shown: Sequence[Source], started: float
+        self, stream: AnswerStream, question: Question, message: str, shown: Sequence[Source], started: float
     ) -> AnswerStream:
         """An answer the pipeline gives itself (empty index, nothing found, not covered): no generation."""
-        answer = Answer(question=question, text=message, citations=(),
+        answer = Answer(question=question.text, text=message, citations=(),
                         sources=tuple(citation_from_source(source) for source in shown), supported=False,
                         abstained=True)
         stream.answer = answer

@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 
-from core.types import Answer, FileFailure, Hit
+from core.types import Answer, FileFailure, Hit, Question
 from ingest.records import DocumentRecord
 from retrieval.evidence import Evidence
 from retrieval.scope import Scope
@@ -61,7 +61,7 @@ class RetrievalTimings:
 
 @dataclass(frozen=True)
 class Retrieval:
-    question: str
+    question: Question  # as analysed once; retrieval searched its ``search_text``
     hits: tuple[Hit, ...]  # reranked, best first; all candidates
     timings: RetrievalTimings
     evidence: Evidence | None = None  # how well the passages for the prompt cover the question

@@ -63,6 +63,7 @@ from evaluation.beir import read_beir  # noqa: E402
 from llm.grounding import answer_support  # noqa: E402
 from retrieval.evidence import AbstentionPolicy, Evidence  # noqa: E402
 from retrieval.keywords import language_neutral_items, missing_items, specific_items  # noqa: E402
+from retrieval.question import analyse_question  # noqa: E402
 
 ANSWERABLE = [
     "How do I get GPU acceleration?", "Which text encodings are accepted for Chinese files?",
@@ -110,7 +111,7 @@ def rule_name(dense_override: float | None, specifics: str) -> str:
 def evidence_of(collection, question: str, hits) -> dict:
     top = hits[:5]
     passages_text = " ".join(h.chunk.text for h in top)
-    return {"coverage": collection.keyword_coverage(question, [h.chunk_id for h in top]),
+    return {"coverage": collection.keyword_coverage(analyse_question(question).keywords, [h.chunk_id for h in top]),
             "best_dense": max((h.dense_score or 0.0) for h in top) if top else 0.0,
             "missing_neutral": missing_specifics(question, passages_text),
             "missing_names": missing_specifics(question, passages_text, names=True)}
@@ -175,7 +176,7 @@ def main() -> None:
                     if refuses(evidence, min_coverage, None) == refuses(evidence, min_coverage, lowest, "names"):
                         continue
                     answer = answering.ask(item["question"])
-                    support = answer_support(item["question"], answer.text,
+                    support = answer_support(analyse_question(item["question"]), answer.text,
                                              [source.passage for source in answer.sources])
                     record = {**item, **evidence, "answer": answer.text, "grounded_share": answer.grounded_share,
                               "supported_sentences": sum(s.supported for s in answer.sentences),

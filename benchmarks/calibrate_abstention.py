@@ -33,6 +33,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from llm.grounding import answer_support  # noqa: E402
+from retrieval.question import analyse_question  # noqa: E402
 
 
 def half_of(item_id: str) -> str:
@@ -72,7 +73,7 @@ def main() -> None:
             pipeline = pipelines.setdefault(name, base.with_settings(collection=name))
             row["evidence"]["coverage"] = pipeline.retrieve(row["question"]).evidence.coverage
     for row in rows:
-        row["support"] = answer_support(row["question"], row["answer"], row["passages"]).score
+        row["support"] = answer_support(analyse_question(row["question"]), row["answer"], row["passages"]).score
     tune = [r for r in rows if half_of(r["item_id"]) == "tune"]
     grid = [(c / 20, s / 20) for c in range(0, 21) for s in range(0, 21)]
     best = None

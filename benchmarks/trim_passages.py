@@ -49,6 +49,7 @@ from app.pipeline import Pipeline  # noqa: E402
 from app.settings import load_settings  # noqa: E402
 from evaluation.beir import read_beir  # noqa: E402
 from llm.prompt import PromptBuilder  # noqa: E402
+from retrieval.question import analyse_question  # noqa: E402
 
 SETTINGS = [  # (name, source_tokens, whole_sources)
     ("whole", None, 1),
@@ -90,7 +91,7 @@ def main() -> None:
         hits = retrieval.hits[: settings.context_chunks]
         retrievals.append((query, hits))
         for name, builder in builders.items():
-            prompts[name].append(builder.build(query.text, hits))
+            prompts[name].append(builder.build(analyse_question(query.text), hits))
 
     def has_answer(prompt, query) -> bool:
         return any(a in source.text for source in prompt.sources for a in answers[query.query_id])

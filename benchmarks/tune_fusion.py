@@ -46,6 +46,7 @@ from app.pipeline import Pipeline  # noqa: E402
 from app.settings import load_settings  # noqa: E402
 from evaluation.beir import read_beir  # noqa: E402
 from retrieval.fusion import FirstStage  # noqa: E402
+from retrieval.question import analyse_question  # noqa: E402
 
 
 def main() -> None:
@@ -94,13 +95,14 @@ def main() -> None:
         for tenth in range(0, 11):
             weight = tenth / 10
             grid.append((scale, weight, FirstStage(dense_weight_en=weight, dense_weight_zh=weight, keyword_scale=scale)))
+    questions = {name: [analyse_question(query.text) for query in queries] for name, queries in sets.items()}
     rows = []
     for scale, weight, stage in grid:
         row = {"scale": scale, "dense_weight": weight}
         for name, queries in sets.items():
             ndcg, recall = [], []
-            for query, vector, second_vector in zip(queries, vectors[name], second_vectors[name]):
-                ranking = ranked_documents(stage.search(collection, query.text, vector, args.k, second_vector=second_vector))
+            for query, question, vector, second_vector in zip(queries, questions[name], vectors[name], second_vectors[name]):
+                ranking = ranked_documents(stage.search(collection, question, vector, args.k, second_vector=second_vector))
                 ndcg.append(ndcg_at_10(ranking, query.relevant))
                 recall.append(recall_at(ranking, query.relevant, 20))
             row[name] = {"nDCG@10": round(statistics.fmean(ndcg), 4), "R@20": round(statistics.fmean(recall), 4)}

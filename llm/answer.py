@@ -35,7 +35,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from core.types import Answer, Citation, Source
+from core.types import Answer, Citation, Question, Source
 from llm.figures import figures_in_right_rows
 from llm.grounding import MARKER, GroundedText, ground
 
@@ -69,7 +69,7 @@ def _without_headers(grounded: GroundedText, lengths: Mapping[int, int]) -> Grou
     return GroundedText(grounded.text, tuple(sentences))
 
 
-def make_answer(question: str, generated: str, sources: Sequence[Source]) -> Answer:
+def make_answer(question: Question, generated: str, sources: Sequence[Source]) -> Answer:
     """Keep valid [n] markers, drop the others, ground each sentence, and list what is cited."""
     by_number = {source.number: citation_from_source(source) for source in sources}
 
@@ -98,7 +98,7 @@ def make_answer(question: str, generated: str, sources: Sequence[Source]) -> Ans
     cited = {n for sentence in grounded.sentences for n in sentence.citations}
     citations = tuple(by_number[n] for n in sorted(cited))
     return Answer(
-        question=question,
+        question=question.text,
         text=grounded.text,
         citations=citations,
         sources=tuple(by_number[n] for n in sorted(by_number)),

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 
+from core.types import Question
 from ingest.tables import TABLE_ROW, TABLE_RULE
 from retrieval.keywords import NUMBER, content_keywords
 
@@ -52,13 +53,13 @@ def _rows(passage: str) -> list[tuple[str, set[str]]]:
     return rows
 
 
-def figures_in_right_rows(question: str, sentence: str, passage: str) -> bool:
+def figures_in_right_rows(question: Question, sentence: str, passage: str) -> bool:
     """False when a number of ``sentence`` stands only in table rows of ``passage`` that match the question
     less than its best-matching row does (see module doc); True otherwise, also when there is no table."""
     rows = _rows(passage)
     if not rows:
         return True
-    asked = set(content_keywords(question))
+    asked = set(question.content_keywords)
     overlap = [len(asked.intersection(content_keywords(label))) for label, _ in rows]
     best = max(overlap)
     if best == 0:

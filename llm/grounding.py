@@ -76,7 +76,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from core.types import EvidenceSpan, SentenceSupport
+from core.types import EvidenceSpan, Question, SentenceSupport
 from retrieval.keywords import (
     NUMBER as _NUMBER,
     content_keywords,
@@ -598,8 +598,8 @@ class AnswerSupport:
         return self.answer_share * self.question_share
 
 
-def answer_support(question: str, answer: str, passages: Sequence[str]) -> AnswerSupport:
-    question_terms = set(keyword_tokens(question))
+def answer_support(question: Question, answer: str, passages: Sequence[str]) -> AnswerSupport:
+    question_terms = set(question.keywords)
     answer_terms = set(keyword_tokens(MARKER.sub(" ", answer))) - question_terms
     if not answer_terms:
         return AnswerSupport(0.0, 0.0, 0)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from llm.generator import Generator
 from llm.grounding import MARKER
-from core.types import Source
+from core.types import Question, Source
 from llm.prompt import PromptBuilder
 
 
@@ -50,7 +50,7 @@ def _renumber(text: str, number: int) -> str:
 
 
 def per_document_answer(
-    generator: Generator, builder: PromptBuilder, question: str, sources: Sequence[Source],
+    generator: Generator, builder: PromptBuilder, question: Question, sources: Sequence[Source],
     labels: Sequence[str], max_tokens: int, temperature: float,
 ) -> Iterator[DocumentLine]:
     """Ask ``question`` of each source alone (``labels[i]`` names its document); one line per source, in order."""

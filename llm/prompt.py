@@ -55,7 +55,7 @@ from dataclasses import dataclass
 
 from ingest.tables import TABLE_ROW, TABLE_RULE
 from llm.generator import ChatMessage
-from core.types import Hit, Source, Turn
+from core.types import Hit, Question, Source, Turn
 from retrieval.keywords import content_keywords, text_language
 
 SYSTEM_PROMPT = (
@@ -94,19 +94,28 @@ FOCUS = {
 _SYNONYMS = {"quarter": "three month", "quarterly": "three month", "季度": "三个月", "year-to-date": "", "ytd": ""}
 
 
-def _column_terms(text: str) -> set[str]:
+def _synonym_terms(text: str) -> set[str]:
+    """The keywords of what a period word of ``text`` is called in statement headings ("quarter" -> three, month)."""
     lowered = text.lower()
-    for word, same in _SYNONYMS.items():
-        if word in lowered:
-            lowered += " " + same
-    return set(content_keywords(lowered))
+    return set(content_keywords(" ".join(same for word, same in _SYNONYMS.items() if word in lowered)))
 
 
-def _columns_asked(headings: list[str], question: str) -> set[int]:
-    """The columns whose headings share most with the question, when some share more than others."""
-    if not question:
+def _column_terms(text: str) -> set[str]:
+    return set(content_keywords(text)) | _synonym_terms(text)
+
+
+def _asked_terms(question: Question | None, focus: str) -> set[str]:
+    """What a column heading should share with: the question's keywords, the focused document's, period synonyms."""
+    if question is None:
+        return set()
+    return set(question.content_keywords) | (_column_terms(focus) if focus else set()) \
+        | _synonym_terms(f"{question.text} {focus}" if focus else question.text)
+
+
+def _columns_asked(headings: list[str], asked: set[str]) -> set[int]:
+    """The columns whose headings share most with the question's terms, when some share more than others."""
+    if not asked:
         return set(range(1, len(headings)))
-    asked = _column_terms(question)
     overlap = {k: len(asked & _column_terms(headings[k])) for k in range(1, len(headings))}
     if not overlap or len(set(overlap.values())) < 2:
         return set(overlap)
@@ -114,13 +123,14 @@ def _columns_asked(headings: list[str], question: str) -> set[int]:
     return {k for k, value in overlap.items() if value == best}
 
 
-def linearise_tables(text: str, question: str = "") -> str:
+def linearise_tables(text: str, question: Question | None = None, focus: str = "") -> str:
     """Markdown table rows as "label — heading: value; heading: value" lines, for the model's eyes only.
 
     The 1.5B model copies a figure from the wrong column of a wide Markdown table (the six-month total
     for the quarter), even with each value next to its heading. So when the question's words (a quarter
     is "three months") match some column headings better than the others, only those columns are shown;
-    a question that names no period keeps them all. Example, for any question::
+    a question that names no period keeps them all. ``focus``: the document the answer is about
+    (``llm.per_document``), whose period words count as the question's. Example, for any question::
 
         | | Three Months Ended April 1, 2023 | Six Months Ended April 1, 2023 |
         | --- | --- | --- |
@@ -130,6 +140,7 @@ def linearise_tables(text: str, question: str = "") -> str:
     lines = text.split("\n")
     out: list[str] = []
     headings: list[str] | None = None
+    asked = _asked_terms(question, focus)
     for index, line in enumerate(lines):
         match = TABLE_ROW.match(line.strip())
         if not match:
@@ -146,7 +157,7 @@ def linearise_tables(text: str, question: str = "") -> str:
         if headings is None or len(cells) < 2:
             out.append(line)
             continue
-        shown = _columns_asked(headings, question)
+        shown = _columns_asked(headings, asked)
         values = [f"{headings[k] if k < len(headings) and headings[k] else f'column {k}'}: {value}"
                   for k, value in enumerate(cells[1:], start=1) if value and (k in shown or k >= len(headings))]
         out.append(f"{cells[0]} — " + "; ".join(values) if values else cells[0])
@@ -191,12 +202,13 @@ class PromptBuilder:
         self._whole_sources = whole_sources
 
     def build(
-        self, question: str, hits: Sequence[Hit], history: Sequence[Turn] = (), history_turns: int = 2,
+        self, question: Question, hits: Sequence[Hit], history: Sequence[Turn] = (), history_turns: int = 2,
         *, focus: str | None = None,
     ) -> Prompt:
         """``focus``: the document the answer must be about alone (one prompt per document, ``llm.per_document``)."""
-        language = question_language(question)
-        closing = FOCUS[language].format(question=question, document=focus) if focus else CLOSING[language].format(question=question)
+        language = question.language
+        closing = (FOCUS[language].format(question=question.text, document=focus) if focus
+                   else CLOSING[language].format(question=question.text))
         question_part = f"\n{closing}"
         fixed = self._count(SYSTEM_PROMPT) + self._count("Sources:\n" + question_part) + 2 * self._overhead
         earlier: list[ChatMessage] = []
@@ -218,14 +230,14 @@ class PromptBuilder:
         sources: list[Source] = []
         blocks: list[str] = []
         used = 0
-        question_terms = set(content_keywords(question))
+        question_terms = set(question.content_keywords)
         for hit in hits:
             number = len(sources) + 1
             header = f"[{number}] {hit.chunk.location}" + (f" ({hit.chunk.header})" if hit.chunk.header else "") + "\n"
             text = hit.chunk.text
             if self._source_tokens and number > self._whole_sources:
                 text = self.excerpt(text, question_terms, self._source_tokens)
-            text = linearise_tables(text, question if focus is None else f"{question} {focus}")
+            text = linearise_tables(text, question, focus or "")
             block_cost = self._count(header + text + "\n\n")
             if used + block_cost > budget:
                 room = budget - used - self._count(header) - 2

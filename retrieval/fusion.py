@@ -58,8 +58,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.types import Hit
-from retrieval.keywords import text_language
+from core.types import Hit, Question
 from retrieval.store import Collection
 
 MODES = ("hybrid", "dense", "keyword")
@@ -107,17 +106,17 @@ class FirstStage:
             if dense + second > 1.0 + 1e-9:
                 raise ValueError(f"dense weight {dense} + second-embedder weight {second} exceed 1")
 
-    def dense_weight(self, query: str) -> float:
-        return self.dense_weight_zh if text_language(query) == "zh" else self.dense_weight_en
+    def dense_weight(self, question: Question) -> float:
+        return self.dense_weight_zh if question.search_language == "zh" else self.dense_weight_en
 
-    def second_weight(self, query: str) -> float:
-        """The second embedder's share for this query (0: it is not used, so do not embed the query)."""
+    def second_weight(self, question: Question) -> float:
+        """The second embedder's share for this question (0: it is not used, so do not embed the question)."""
         if self.mode != "hybrid" or self.method != "weighted":
             return 0.0
-        return self.second_weight_zh if text_language(query) == "zh" else self.second_weight_en
+        return self.second_weight_zh if question.search_language == "zh" else self.second_weight_en
 
     def _fuse(
-        self, query: str, dense: np.ndarray, lexical: np.ndarray, second: np.ndarray | None = None,
+        self, question: Question, dense: np.ndarray, lexical: np.ndarray, second: np.ndarray | None = None,
         readable: np.ndarray | None = None,
     ) -> np.ndarray:
         if self.mode == "dense":
@@ -126,7 +125,7 @@ class FirstStage:
             return lexical
         if self.method == "rrf":
             return 1.0 / (self.rrf_k + _ranks(dense)) + 1.0 / (self.rrf_k + _ranks(lexical))
-        weight, second_weight = self.dense_weight(query), self.second_weight(query)
+        weight, second_weight = self.dense_weight(question), self.second_weight(question)
         scaled = minmax(lexical) if self.keyword_scale == "minmax" else lexical
         if second is None or second_weight == 0:
             weight += second_weight  # no second scores: the tuned two-way fusion
@@ -146,7 +145,7 @@ class FirstStage:
         return np.array([collection.chunk_language(i) in languages for i in ids], dtype=bool)
 
     def _best_within(
-        self, collection: Collection, query: str, query_vector: np.ndarray | None, k: int, within: list[int]
+        self, collection: Collection, question: Question, query_vector: np.ndarray | None, k: int, within: list[int]
     ) -> list[int]:
         """The top ``k`` of ``within`` by cosine and by BM25 (as the modes ask), scored exactly."""
         ids = np.asarray(within, dtype=np.int64)
@@ -155,12 +154,12 @@ class FirstStage:
             cosines = collection.dense_scores(query_vector, ids)
             best.extend(ids[np.argsort(-cosines, kind="stable")[:k]].tolist())
         if self.mode != "dense":
-            lexical = collection.keyword_scores(query, ids)
+            lexical = collection.keyword_scores(question.keywords, ids)
             best.extend(ids[np.argsort(-lexical, kind="stable")[:k]].tolist())
         return best
 
     def search(
-        self, collection: Collection, query: str, query_vector: np.ndarray | None, k: int,
+        self, collection: Collection, question: Question, query_vector: np.ndarray | None, k: int,
         second_vector: np.ndarray | None = None, within: list[int] | None = None,
     ) -> list[Hit]:
         """Candidates best first: up to ``k`` from each search (``2k`` in all for hybrid).
@@ -172,20 +171,20 @@ class FirstStage:
         if self.mode != "keyword" and query_vector is None:
             raise ValueError("dense and hybrid search need the query vector")
         if within is not None:
-            candidates.update((chunk_id, None) for chunk_id in self._best_within(collection, query, query_vector, k, within))
+            candidates.update((chunk_id, None) for chunk_id in self._best_within(collection, question, query_vector, k, within))
         else:
             if self.mode != "keyword":
                 candidates.update((chunk_id, None) for chunk_id, _ in collection.search_dense(query_vector, k))
             if self.mode != "dense":
-                candidates.update((chunk_id, None) for chunk_id, _ in collection.search_keywords(query, k))
+                candidates.update((chunk_id, None) for chunk_id, _ in collection.search_keywords(question.keywords, k))
         ids = list(candidates)
         if not ids:
             return []
         dense = collection.dense_scores(query_vector, ids) if query_vector is not None else np.zeros(len(ids))
-        lexical = collection.keyword_scores(query, ids)
+        lexical = collection.keyword_scores(question.keywords, ids)
         if self.feedback_weight > 0 and self.mode == "hybrid" and query_vector is not None:
             # Rocchio feedback: move the query towards what the fused ranking puts first, then search again.
-            first = self._fuse(query, dense, lexical)
+            first = self._fuse(question, dense, lexical)
             top = [ids[i] for i in np.argsort(-first, kind="stable")[: self.feedback_chunks]]
             centre = collection.vectors(top).mean(axis=0)
             expanded = np.asarray(query_vector, dtype=np.float32).ravel() + self.feedback_weight * centre
@@ -195,12 +194,12 @@ class FirstStage:
                      if i not in candidates and (allowed is None or i in allowed)]
             ids += extra
             dense = collection.dense_scores(query_vector, ids)
-            lexical = collection.keyword_scores(query, ids)
+            lexical = collection.keyword_scores(question.keywords, ids)
         second = readable = None
-        if second_vector is not None and self.second_weight(query) > 0 and collection.has_second_vectors:
+        if second_vector is not None and self.second_weight(question) > 0 and collection.has_second_vectors:
             second = collection.second_scores(second_vector, ids)
             readable = self._readable_by_second(collection, ids)
-        fused = self._fuse(query, dense, lexical, second, readable)
+        fused = self._fuse(question, dense, lexical, second, readable)
         order = np.argsort(-fused, kind="stable")
         return [
             Hit(

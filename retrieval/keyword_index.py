@@ -4,7 +4,8 @@ Each chunk's keyword tokens (``retrieval.keywords.keyword_tokens``: jieba for
 Chinese, stemmed words for English) are counted once, when the chunk is added;
 a query only looks up its own terms in a sparse matrix (scipy CSC, one column per
 term), so a search costs milliseconds whatever the collection's size, and
-nothing is re-tokenised per query.
+nothing is re-tokenised per query. A query comes as its keyword tokens
+(``Question.keywords``): the question is tokenised once, where it is analysed.
 
 Scores are BM25 (Lucene's idf, ``k1`` = 1.2, ``b`` = 0.75) divided by the
 highest score the query could reach (every query term matched, at saturation;
@@ -17,7 +18,7 @@ Worked example::
     index = KeywordIndex()
     index.add(0, "FAISS stores the vectors")
     index.add(1, "jieba 切分中文")
-    index.search("where are vectors stored?", k=5)   -> [(0, 0.66...)]
+    index.search(keyword_tokens("where are vectors stored?"), k=5)   -> [(0, 0.66...)]
 
 On disk (next to the FAISS file, no pickle)::
 
@@ -34,7 +35,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,7 @@ class KeywordIndex:
         self._terms: list[str] = []
         self._docs: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # chunk id -> (term ids, counts)
         self._compiled: _Compiled | None = None
-        self._last_query: tuple[str, _Compiled, np.ndarray | None] | None = None
+        self._last_query: tuple[tuple[str, ...], _Compiled, np.ndarray | None] | None = None
 
     def __len__(self) -> int:
         return len(self._docs)
@@ -78,9 +79,9 @@ class KeywordIndex:
         return term_id
 
     # ----- searching -------------------------------------------------------
-    def search(self, query: str, k: int) -> list[tuple[int, float]]:
+    def search(self, terms: Sequence[str], k: int) -> list[tuple[int, float]]:
         """The ``k`` best chunks as (chunk id, normalised score), best first; only chunks that match."""
-        compiled, scores = self._all_scores(query)
+        compiled, scores = self._all_scores(terms)
         if scores is None:
             return []
         matching = np.flatnonzero(scores > 0)
@@ -89,10 +90,10 @@ class KeywordIndex:
         order = matching[np.argsort(-scores[matching], kind="stable")]
         return [(int(compiled.chunk_ids[row]), float(scores[row])) for row in order]
 
-    def scores_for(self, query: str, chunk_ids: Iterable[int]) -> np.ndarray:
+    def scores_for(self, terms: Sequence[str], chunk_ids: Iterable[int]) -> np.ndarray:
         """Normalised scores of the given chunks (0 for chunks not in the index)."""
         chunk_ids = np.fromiter((int(i) for i in chunk_ids), dtype=np.int64)
-        compiled, scores = self._all_scores(query)
+        compiled, scores = self._all_scores(terms)
         if scores is None or not len(compiled.chunk_ids):
             return np.zeros(len(chunk_ids))
         rows = np.searchsorted(compiled.chunk_ids, chunk_ids)
@@ -100,17 +101,18 @@ class KeywordIndex:
         found = compiled.chunk_ids[rows] == chunk_ids
         return np.where(found, scores[rows], 0.0)
 
-    def _all_scores(self, query: str) -> tuple[_Compiled, np.ndarray | None]:
-        """Every row's score for ``query``; the last query's are kept, because one retrieval asks
+    def _all_scores(self, terms: Sequence[str]) -> tuple[_Compiled, np.ndarray | None]:
+        """Every row's score for the query ``terms``; the last query's are kept, because one retrieval asks
         twice (``search`` for candidates, ``scores_for`` for the union with the dense ones)."""
         compiled = self._compile()
         cached = self._last_query  # one read: another thread (UI sessions share the index) may replace it
+        query = tuple(terms)
         if cached is None or cached[0] != query or cached[1] is not compiled:
             cached = (query, compiled, compiled.scores(*self._query_terms(query)))
             self._last_query = cached
         return compiled, cached[2]
 
-    def coverage(self, query: str, chunk_ids: Iterable[int]) -> float:
+    def coverage(self, terms: Sequence[str], chunk_ids: Iterable[int]) -> float:
         """Share of the query's idf weight whose terms occur in at least one of the chunks.
 
         Unlike the BM25 share this ignores how often a term occurs: it asks "is every
@@ -118,7 +120,7 @@ class KeywordIndex:
         abstention needs (a passage about Super Bowl 2022 lacks the question's "2021").
         """
         compiled = self._compile()
-        term_ids, unknown = self._query_terms(query)
+        term_ids, unknown = self._query_terms(terms)
         if not len(compiled.chunk_ids) or (not len(term_ids) and not unknown):
             return 0.0
         unseen_idf = math.log(1 + (len(compiled.chunk_ids) + 0.5) / 0.5)
@@ -131,9 +133,9 @@ class KeywordIndex:
                 present |= np.isin(term_ids, document[0])
         return float(idf[present].sum()) / total if total > 0 else 0.0
 
-    def _query_terms(self, query: str) -> tuple[np.ndarray, int]:
+    def _query_terms(self, query: Sequence[str]) -> tuple[np.ndarray, int]:
         """Ids of the query's distinct terms that the index knows, and how many it does not."""
-        terms = set(keyword_tokens(query))
+        terms = set(query)
         ids = sorted(self._term_ids[t] for t in terms if t in self._term_ids)
         return np.array(ids, dtype=np.int64), len(terms) - len(ids)
 

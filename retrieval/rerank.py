@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import KbError
+from core.types import Hit, Question
 from retrieval.fusion import minmax
-from core.types import Hit
 from retrieval.keywords import keyword_tokens
 
 LEXICAL_FUSION = "lexical-fusion"
@@ -48,14 +48,14 @@ class Reranker(ABC):
     name: str
 
     @abstractmethod
-    def rerank(self, query: str, hits: Sequence[Hit]) -> list[Hit]:
+    def rerank(self, question: Question, hits: Sequence[Hit]) -> list[Hit]:
         """Return the hits with ``rerank_score`` set, best first."""
 
 
 class NoReranker(Reranker):
     name = NO_RERANK
 
-    def rerank(self, query: str, hits: Sequence[Hit]) -> list[Hit]:
+    def rerank(self, question: Question, hits: Sequence[Hit]) -> list[Hit]:
         return [replace(hit, rerank_score=hit.first_stage_score) for hit in hits]
 
 
@@ -79,12 +79,12 @@ class LexicalFusionReranker(Reranker):
         self.dense_weight = dense_weight
         self.k1, self.b = k1, b
 
-    def bm25_scores(self, query: str, hits: Sequence[Hit]) -> np.ndarray:
+    def bm25_scores(self, question: Question, hits: Sequence[Hit]) -> np.ndarray:
         documents = [_term_counts(hit.chunk.embedding_text) for hit in hits]
         lengths = np.array([sum(doc.values()) for doc in documents], dtype=np.float64)
         average_length = max(float(lengths.mean()), 1.0)
         scores = np.zeros(len(hits))
-        for term in set(keyword_tokens(query)):
+        for term in set(question.keywords):
             containing = sum(1 for doc in documents if term in doc)
             if not containing:
                 continue
@@ -96,11 +96,11 @@ class LexicalFusionReranker(Reranker):
                     scores[position] += idf * frequency * (self.k1 + 1) / (frequency + norm)
         return scores
 
-    def rerank(self, query: str, hits: Sequence[Hit]) -> list[Hit]:
+    def rerank(self, question: Question, hits: Sequence[Hit]) -> list[Hit]:
         if not hits:
             return []
         dense = minmax(np.array([hit.first_stage_score for hit in hits]))
-        lexical = minmax(self.bm25_scores(query, hits))
+        lexical = minmax(self.bm25_scores(question, hits))
         fused = self.dense_weight * dense + (1 - self.dense_weight) * lexical
         rescored = [replace(hit, rerank_score=float(score)) for hit, score in zip(hits, fused)]
         return sorted(rescored, key=lambda hit: (-hit.rerank_score, hit.first_stage_rank))
@@ -125,10 +125,10 @@ class CrossEncoderReranker(Reranker):
         self.name = f"cross-encoder:{model_dir.name}"
         self._batch_size = batch_size
 
-    def rerank(self, query: str, hits: Sequence[Hit]) -> list[Hit]:
+    def rerank(self, question: Question, hits: Sequence[Hit]) -> list[Hit]:
         if not hits:
             return []
-        pairs = [(query, hit.chunk.embedding_text) for hit in hits]
+        pairs = [(question.search_text, hit.chunk.embedding_text) for hit in hits]
         scores = self._model.predict(pairs, batch_size=self._batch_size, convert_to_numpy=True)
         rescored = [replace(hit, rerank_score=float(score)) for hit, score in zip(hits, np.ravel(scores))]
         return sorted(rescored, key=lambda hit: (-hit.rerank_score, hit.first_stage_rank))

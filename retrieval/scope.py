@@ -25,9 +25,9 @@ document, and the refusal names what no passage mentions.
 
 Worked example, with the 20 10-Q filings "2022 Q3 AAPL.pdf" ... "2023 Q3 NVDA.pdf"::
 
-    scope_question("What were Apple's net sales in Q2 2023?")   -> ("2023 Q2 AAPL.pdf",)
-    scope_question("Nvidia revenue in its latest 10-Q")         -> ("2023 Q3 NVDA.pdf",)
-    scope_question("How did Intel's revenue change over the quarters?")
+    scope_question(analyse_question("What were Apple's net sales in Q2 2023?"), records)   -> ("2023 Q2 AAPL.pdf",)
+    scope_question(analyse_question("Nvidia revenue in its latest 10-Q"), records)         -> ("2023 Q3 NVDA.pdf",)
+    scope_question(analyse_question("How did Intel's revenue change over the quarters?"), records)
         -> the 4 Intel filings, oldest first, across=True
 
 Deliberately not here: what retrieval does with the scope (``retrieval.fusion``
@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from datetime import date
 
+from core.types import Question
 from ingest.periods import find_dates, find_quarters, find_versions, find_years, version_matches
 from ingest.records import DocumentRecord
 from retrieval.keywords import chinese_words
@@ -140,8 +141,10 @@ def _has_period(record: DocumentRecord) -> bool:
     return bool(record.quarters or record.period_end or record.published or record.version or record.year)
 
 
-def scope_question(question: str, records: Mapping[str, DocumentRecord]) -> Scope:
-    """The documents ``question`` names (see module doc); an empty ``Scope`` when it names none.
+def scope_question(question: Question, records: Mapping[str, DocumentRecord]) -> Scope:
+    """The documents the question names (see module doc); an empty ``Scope`` when it names none.
+
+    Read from ``question.search_text``: a follow-up names what the question it follows named.
 
     Only documents *of another* organisation or period are left out: a document that states no
     organisation (a handbook) or no period (a reference page) stays in scope, since "TiDB 8.1" in a
@@ -149,9 +152,10 @@ def scope_question(question: str, records: Mapping[str, DocumentRecord]) -> Scop
     """
     if len(records) < 2:
         return Scope()
+    text = question.search_text
     names = {source: document_names(record) for source, record in records.items()}
     everywhere = frozenset.intersection(*names.values()) if names else frozenset()
-    asked = _words(question)
+    asked = _words(text)
     named_words = sorted(w for w in asked if w not in everywhere and any(w in n for n in names.values()))
     by_name: dict[str, set[str]] = {w: {s for s, n in names.items() if w in n} for w in named_words}
     in_scope = set(records)
@@ -159,7 +163,7 @@ def scope_question(question: str, records: Mapping[str, DocumentRecord]) -> Scop
         named = set().union(*by_name.values())
         in_scope = {s for s in records if s in named or not records[s].organisation}
 
-    quarters, dates, years, versions = _named_periods(question)
+    quarters, dates, years, versions = _named_periods(text)
     periods_named = bool(quarters or dates or years or versions)
     if periods_named:
         in_period = {s for s in in_scope
@@ -168,7 +172,7 @@ def scope_question(question: str, records: Mapping[str, DocumentRecord]) -> Scop
             return Scope()  # a period no document has: leave it to retrieval and abstention
         in_scope = in_period
 
-    latest = bool(_LATEST.search(question)) and not periods_named
+    latest = bool(_LATEST.search(text)) and not periods_named
     if latest:
         groups = [group & in_scope for group in by_name.values()] or [in_scope]
         newest: set[str] = set()
@@ -184,13 +188,13 @@ def scope_question(question: str, records: Mapping[str, DocumentRecord]) -> Scop
         return Scope()  # nothing named, or everything: no narrowing
     ordered = sorted(in_scope, key=lambda s: (records[s].date or date.min, records[s].version_tuple or (), s))
     dated = [s for s in ordered if records[s].date is not None or records[s].version is not None]
-    across = bool(_ACROSS.search(question)) and len(dated) > 1
+    across = bool(_ACROSS.search(text)) and len(dated) > 1
     if across:
         ordered = dated  # one passage per period: undated pages have no period to report
     period_labels = [q.label for q in quarters] + [d.isoformat() for d in dates] + [str(y) for y in years] + [
         "v" + ".".join(map(str, v)) for v in versions]
     return Scope(documents=tuple(ordered), names=tuple(named_words), periods=tuple(period_labels),
-                 latest=latest, across=across, per_document_question=single_period_question(question) if across else "")
+                 latest=latest, across=across, per_document_question=single_period_question(text) if across else "")
 
 
 _HOW_CHANGED = re.compile(

@@ -373,16 +373,16 @@ class Collection:
             self._second.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
                                       np.asarray(chunk_ids, dtype=np.int64))
 
-    def search_keywords(self, query: str, k: int) -> list[tuple[int, float]]:
-        """(chunk id, normalised BM25) of the ``k`` best keyword matches, best first."""
-        return self._keywords.search(query, k) if k > 0 else []
+    def search_keywords(self, terms: Sequence[str], k: int) -> list[tuple[int, float]]:
+        """(chunk id, normalised BM25) of the ``k`` best keyword matches for the query's keyword tokens, best first."""
+        return self._keywords.search(terms, k) if k > 0 else []
 
-    def keyword_scores(self, query: str, chunk_ids: Sequence[int]) -> np.ndarray:
-        return self._keywords.scores_for(query, chunk_ids)
+    def keyword_scores(self, terms: Sequence[str], chunk_ids: Sequence[int]) -> np.ndarray:
+        return self._keywords.scores_for(terms, chunk_ids)
 
-    def keyword_coverage(self, query: str, chunk_ids: Sequence[int]) -> float:
+    def keyword_coverage(self, terms: Sequence[str], chunk_ids: Sequence[int]) -> float:
         """Share of the query's keyword weight present in these chunks (``KeywordIndex.coverage``)."""
-        return self._keywords.coverage(query, chunk_ids)
+        return self._keywords.coverage(terms, chunk_ids)
 
     def search(self, query_vector: np.ndarray, k: int) -> list[Hit]:
         """Dense search only, as hits; best first (the app's first stage is ``retrieval.fusion``)."""

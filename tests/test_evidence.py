@@ -5,6 +5,8 @@ from __future__ import annotations
 from llm.grounding import answer_support
 from retrieval.evidence import AbstentionPolicy, Evidence
 from retrieval.keyword_index import KeywordIndex
+from retrieval.question import analyse_question
+from retrieval.keywords import keyword_tokens
 
 QUESTION = "Super Bowl 2021 location"
 ANSWER_PASSAGE = "Feb 7, 2021. Super Bowl 2021 will take place at Raymond James Stadium in Tampa, Florida."
@@ -16,28 +18,28 @@ def test_coverage_asks_whether_every_important_question_word_is_somewhere_in_the
     index.add(0, ANSWER_PASSAGE)
     index.add(1, DISTRACTOR)
     index.add(2, "The 2021 season ended in February.")
-    assert index.coverage("Super Bowl 2021 stadium", [0]) == 1.0
+    assert index.coverage(keyword_tokens("Super Bowl 2021 stadium"), [0]) == 1.0
     # "location" is in no chunk at all, so it weighs most; "2021" is missing from the distractor too.
-    assert 0 < index.coverage(QUESTION, [1]) < index.coverage(QUESTION, [0]) < 1.0
-    assert index.coverage(QUESTION, [0, 1, 2]) == index.coverage(QUESTION, [0])
-    assert index.coverage("volcano eruption", [0, 1]) == 0.0
+    assert 0 < index.coverage(keyword_tokens(QUESTION), [1]) < index.coverage(keyword_tokens(QUESTION), [0]) < 1.0
+    assert index.coverage(keyword_tokens(QUESTION), [0, 1, 2]) == index.coverage(keyword_tokens(QUESTION), [0])
+    assert index.coverage(keyword_tokens("volcano eruption"), [0, 1]) == 0.0
     chinese = KeywordIndex()
     chinese.add(0, "京沪高铁全长约一千三百公里。")
-    assert chinese.coverage("京沪高铁有多长", [0]) > chinese.coverage("成渝高铁有多长", [0])
+    assert chinese.coverage(keyword_tokens("京沪高铁有多长"), [0]) > chinese.coverage(keyword_tokens("成渝高铁有多长"), [0])
 
 
 def test_answer_must_stand_next_to_the_question_words():
-    right = answer_support(QUESTION, "It was held in Tampa, Florida [1].", [ANSWER_PASSAGE, DISTRACTOR])
-    wrong = answer_support(QUESTION, "It was held in Las Vegas [1].", [ANSWER_PASSAGE, DISTRACTOR])
-    invented = answer_support(QUESTION, "It was held in Miami [1].", [ANSWER_PASSAGE, DISTRACTOR])
+    right = answer_support(analyse_question(QUESTION), "It was held in Tampa, Florida [1].", [ANSWER_PASSAGE, DISTRACTOR])
+    wrong = answer_support(analyse_question(QUESTION), "It was held in Las Vegas [1].", [ANSWER_PASSAGE, DISTRACTOR])
+    invented = answer_support(analyse_question(QUESTION), "It was held in Miami [1].", [ANSWER_PASSAGE, DISTRACTOR])
     assert right.score > wrong.score > invented.score == 0.0
     assert right.question_share > wrong.question_share  # "2021" is not next to "Las Vegas"
-    nothing_new = answer_support(QUESTION, "Super Bowl 2021 location.", [ANSWER_PASSAGE])
+    nothing_new = answer_support(analyse_question(QUESTION), "Super Bowl 2021 location.", [ANSWER_PASSAGE])
     assert nothing_new.answer_terms == 0 and nothing_new.score == 0.0
 
     zh_passage = "2022年世界杯在卡塔尔举行，阿根廷队夺得冠军。2018年的冠军是法国队。"
-    assert answer_support("2022年世界杯冠军是谁？", "阿根廷队。", [zh_passage]).score > \
-        answer_support("2022年世界杯冠军是谁？", "巴西队。", [zh_passage]).score
+    assert answer_support(analyse_question("2022年世界杯冠军是谁？"), "阿根廷队。", [zh_passage]).score > \
+        answer_support(analyse_question("2022年世界杯冠军是谁？"), "巴西队。", [zh_passage]).score
 
 
 def test_policy_thresholds():

@@ -10,6 +10,7 @@ from llm.grounding import ground, split_sentences, support_score
 from core.types import Source
 from llm.prompt import PromptBuilder
 from core.types import Hit
+from retrieval.question import analyse_question
 
 # Passages written like the sample documents' (data/): a PDF page with wrapped lines, Markdown prose.
 REFERENCE = (
@@ -157,7 +158,7 @@ def test_an_invented_setting_name_is_not_supported_by_a_passage_holding_its_part
 def test_answer_carries_sentences_and_the_share_of_grounded_ones():
     sources = [Source(n, Hit(Chunk(f"doc{n}.md", None, (), 0, len(t), t), 0.9, n), t)
                for n, t in ((1, FRUIT), (2, REFERENCE))]
-    answer = make_answer("q", "The web interface listens on port 8501 [1]. It uses TLS 1.3 [2].", sources)
+    answer = make_answer(analyse_question("q"), "The web interface listens on port 8501 [1]. It uses TLS 1.3 [2].", sources)
     assert answer.text == "The web interface listens on port 8501 [2]. It uses TLS 1.3 [2]."
     assert [s.supported for s in answer.sentences] == [True, False]
     assert answer.grounded_share == 0.5
@@ -169,9 +170,9 @@ def test_real_model_answer_is_grounded_in_the_passage_it_cites(generator):
     """The default model answers over two passages; its claim about the port is found, with evidence."""
     hits = [Hit(Chunk("fruit.md", None, (), 0, len(FRUIT), FRUIT), 0.9, 1),
             Hit(Chunk("quick-reference.pdf", 2, (), 0, len(REFERENCE), REFERENCE), 0.9, 2)]
-    prompt = PromptBuilder(generator.count_tokens, 4096, 128).build("Which port does the web interface listen on?", hits)
+    prompt = PromptBuilder(generator.count_tokens, 4096, 128).build(analyse_question("Which port does the web interface listen on?"), hits)
     generated = "".join(generator.stream_chat(prompt.messages, 128, 0.0))
-    answer = make_answer("Which port does the web interface listen on?", generated, prompt.sources)
+    answer = make_answer(analyse_question("Which port does the web interface listen on?"), generated, prompt.sources)
     port = [s for s in answer.sentences if "8501" in s.text]
     assert port, generated
     assert all(s.supported and s.citations == (2,) for s in port), answer.sentences
@@ -189,10 +190,10 @@ def test_a_figure_from_the_wrong_table_row_is_flagged():
         "| Gross margin | 41,976 | 42,559 |"
     )
     question = "What were Apple's total net sales in the quarter ended April 1, 2023?"
-    assert figures_in_right_rows(question, "Total net sales were $94,836 million in 2023 [1].", table)
-    assert not figures_in_right_rows(question, "Total net sales were $52,860 million [1].", table)
-    assert figures_in_right_rows(question, "Apple sold many phones [1].", table)  # no figure: nothing to check
-    assert figures_in_right_rows("What is the GPU speed?", "It is 5 times faster [1].", "It is 5 times faster.")
+    assert figures_in_right_rows(analyse_question(question), "Total net sales were $94,836 million in 2023 [1].", table)
+    assert not figures_in_right_rows(analyse_question(question), "Total net sales were $52,860 million [1].", table)
+    assert figures_in_right_rows(analyse_question(question), "Apple sold many phones [1].", table)  # no figure: nothing to check
+    assert figures_in_right_rows(analyse_question("What is the GPU speed?"), "It is 5 times faster [1].", "It is 5 times faster.")
 
 
 def test_the_row_check_reads_tables_as_the_prompt_shows_them():
@@ -205,5 +206,5 @@ def test_the_row_check_reads_tables_as_the_prompt_shows_them():
     )
     assert shown.splitlines()[0] == "Total net sales — Three Months Ended April 1, 2023: 94,836; Six Months Ended April 1, 2023: 211,990"
     question = "What were total net sales in the quarter ended April 1, 2023?"
-    assert figures_in_right_rows(question, "Total net sales were $94,836 million [1].", shown)
-    assert not figures_in_right_rows(question, "Total net sales were $52,860 million [1].", shown)
+    assert figures_in_right_rows(analyse_question(question), "Total net sales were $94,836 million [1].", shown)
+    assert not figures_in_right_rows(analyse_question(question), "Total net sales were $52,860 million [1].", shown)

@@ -10,6 +10,7 @@ from core.types import Chunk
 from retrieval.embedders import EmbedderIdentity
 from retrieval.keyword_index import KeywordIndex
 from retrieval.store import Collection
+from retrieval.keywords import keyword_tokens
 
 IDENTITY = EmbedderIdentity(name="test-embedder", dim=8, fingerprint="v1")
 
@@ -31,32 +32,32 @@ def build(passages: dict[int, str] = PASSAGES) -> KeywordIndex:
 
 
 def test_english_query_finds_its_passage_through_stemming():
-    hits = build().search("what did the study in mouse show", k=3)
+    hits = build().search(keyword_tokens("what did the study in mouse show"), k=3)
     assert hits[0][0] == 2  # "study" and "studies" share the stem "studi"
     assert all(0 < score < 1 for _, score in hits)
 
 
 def test_chinese_query_is_segmented_and_ranked():
-    hits = build().search("显卡推理加速", k=3)
+    hits = build().search(keyword_tokens("显卡推理加速"), k=3)
     assert hits[0][0] == 5
-    assert build().search("候选段落怎么重新排序", k=1)[0][0] == 4
+    assert build().search(keyword_tokens("候选段落怎么重新排序"), k=1)[0][0] == 4
 
 
 def test_no_shared_term_gives_no_hits_and_scores_are_comparable_between_queries():
     index = build()
-    assert index.search("photosynthesis chlorophyll", k=5) == []
-    full = index.scores_for("reranker candidates first stage", [1])[0]
-    partial = index.scores_for("reranker bicycle volcano", [1])[0]
+    assert index.search(keyword_tokens("photosynthesis chlorophyll"), k=5) == []
+    full = index.scores_for(keyword_tokens("reranker candidates first stage"), [1])[0]
+    partial = index.scores_for(keyword_tokens("reranker bicycle volcano"), [1])[0]
     assert full > partial > 0  # matching more of the query's weight scores higher
 
 
 def test_remove_and_re_add_change_results_without_rebuilding():
     index = build()
     index.remove([2])
-    assert all(chunk_id != 2 for chunk_id, _ in index.search("studies mice treatment", k=5))
+    assert all(chunk_id != 2 for chunk_id, _ in index.search(keyword_tokens("studies mice treatment"), k=5))
     index.add(7, "A later study on mice treatment.")
-    assert index.search("studies mice treatment", k=1)[0][0] == 7
-    assert index.scores_for("mice", [2, 7, 99]).tolist()[0] == 0.0  # removed and unknown ids score 0
+    assert index.search(keyword_tokens("studies mice treatment"), k=1)[0][0] == 7
+    assert index.scores_for(keyword_tokens("mice"), [2, 7, 99]).tolist()[0] == 0.0  # removed and unknown ids score 0
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -64,7 +65,7 @@ def test_save_and_load_round_trip(tmp_path):
     index.save(tmp_path)
     loaded = KeywordIndex.load(tmp_path)
     for query in ("vectors on disk", "重新排序", "显卡"):
-        assert loaded.search(query, k=3) == index.search(query, k=3)
+        assert loaded.search(keyword_tokens(query), k=3) == index.search(keyword_tokens(query), k=3)
 
 
 def _chunk(source: str, text: str) -> Chunk:
@@ -78,13 +79,13 @@ def test_collection_keeps_keyword_index_in_step_and_rebuilds_a_missing_one(tmp_p
     collection.put_file("b.md", "sha-b", [_chunk("b.md", PASSAGES[5])], vectors[2:3], 1)
     generation = collection.save()
     reopened = Collection.open(tmp_path, IDENTITY)
-    assert reopened.chunk(reopened.search_keywords("显卡", k=1)[0][0]).source == "b.md"
+    assert reopened.chunk(reopened.search_keywords(keyword_tokens("显卡"), k=1)[0][0]).source == "b.md"
 
     reopened.remove_file("b.md")
     reopened.put_file("b.md", "sha-b2", [_chunk("b.md", "GPU offload speeds up generation")], vectors[3:4], 1)
     generation = reopened.save()
-    assert reopened.search_keywords("显卡", k=5) == []
-    assert reopened.chunk(reopened.search_keywords("gpu offload", k=1)[0][0]).text.startswith("GPU offload")
+    assert reopened.search_keywords(keyword_tokens("显卡"), k=5) == []
+    assert reopened.chunk(reopened.search_keywords(keyword_tokens("gpu offload"), k=1)[0][0]).text.startswith("GPU offload")
 
     # An index written by an older tokenizer (or lost) is derived again from the chunks.
     manifest_path = tmp_path / generation / "manifest.json"
@@ -93,8 +94,8 @@ def test_collection_keeps_keyword_index_in_step_and_rebuilds_a_missing_one(tmp_p
     manifest_path.write_text(json.dumps(manifest))
     (tmp_path / generation / "keywords.npz").unlink()
     rebuilt = Collection.open(tmp_path, IDENTITY)
-    assert rebuilt.chunk(rebuilt.search_keywords("gpu offload", k=1)[0][0]).source == "b.md"
-    assert rebuilt.chunk(rebuilt.search_keywords("向量索引", k=1)[0][0]).source == "a.md"
+    assert rebuilt.chunk(rebuilt.search_keywords(keyword_tokens("gpu offload"), k=1)[0][0]).source == "b.md"
+    assert rebuilt.chunk(rebuilt.search_keywords(keyword_tokens("向量索引"), k=1)[0][0]).source == "a.md"
 
 
 def test_specific_items_are_the_names_and_numbers_a_passage_must_hold():

@@ -14,6 +14,7 @@ from llm.generator import LlamaCppGenerator
 from llm.models import DEFAULT_MODEL, BuiltinModel, ModelError, assemble, resolve_model_path
 from llm.prompt import PromptBuilder, question_language
 from core.types import Hit
+from retrieval.question import analyse_question
 
 
 def hit(text: str, source: str = "doc.pdf", page: int | None = 1, rank: int = 1) -> Hit:
@@ -79,7 +80,7 @@ def test_prompt_numbers_sources_and_fits_the_context_window(generator):
     hits = [hit("Short first passage about pumps.", rank=1), hit(long_text, "big.pdf", 7, rank=2),
             hit("Never reached.", rank=3)]
     builder = PromptBuilder(generator.count_tokens, context_window=1024, answer_tokens=256)
-    prompt = builder.build("How fast does the turbine spin?", hits)
+    prompt = builder.build(analyse_question("How fast does the turbine spin?"), hits)
     user = prompt.messages[-1].content
     assert [s.number for s in prompt.sources] == [1, 2]  # the third did not fit
     assert "[1] doc.pdf, page 1" in user and "[2] big.pdf, page 7" in user
@@ -96,16 +97,16 @@ def test_sources_after_the_first_are_trimmed_to_the_sentences_that_match_the_que
     hits = [hit("The tower is 300 metres tall. " * 8, "a.md", rank=1), hit(second, "b.md", rank=2),
             hit(chinese, "c.md", rank=3)]
     builder = PromptBuilder(generator.count_tokens, 4096, 256, source_tokens=40, whole_sources=1)
-    prompt = builder.build("How much do tower tickets cost?", hits)
+    prompt = builder.build(analyse_question("How much do tower tickets cost?"), hits)
     first, trimmed, other = (source.text for source in prompt.sources)
     assert first == hits[0].chunk.text  # the best-ranked source stays whole
     assert "Tickets for the tower cost 12 euros for adults." in trimmed
     assert trimmed.startswith("…") and trimmed.endswith("…") and generator.count_tokens(trimmed) <= 40 + 4
     assert generator.count_tokens(other) <= 44  # no shared keyword: cut to its opening within the budget
 
-    zh = builder.build("塔楼门票多少钱？", hits).sources[2].text
+    zh = builder.build(analyse_question("塔楼门票多少钱？"), hits).sources[2].text
     assert "塔楼门票成人十二欧元。" in zh and len(zh) < len(chinese)
-    whole = PromptBuilder(generator.count_tokens, 4096, 256).build("How much do tower tickets cost?", hits)
+    whole = PromptBuilder(generator.count_tokens, 4096, 256).build(analyse_question("How much do tower tickets cost?"), hits)
     assert whole.prompt_tokens > prompt.prompt_tokens + 150  # what trimming saves in prompt processing
 
 
@@ -117,7 +118,7 @@ def test_question_language():
 def test_invalid_markers_are_dropped_and_valid_ones_mapped():
     sources = [Source(1, hit("Apples are red.", "fruit.md", None), "Apples are red."),
                Source(2, hit("The pump runs at 3000 rpm.", "pump.pdf", 4), "The pump runs at 3000 rpm.")]
-    answer = make_answer("q", "Apples are red [1][9]. The pump runs at 3000 rpm【2】.", sources)
+    answer = make_answer(analyse_question("q"), "Apples are red [1][9]. The pump runs at 3000 rpm【2】.", sources)
     assert answer.text == "Apples are red [1]. The pump runs at 3000 rpm[2]."
     assert [(c.number, c.source, c.page) for c in answer.citations] == [(1, "fruit.md", None), (2, "pump.pdf", 4)]
     assert answer.supported and len(answer.sources) == 2
@@ -127,14 +128,14 @@ def test_a_citation_to_the_wrong_source_is_moved_to_the_supporting_one():
     sources = [Source(1, hit("Apples are red and sweet.", "fruit.md", None), "Apples are red and sweet."),
                Source(2, hit("The web interface listens on port 8501.", "ref.pdf", 2),
                       "The web interface listens on port 8501.")]
-    answer = make_answer("q", "The web interface listens on port 8501 [1].", sources)
+    answer = make_answer(analyse_question("q"), "The web interface listens on port 8501 [1].", sources)
     assert answer.text == "The web interface listens on port 8501 [2]."
     assert [c.source for c in answer.citations] == ["ref.pdf"]
 
 
 def test_answer_without_citations_is_flagged_unsupported():
     sources = [Source(1, hit("Apples are red."), "Apples are red.")]
-    answer = make_answer("q", "Bananas are yellow.", sources)
+    answer = make_answer(analyse_question("q"), "Bananas are yellow.", sources)
     assert not answer.supported and answer.citations == ()
 
 

@@ -192,5 +192,5 @@ def test_follow_up_question_is_understood_from_the_conversation(sample_pipeline)
                                         [Turn("Which port does the web interface listen on?", first.text)])
     for _ in stream:
         pass
-    assert stream.retrieval.question.startswith("Which port does the web interface listen on?")
+    assert stream.retrieval.question.search_text.startswith("Which port does the web interface listen on?")
     assert "127.0.0.1" in stream.answer.text

@@ -10,6 +10,7 @@ from app.pipeline import Pipeline
 from retrieval.rerank import CrossEncoderReranker, LexicalFusionReranker, NoReranker, RerankerError, load_reranker
 from retrieval.store import IndexMismatchError
 from tests.conftest import write
+from retrieval.question import analyse_question
 
 CORPUS = {
     "garden.md": "# Garden\n\nTomatoes need six hours of direct sunlight and deep watering twice a week.\n",
@@ -67,10 +68,10 @@ def test_first_stage_is_wide_and_second_stage_reorders_all_candidates(indexed):
 def test_lexical_fusion_promotes_the_exact_term_match(indexed):
     # Two candidates with near-equal dense scores: the one sharing the rare term wins.
     hits = indexed.retrieve("sourdough wild yeast").hits
-    fused = LexicalFusionReranker(dense_weight=0.0).rerank("sourdough wild yeast", hits[::-1])
+    fused = LexicalFusionReranker(dense_weight=0.0).rerank(analyse_question("sourdough wild yeast"), hits[::-1])
     assert fused[0].chunk.source == "bread.md"
     assert fused[0].rerank_score == pytest.approx(1.0)
-    unchanged = NoReranker().rerank("x", hits)
+    unchanged = NoReranker().rerank(analyse_question("x"), hits)
     assert [h.chunk.source for h in unchanged] == [h.chunk.source for h in hits]
 
 

@@ -8,6 +8,7 @@ from core.types import LoadedFile, Page
 from ingest.periods import Period, find_dates, find_quarters, find_versions, find_years, period_end_dates
 from ingest.records import describe_document
 from retrieval.scope import scope_question
+from retrieval.question import analyse_question
 
 
 def test_periods_in_english_and_chinese():
@@ -66,20 +67,20 @@ FILINGS = _records([
 
 
 def test_a_question_naming_an_organisation_and_period_is_scoped_to_that_document():
-    assert scope_question("What was Acme's revenue in Q2 2023?", FILINGS).documents == ("2023 Q2 ACME.pdf",)
-    assert scope_question("Globex revenue for the quarter ended March 31, 2023", FILINGS).documents == ("2023 Q1 GLOBEX.pdf",)
-    assert scope_question("GLOBEX net income, third quarter of 2023", FILINGS).documents == ("2023 Q3 GLOBEX.pdf",)
-    both = scope_question("Compare Acme and Globex revenue in Q1 2023", FILINGS)
+    assert scope_question(analyse_question("What was Acme's revenue in Q2 2023?"), FILINGS).documents == ("2023 Q2 ACME.pdf",)
+    assert scope_question(analyse_question("Globex revenue for the quarter ended March 31, 2023"), FILINGS).documents == ("2023 Q1 GLOBEX.pdf",)
+    assert scope_question(analyse_question("GLOBEX net income, third quarter of 2023"), FILINGS).documents == ("2023 Q3 GLOBEX.pdf",)
+    both = scope_question(analyse_question("Compare Acme and Globex revenue in Q1 2023"), FILINGS)
     assert set(both.documents) == {"2023 Q1 ACME.pdf", "2023 Q1 GLOBEX.pdf"}
 
 
 def test_latest_and_across_periods():
-    assert scope_question("What is Globex's revenue in its latest quarter?", FILINGS).documents == ("2023 Q3 GLOBEX.pdf",)
-    across = scope_question("How has Acme's revenue changed over the quarters?", FILINGS)
+    assert scope_question(analyse_question("What is Globex's revenue in its latest quarter?"), FILINGS).documents == ("2023 Q3 GLOBEX.pdf",)
+    across = scope_question(analyse_question("How has Acme's revenue changed over the quarters?"), FILINGS)
     assert across.across and across.documents == ("2023 Q1 ACME.pdf", "2023 Q2 ACME.pdf", "2023 Q3 ACME.pdf")
 
 
 def test_questions_naming_nothing_or_a_missing_period_are_not_scoped():
-    assert not scope_question("What is revenue recognition?", FILINGS).scoped
-    assert not scope_question("What was Acme's revenue in Q4 2021?", FILINGS).scoped  # no such filing
-    assert not scope_question("What was revenue in 2019?", FILINGS).scoped
+    assert not scope_question(analyse_question("What is revenue recognition?"), FILINGS).scoped
+    assert not scope_question(analyse_question("What was Acme's revenue in Q4 2021?"), FILINGS).scoped  # no such filing
+    assert not scope_question(analyse_question("What was revenue in 2019?"), FILINGS).scoped
