@@ -95,6 +95,20 @@ def safe_document_path(folder: Path, name: str, *, allow_subfolders: bool = Fals
     return target
 
 
+def save_uploads(folder: Path, files: Sequence[tuple[str, bytes]]) -> None:
+    """Write uploaded (name, bytes) into ``folder`` under safe names (``safe_document_path``).
+
+    Each file is written under a hidden partial name and renamed into place, so an interrupted
+    upload never leaves half a file under the real name.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files:
+        target = safe_document_path(folder, name)
+        partial = target.with_name(f".{target.name}.partial")
+        partial.write_bytes(data)
+        partial.replace(target)
+
+
 def find_documents(folder: Path) -> list[Path]:
     """Supported files below ``folder`` in a stable order.
 

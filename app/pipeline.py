@@ -27,24 +27,25 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from app.indexing import Indexer, UnsafeFileNameError, safe_document_path
+from app.indexing import Indexer, UnsafeFileNameError, safe_document_path, save_uploads
 from app.results import AnswerStream, AskTimings, CollectionStatus, IngestReport, Retrieval, RetrievalTimings
 from app.settings import Settings
 from core.errors import KbError
-from core.types import Answer, Citation, Hit, LoadedFile, Question, Source, Turn
+from core.types import Answer, Citation, LoadedFile, Question, Source, Turn
 from llm.answer import citation_from_source, make_answer
 from llm.generator import Generator, LlamaCppGenerator
-from llm.grounding import answer_support
+from llm.answer_support import answer_support
 from llm.models import resolve_model_path
 from llm.per_document import per_document_answer
 from llm.prompt import PromptBuilder
+from llm.refusals import DRAFT_WITHDRAWN, EMPTY_COLLECTION, NOT_IN_DOCUMENTS, NOTHING_FOUND, not_in_documents
 from retrieval import keywords
 from retrieval.embedders import Embedder, load_embedder
-from retrieval.evidence import AbstentionPolicy, Evidence
+from retrieval.evidence import AbstentionPolicy, measure_evidence
 from retrieval.fusion import FirstStage
 from retrieval.question import analyse_question
 from retrieval.rerank import Reranker, load_reranker
-from retrieval.scope import Scope, scope_question
+from retrieval.scope import Scope, prompt_hits, scope_question
 from retrieval.store import Collection, CollectionMissingError, WriteLock
 
 # What the CLI and the UI take from here besides the pipeline: its result types and the one error type.
@@ -53,39 +54,7 @@ __all__ = [
     "Retrieval", "RetrievalTimings", "Turn", "UnsafeFileNameError",
 ]
 
-NOTHING_FOUND = {
-    "en": "I could not find anything about this in the documents.",
-    "zh": "在文档中没有找到与这个问题相关的内容。",
-}
-NOT_IN_DOCUMENTS = {
-    "en": "The documents do not seem to contain the answer to this question. The closest passages found are listed below.",
-    "zh": "文档中似乎没有这个问题的答案。下面列出了找到的最接近的段落。",
-}
-NOT_MENTIONED = {
-    "en": "No passage found mentions: {items}.",
-    "zh": "找到的段落都没有提到：{items}。",
-}
 PER_DOCUMENT_TOKENS = 96  # one sentence with a figure per document; the model's extras are cut anyway
-DRAFT_WITHDRAWN = {
-    "en": "(The model's draft answer was withdrawn: no passage states it in answer to this question.)",
-    "zh": "（模型起草的答案已撤回：没有段落针对这个问题给出该答案。）",
-}
-EMPTY_COLLECTION = {
-    "en": "The knowledge base is empty. Add documents first: `kb ingest <folder>` or the Documents panel.",
-    "zh": "知识库是空的。请先添加文档：运行 `kb ingest <文件夹>` 或使用“文档”面板上传。",
-}
-
-
-def not_in_documents(question: Question, evidence: Evidence | None) -> str:
-    """The refusal, naming the question's names and numbers the passages lack: the user learns what to rephrase.
-
-    "Who won the 2021 Super Bowl?" over passages about 2022 -> "... No passage found mentions: 2021."
-    """
-    language = question.language
-    if evidence is None or not evidence.missing_specifics:
-        return NOT_IN_DOCUMENTS[language]
-    items = ("、" if language == "zh" else ", ").join(keywords.as_written(evidence.missing_specifics, question.text))
-    return f"{NOT_IN_DOCUMENTS[language]} {NOT_MENTIONED[language].format(items=items)}"
 
 
 class Pipeline:
@@ -221,12 +190,7 @@ class Pipeline:
         becomes ``passwd`` inside the documents folder, never a path outside it.
         """
         folder = self.settings.documents_dir
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, data in files:
-            target = safe_document_path(folder, name)
-            partial = target.with_name(f".{target.name}.partial")
-            partial.write_bytes(data)
-            partial.replace(target)  # an interrupted upload never leaves half a file under the real name
+        save_uploads(folder, files)
         # prune=False: an upload only adds; the collection may also hold files ingested from elsewhere.
         return self.ingest(folder, prune=False, progress=False)
 
@@ -285,19 +249,9 @@ class Pipeline:
         reranked = reranker.rerank(question, candidates)
         t3 = time.perf_counter()
         timings = RetrievalTimings(embed_ms=(t1 - t0) * 1e3, first_stage_ms=(t2 - t1) * 1e3, rerank_ms=(t3 - t2) * 1e3)
-        context = self._context(reranked, scope)
+        context = prompt_hits(reranked, scope, self.settings.context_chunks, self.settings.across_documents)
         return Retrieval(question=question, hits=tuple(reranked), timings=timings,
-                         evidence=self._evidence(collection, question, context), scope=scope, context=context)
-
-    def _context(self, hits: Sequence[Hit], scope: Scope) -> tuple[Hit, ...]:
-        """The hits for the prompt: the best ``context_chunks``; across periods, each document's best, oldest first."""
-        if not scope.across:
-            return tuple(hits[: self.settings.context_chunks])
-        best: dict[str, Hit] = {}
-        for hit in hits:
-            best.setdefault(hit.chunk.source, hit)
-        ordered = [best[source] for source in scope.documents if source in best]
-        return tuple(ordered[-self.settings.across_documents:])  # the newest when there are more
+                         evidence=measure_evidence(collection, question, context), scope=scope, context=context)
 
     def abstention_policy(self) -> AbstentionPolicy:
         reworded = self.settings.abstain_reworded_min_dense
@@ -323,19 +277,6 @@ class Pipeline:
         passages = [hit.chunk.text for hit in retrieval.context]
         support = answer_support(retrieval.question, answer.text, passages)
         return support.score < self.settings.abstain_min_answer_support
-
-    @staticmethod
-    def _evidence(collection: Collection, question: Question, top: Sequence[Hit]) -> Evidence | None:
-        if not top:
-            return None
-        return Evidence(
-            coverage=collection.keyword_coverage(question.keywords, [h.chunk_id for h in top if h.chunk_id is not None]),
-            best_keyword=max(h.keyword_score or 0.0 for h in top),
-            best_dense=max(h.dense_score or 0.0 for h in top),
-            # embedding_text: a name or period in a document's header (its file name, title) counts as present.
-            missing_specifics=keywords.missing_items(set(question.specific_items),
-                                                     "\n".join(h.chunk.embedding_text for h in top)),
-        )
 
     def ask_stream(
         self, question: str, history: Sequence[Turn] = (), documents: Sequence[str] | None = None

@@ -60,7 +60,7 @@ from evaluation.ranking import select_queries  # noqa: E402
 from app.pipeline import Pipeline  # noqa: E402
 from app.settings import load_settings  # noqa: E402
 from evaluation.beir import read_beir  # noqa: E402
-from llm.grounding import answer_support  # noqa: E402
+from llm.answer_support import answer_support  # noqa: E402
 from retrieval.evidence import AbstentionPolicy, Evidence  # noqa: E402
 from retrieval.keywords import language_neutral_items, missing_items, specific_items  # noqa: E402
 from retrieval.question import analyse_question  # noqa: E402

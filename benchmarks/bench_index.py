@@ -1,7 +1,7 @@
 """Vector index size limits: exact vs IVF search latency, recall and memory at 10k, 100k and 1M chunks.
 
 What it measures, for each size, with the store's own index builders
-(``retrieval.store.exact_index`` and ``retrieval.store.ivf_index``):
+(``retrieval.vector_index.VectorIndex.exact`` and ``.ivf``):
 
 - median and p95 milliseconds per single-query search (top 40), exact and IVF,
   measured side by side in one run;
@@ -48,6 +48,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from retrieval import store  # noqa: E402
+from retrieval.vector_index import VectorIndex  # noqa: E402
 
 DIM = 384
 
@@ -92,7 +93,7 @@ def compare(name: str, vectors: np.ndarray, queries: np.ndarray, nprobes: list[i
     ids = np.arange(len(vectors), dtype=np.int64)
     before = rss_mb()
     started = time.perf_counter()
-    exact = store.exact_index(vectors.shape[1])
+    exact = VectorIndex.exact(vectors.shape[1]).raw
     exact.add_with_ids(vectors, ids)
     exact_build = time.perf_counter() - started
     exact_rss = rss_mb() - before
@@ -106,7 +107,7 @@ def compare(name: str, vectors: np.ndarray, queries: np.ndarray, nprobes: list[i
     }
     before = rss_mb()
     started = time.perf_counter()
-    ivf = store.ivf_index(vectors)
+    ivf = VectorIndex.ivf(vectors).raw
     trained = time.perf_counter() - started
     ivf.add_with_ids(vectors, ids)
     ivf_build = time.perf_counter() - started
@@ -132,7 +133,7 @@ def real_collection(folder: Path, query_files: list[Path], limit: int) -> tuple[
     embedder = load_embedder(load_settings().embedding_model)
     collection = store.Collection.open(folder, embedder.identity)
     ids = np.array(sorted(collection._chunks), dtype=np.int64)  # noqa: SLF001 (benchmark reads the store's vectors)
-    vectors = collection._index.reconstruct_batch(ids)  # noqa: SLF001
+    vectors = collection.vectors(ids)
     texts = []
     for path in query_files:
         with path.open(encoding="utf-8") as lines:

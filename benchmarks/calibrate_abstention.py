@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from llm.grounding import answer_support  # noqa: E402
+from llm.answer_support import answer_support  # noqa: E402
 from retrieval.question import analyse_question  # noqa: E402
 
 

@@ -37,7 +37,8 @@ from dataclasses import replace
 
 from core.types import Answer, Citation, Question, Source
 from llm.figures import figures_in_right_rows
-from llm.grounding import MARKER, GroundedText, ground
+from llm.grounding import GroundedText, ground
+from llm.sentences import MARKER
 
 
 def citation_from_source(source: Source) -> Citation:

@@ -65,8 +65,10 @@ pickle." against "索引文件不使用 pickle 格式"), and let one wrong Chine
 pass on a shared model name. This is a lexical check, not entailment: a
 sentence that reuses a passage's words and numbers in a wrong relation passes.
 
-Deliberately not here: dropping markers that name no source, and the ``Answer``
-type (``llm.answer``); model-based entailment; deciding to abstain.
+Deliberately not here: cutting the answer into sentences and rewriting its markers
+(``llm.sentences``), dropping markers that name no source (``llm.answer``),
+model-based entailment, the answer-level check abstention runs
+(``llm.answer_support``), deciding to abstain.
 """
 
 from __future__ import annotations
@@ -76,11 +78,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from core.types import EvidenceSpan, Question, SentenceSupport
+from core.types import EvidenceSpan, SentenceSupport
+from llm.sentences import MARKER, cited_numbers, rewrite_markers, segments, sentence_spans
 from retrieval.keywords import (
     NUMBER as _NUMBER,
     content_keywords,
-    keyword_tokens,
     language_neutral_terms,
     text_language,
 )
@@ -91,13 +93,6 @@ CONTRIBUTION_MIN = 0.25  # a co-cited passage holding less (and none of the numb
 MIN_CLAIM_ITEMS = 2  # fewer keywords + numbers than this: not a checkable claim ("Yes.", "Steps")
 WINDOW_SENTENCES = 2  # a claim is compared with at most this many sentences of each passage
 
-# Marker forms the models write: [1], [1][2], [1, 2], [1，2], 【1】.
-MARKER = re.compile(r"[\[【]\s*(\d{1,3}(?:\s*[,，、]\s*\d{1,3})*)\s*[\]】]")
-_TRAILING_MARKERS = re.compile(r"(?:[ \t]*[\[【]\s*\d{1,3}(?:\s*[,，、]\s*\d{1,3})*\s*[\]】])+")
-# A Latin end only counts before a space, a marker or the end, so "3.11" and "llama.cpp" stay whole.
-_TERMINATOR = re.compile(r"[。！？；]+[”’」』）]*|[.!?]+[\"'”’)]*(?=\s|$|[\[【])|\n")
-_CODE_FENCE = re.compile(r"^[ \t]*(```|~~~).*?(?:^[ \t]*\1[^\n]*$|\Z)", re.MULTILINE | re.DOTALL)
-_BLOCK_START = re.compile(r"[ \t]*(?:\n|[-*+•#|>]|\d{1,3}[.)、]\s)")
 _LIST_PREFIX = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)、])\s+")
 _CLAUSE_END = re.compile(r"[，,;；:：]\s*")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -135,16 +130,6 @@ class GroundedText:
     sentences: tuple[SentenceSupport, ...]
 
 
-def split_sentences(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each sentence in ``text``, trailing [n] markers included.
-
-    Ends: 。！？； and .!? before a space, a marker or the end of the text, and
-    every line break. A "." followed by a lower-case word ("e.g. the") and a
-    list number ("1. ") do not end a sentence. A fenced code block is one piece.
-    """
-    return [(segment.start, segment.end) for segment in _segments(text)]
-
-
 def ground(text: str, passages: Mapping[int, str]) -> GroundedText:
     """Check each sentence of ``text`` against the numbered passages; move, add or flag its markers.
 
@@ -155,15 +140,15 @@ def ground(text: str, passages: Mapping[int, str]) -> GroundedText:
     sentences: list[SentenceSupport] = []
     position = 0
     length = 0
-    for segment in _segments(text):
+    for segment in segments(text):
         gap = text[position : segment.start]
         original = text[segment.start : segment.end]
-        cited = _cited_numbers(original, sources)
+        cited = cited_numbers(original, sources)
         if segment.claim:
             decision = _ground_sentence(original, cited, sources)
         else:
             decision = _Decision(cited, False, 0.0, (), checked=False)
-        rewritten = _rewrite(original, cited, decision.citations) if decision.citations != cited else original
+        rewritten = rewrite_markers(original, cited, decision.citations) if decision.citations != cited else original
         length += len(gap)
         sentences.append(
             SentenceSupport(
@@ -243,7 +228,7 @@ class _Passage:
 
     @cached_property
     def sentences(self) -> tuple[_Piece, ...]:
-        spans = _sentence_spans(self.text, 0, len(self.text), wrapped_lines=True)
+        spans = sentence_spans(self.text, 0, len(self.text), wrapped_lines=True)
         return tuple(self._piece(start, end) for start, end in spans)
 
     @cached_property
@@ -473,146 +458,3 @@ def _chinese_number(run: str) -> int | None:
     return (_CHINESE_DIGITS[tens] if tens else 1) * 10 + (_CHINESE_DIGITS[ones] if ones else 0)
 
 
-# ----- splitting and rewriting ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Segment:
-    start: int
-    end: int
-    claim: bool  # False for code blocks, headings, table rows, list introductions
-
-
-def _segments(text: str) -> list[_Segment]:
-    segments: list[_Segment] = []
-    position = 0
-    for fence in _CODE_FENCE.finditer(text):
-        segments += _prose_segments(text, position, fence.start())
-        segments.append(_Segment(fence.start(), fence.end(), claim=False))
-        position = fence.end()
-    return segments + _prose_segments(text, position, len(text))
-
-
-def _prose_segments(text: str, start: int, end: int) -> list[_Segment]:
-    segments = []
-    for s, e in _sentence_spans(text, start, end):
-        piece = text[s:e]
-        line_start = text.rfind("\n", 0, s) + 1
-        structural = (
-            text[line_start:s].strip() == "" and piece.lstrip().startswith(("#", "|"))  # heading, table row
-        ) or MARKER.sub("", piece).rstrip().endswith((":", "："))  # introduces a list
-        segments.append(_Segment(s, e, claim=not structural))
-    return segments
-
-
-def _sentence_spans(text: str, start: int, end: int, wrapped_lines: bool = False) -> list[tuple[int, int]]:
-    """Sentence spans; with ``wrapped_lines`` (passages: PDF text breaks lines mid-sentence) a
-    single line break ends a sentence only before a blank line, a list item or a heading."""
-    spans = []
-    sentence_start = start
-    for match in _TERMINATOR.finditer(text, start, end):
-        if match.start() < sentence_start:
-            continue  # inside markers already taken into the previous sentence
-        stop = match.end()
-        if match.group(0) == "\n":
-            if wrapped_lines and not _BLOCK_START.match(text, stop, end):
-                continue
-        else:
-            if match.group(0).startswith("."):
-                line_start = max(text.rfind("\n", 0, match.start()) + 1, sentence_start)
-                if re.fullmatch(r"\s*\d{1,3}", text[line_start : match.start()]):
-                    continue  # "1. " numbers a list item
-                if re.match(r"[ \t]*[a-z]", text[stop:end]):
-                    continue  # "e.g. the", "etc. and": the sentence goes on
-            markers = _TRAILING_MARKERS.match(text, stop, end)
-            if markers:
-                stop = markers.end()
-        _add_span(spans, text, sentence_start, stop)
-        sentence_start = stop
-    _add_span(spans, text, sentence_start, end)
-    return spans
-
-
-def _add_span(spans: list[tuple[int, int]], text: str, start: int, end: int) -> None:
-    piece = text[start:end]
-    stripped = piece.strip()
-    if stripped:
-        offset = start + len(piece) - len(piece.lstrip())
-        spans.append((offset, offset + len(stripped)))
-
-
-def _cited_numbers(sentence: str, sources: Mapping[int, object]) -> tuple[int, ...]:
-    numbers = (int(n) for m in MARKER.finditer(sentence) for n in re.findall(r"\d+", m.group(1)))
-    return tuple(dict.fromkeys(n for n in numbers if n in sources))
-
-
-def _rewrite(sentence: str, before: tuple[int, ...], after: tuple[int, ...]) -> str:
-    """Put ``after``'s markers where ``before``'s were: moved ones in place, dropped ones removed, new ones at the end."""
-    to_place = [n for n in after if n not in before]
-    placed: set[int] = set()
-
-    def replace(match: re.Match[str]) -> str:
-        out = []
-        for number in (int(n) for n in re.findall(r"\d+", match.group(1))):
-            if number in after and number not in placed:
-                chosen = number
-            elif number not in after and to_place:
-                chosen = to_place.pop(0)
-            else:
-                continue
-            if chosen not in placed:
-                placed.add(chosen)
-                out.append(f"[{chosen}]")
-        return "".join(out)
-
-    rewritten = MARKER.sub(replace, sentence)
-    rewritten = re.sub(r"[ \t]+([.。,，;；!！?？])", r"\1", rewritten)  # space a removed marker left before punctuation
-    missing = [n for n in after if n not in placed]
-    if missing:
-        markers = "".join(f"[{n}]" for n in missing)
-        end = re.search(r"[.!?。！？；]+[\"'”’)」』）]*$", rewritten)
-        cut = end.start() if end else len(rewritten)
-        body = rewritten[:cut].rstrip()
-        separator = "" if body and _CJK.match(body[-1]) else " "
-        rewritten = body + separator + markers + rewritten[cut:]
-    return rewritten
-
-
-# ----- the answer as a whole: does it stand next to the question's words? -----------------------
-# Used by abstention (``retrieval.evidence`` explains why "next to" matters). Passage sentences are cut
-# at plain terminators here, not with ``split_sentences``: the thresholds in docs/benchmarks.md were
-# measured with this cut.
-_PASSAGE_SENTENCE_END = re.compile(r"(?<=[.!?;。！？；\n])\s*")
-
-
-@dataclass(frozen=True)
-class AnswerSupport:
-    """The best window of two neighbouring passage sentences for an answer."""
-
-    answer_share: float  # share of the answer's own keywords found in the window
-    question_share: float  # share of the question's keywords found in the same window
-    answer_terms: int  # how many keywords the answer adds to the question (0: nothing to check)
-
-    @property
-    def score(self) -> float:
-        return self.answer_share * self.question_share
-
-
-def answer_support(question: Question, answer: str, passages: Sequence[str]) -> AnswerSupport:
-    question_terms = set(question.keywords)
-    answer_terms = set(keyword_tokens(MARKER.sub(" ", answer))) - question_terms
-    if not answer_terms:
-        return AnswerSupport(0.0, 0.0, 0)
-    best = AnswerSupport(0.0, 0.0, len(answer_terms))
-    for passage in passages:
-        sentences = [set(keyword_tokens(s)) for s in _PASSAGE_SENTENCE_END.split(passage) if s.strip()]
-        for i in range(len(sentences)):
-            window = sentences[i] | (sentences[i + 1] if i + 1 < len(sentences) else set())
-            candidate = AnswerSupport(
-                len(answer_terms & window) / len(answer_terms),
-                len(question_terms & window) / len(question_terms) if question_terms else 0.0,
-                len(answer_terms),
-            )
-            if candidate.score > best.score:
-                best = candidate
-    return best

@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from llm.generator import Generator
-from llm.grounding import MARKER
+from llm.sentences import MARKER
 from core.types import Question, Source
 from llm.prompt import PromptBuilder
 

@@ -26,7 +26,7 @@ and no specific item is missing. Thresholds: coverage calibrated on RGB and
 DomainRAG (``kb eval-qa``), the cosine on labelled reworded and off-topic
 questions (``benchmarks/abstention_paraphrases.py``); figures in docs/benchmarks.md.
 
-After generation, ``llm.grounding.answer_support`` checks the answer against
+After generation, ``llm.answer_support.answer_support`` checks the answer against
 the passages the way a reader would: the new information in the answer (its words that are
 not the question's) must stand in a passage *next to* the question's words,
 within two neighbouring sentences. Distractor passages are usually on the
@@ -36,13 +36,21 @@ words are" separates much better (RGB: "Super Bowl 2021 location" answered
 "Las Vegas" from a passage about Super Bowl LVIII fails, because "2021" is not
 in that sentence).
 
+``measure_evidence`` computes the first four for the passages that would go
+into the prompt.
+
 Deliberately not here: per-sentence citation checking for the UI
-(``llm.grounding``), the wording of the refusal (``app.pipeline``).
+(``llm.grounding``), the wording of the refusal (``llm.refusals``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from core.types import Hit, Question
+from retrieval.keywords import missing_items
+from retrieval.store import Collection
 
 
 @dataclass(frozen=True)
@@ -86,3 +94,16 @@ class AbstentionPolicy:
     def _reworded(self, evidence: Evidence) -> bool:
         return (self.reworded_min_dense is not None and evidence.best_dense >= self.reworded_min_dense
                 and not evidence.missing_specifics)
+
+
+def measure_evidence(collection: Collection, question: Question, top: Sequence[Hit]) -> Evidence | None:
+    """How well ``top`` (the passages for the prompt) cover the question; None when there are none."""
+    if not top:
+        return None
+    return Evidence(
+        coverage=collection.keyword_coverage(question.keywords, [h.chunk_id for h in top if h.chunk_id is not None]),
+        best_keyword=max(h.keyword_score or 0.0 for h in top),
+        best_dense=max(h.dense_score or 0.0 for h in top),
+        # embedding_text: a name or period in a document's header (its file name, title) counts as present.
+        missing_specifics=missing_items(set(question.specific_items), "\n".join(h.chunk.embedding_text for h in top)),
+    )

@@ -30,20 +30,22 @@ Worked example, with the 20 10-Q filings "2022 Q3 AAPL.pdf" ... "2023 Q3 NVDA.pd
     scope_question(analyse_question("How did Intel's revenue change over the quarters?"), records)
         -> the 4 Intel filings, oldest first, across=True
 
-Deliberately not here: what retrieval does with the scope (``retrieval.fusion``
-filters candidates to it, the pipeline picks one passage per document for
-``across``), synonyms of names ("Big Blue"), fiscal-calendar arithmetic.
+``prompt_hits`` picks the passages for the prompt from the ranked hits: the
+best few, or for ``across`` each document's best, oldest first.
+
+Deliberately not here: how retrieval searches within the scope (``retrieval.fusion``
+filters candidates to it), synonyms of names ("Big Blue"), fiscal-calendar arithmetic.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from datetime import date
 
-from core.types import Question
+from core.types import Hit, Question
 from ingest.periods import find_dates, find_quarters, find_versions, find_years, version_matches
 from ingest.records import DocumentRecord
 from retrieval.keywords import chinese_words
@@ -195,6 +197,18 @@ def scope_question(question: Question, records: Mapping[str, DocumentRecord]) ->
         "v" + ".".join(map(str, v)) for v in versions]
     return Scope(documents=tuple(ordered), names=tuple(named_words), periods=tuple(period_labels),
                  latest=latest, across=across, per_document_question=single_period_question(text) if across else "")
+
+
+def prompt_hits(hits: Sequence[Hit], scope: Scope, best: int, across: int) -> tuple[Hit, ...]:
+    """The hits for the prompt: the ``best`` first; across periods, each document's best, oldest first
+    (the newest ``across`` documents when there are more)."""
+    if not scope.across:
+        return tuple(hits[:best])
+    first: dict[str, Hit] = {}
+    for hit in hits:
+        first.setdefault(hit.chunk.source, hit)
+    ordered = [first[source] for source in scope.documents if source in first]
+    return tuple(ordered[-across:])
 
 
 _HOW_CHANGED = re.compile(

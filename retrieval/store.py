@@ -5,7 +5,7 @@ Layout of a collection folder::
     CURRENT              name of the live generation, replaced atomically
     gen-000007/
         manifest.json    format version, embedder identity, files and their hashes, document records
-        vectors.faiss    FAISS IndexIDMap2(IndexFlatIP), written by faiss itself
+        vectors.faiss    FAISS IndexIDMap2(IndexFlatIP) or IVF, written by faiss itself
         chunks.jsonl     one chunk per line, keyed by its FAISS id
         keywords.npz     the BM25 keyword index (``retrieval.keyword_index``)
         keyword_terms.json
@@ -20,11 +20,9 @@ was built by another tokenizer version, it is rebuilt from ``chunks.jsonl`` on
 load (seconds) and written with the next save, so upgrading the tokenizer never
 means embedding again.
 
-Crash safety: a save writes a whole new generation folder, flushes it to disk,
-then points ``CURRENT`` at it with an atomic rename. A crash at any moment
-leaves ``CURRENT`` naming a complete generation, so readers (the UI) see the
-old or the new collection, never a half-written one. The previous generation
-is kept until the next save, for a reader that is still loading it.
+Crash safety: each save is a new generation made live by an atomic rename of
+``CURRENT`` (``retrieval.generations``); readers see the old or the new
+collection, never a half-written one.
 
 Opening a collection with an embedder other than the one that built it raises
 ``IndexMismatchError``: vectors from two models are not comparable.
@@ -45,17 +43,10 @@ model are dropped on load, and until every chunk has one again
 the second scores out rather than mix models. Opened without a second
 embedder, a collection ignores the file, and its next save leaves it out.
 
-Index type by size: exact inner-product search (IndexIDMap2 over IndexFlatIP)
-up to ``exact_up_to`` chunks; above, an inverted-file index (IndexIVFFlat,
-about sqrt(n) lists, a quarter of them searched) that keeps adding and removing
-chunks without a rebuild. It is built when a save crosses the threshold,
-retrained when the collection has grown fourfold since, and turned back into an
-exact index below half the threshold. Threshold and the share of lists searched are
-measured (benchmarks/bench_index.py: recall@10 against exact search at least
-0.95 on the real bilingual collection's vectors; exact search costs 13 ms at
-100k chunks and grows linearly).
-IVF rather than HNSW because HNSW cannot delete, and deleting documents is an
-everyday operation here.
+Index type by size: exact up to ``exact_up_to`` chunks, IVF above
+(``retrieval.vector_index``, measured in benchmarks/bench_index.py). IVF rather
+than HNSW because HNSW cannot delete, and deleting documents is an everyday
+operation here.
 
 Deliberately not here: fusing the two searches (``retrieval.fusion``),
 compaction of the generation history, product quantisation (memory is not the
@@ -66,33 +57,26 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import os
-import re
-import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import faiss
 import numpy as np
 from filelock import FileLock, Timeout
 
 from core.errors import KbError
-from core.types import Chunk
+from core.types import Chunk, Hit
 from ingest.records import DocumentRecord
 from retrieval.embedders import EmbedderIdentity
-from core.types import Hit
 from retrieval.keyword_index import KeywordIndex
 from retrieval.keywords import TOKENIZER_VERSION, text_language
+from retrieval.generations import GENERATION, current_generation, write_generation
+from retrieval.vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2  # 2: document records, chunk headers
 EXACT_UP_TO = 200_000  # chunks; beyond this, exact search costs more than the rest of a query
-IVF_PROBED_SHARE = 4  # search 1/4 of the lists: recall@10 0.97 on real e5 vectors (1/8: 0.955, too close)
-IVF_MIN_NPROBE = 32
-_GENERATION = re.compile(r"^gen-(\d{6})$")
 SECOND_VECTORS_FILE = "second_vectors.faiss"
 
 
@@ -147,10 +131,9 @@ class Collection:
         self.folder = Path(folder)
         self.identity = identity
         self.second_identity = second_identity
-        self._second = exact_index(second_identity.dim) if second_identity else None
+        self._second = VectorIndex.exact(second_identity.dim) if second_identity else None
         self.exact_up_to = exact_up_to
-        self._index = exact_index(identity.dim)
-        self._trained_on = 0  # collection size when the IVF index was trained (0: exact index)
+        self._index = VectorIndex.exact(identity.dim)
         self._chunks: dict[int, Chunk] = {}
         self._files: dict[str, IndexedFile] = {}
         self._records: dict[str, DocumentRecord] = {}
@@ -193,15 +176,12 @@ class Collection:
     @staticmethod
     def current_generation(folder: Path) -> str | None:
         """The live generation's name, cheap enough to poll before every query."""
-        try:
-            return (Path(folder) / "CURRENT").read_text(encoding="utf-8").strip()
-        except FileNotFoundError:
-            return None
+        return current_generation(folder)
 
     def _load(self) -> None:
         generation = self.current_generation(self.folder)
         gen_dir = self.folder / (generation or "")
-        if not generation or not _GENERATION.match(generation) or not gen_dir.is_dir():
+        if not generation or not GENERATION.match(generation) or not gen_dir.is_dir():
             raise CorruptCollectionError(
                 f"{self.folder}/CURRENT names {generation!r}, which is missing; "
                 "delete the collection folder and ingest again"
@@ -227,7 +207,8 @@ class Collection:
                 "or ingest into a new collection"
             )
         try:
-            index = faiss.read_index(str(gen_dir / "vectors.faiss"))
+            trained_on = int((manifest.get("vector_index") or {}).get("trained_on", 0))
+            index = VectorIndex.read(gen_dir / "vectors.faiss", trained_on)
             chunks: dict[int, Chunk] = {}
             with (gen_dir / "chunks.jsonl").open(encoding="utf-8") as lines:
                 for line in lines:
@@ -237,13 +218,11 @@ class Collection:
                     chunks[chunk_id] = Chunk(**row)
         except (OSError, RuntimeError, json.JSONDecodeError, TypeError, KeyError) as exc:
             raise CorruptCollectionError(f"damaged collection files in {gen_dir}: {exc}") from exc
-        if index.ntotal != len(chunks) or index.d != self.identity.dim:
+        if index.size != len(chunks) or index.dim != self.identity.dim:
             raise CorruptCollectionError(
-                f"{gen_dir}: {index.ntotal} vectors of dimension {index.d} but {len(chunks)} chunks"
+                f"{gen_dir}: {index.size} vectors of dimension {index.dim} but {len(chunks)} chunks"
             )
-        # read_index returns the concrete class already; downcasting it again crashes faiss.
         self._index = index
-        self._trained_on = int((manifest.get("vector_index") or {}).get("trained_on", 0))
         self._chunks = chunks
         self._files = {
             source: IndexedFile(source, row["content_sha256"], tuple(row["chunk_ids"]), row["pages"])
@@ -257,10 +236,10 @@ class Collection:
         self._second = self._load_second(gen_dir, manifest.get("second_embedder"))
         self.generation = generation
 
-    def _load_second(self, gen_dir: Path, described: dict | None) -> faiss.Index | None:
+    def _load_second(self, gen_dir: Path, described: dict | None) -> VectorIndex | None:
         if self.second_identity is None:
             return None
-        empty = exact_index(self.second_identity.dim)
+        empty = VectorIndex.exact(self.second_identity.dim)
         if not described:
             return empty  # built without one: the next ingest computes them
         if EmbedderIdentity(**described) != self.second_identity:
@@ -268,12 +247,12 @@ class Collection:
                      self.folder, described.get("name"))
             return empty
         try:
-            index = faiss.read_index(str(gen_dir / SECOND_VECTORS_FILE))
+            index = VectorIndex.read(gen_dir / SECOND_VECTORS_FILE)
         except (OSError, RuntimeError) as exc:
             raise CorruptCollectionError(f"damaged collection files in {gen_dir}: {exc}") from exc
-        if index.d != self.second_identity.dim or index.ntotal > len(self._chunks):
+        if index.dim != self.second_identity.dim or index.size > len(self._chunks):
             raise CorruptCollectionError(
-                f"{gen_dir}: {index.ntotal} second-embedder vectors of dimension {index.d} for {len(self._chunks)} chunks"
+                f"{gen_dir}: {index.size} second-embedder vectors of dimension {index.dim} for {len(self._chunks)} chunks"
             )
         return index
 
@@ -325,17 +304,15 @@ class Collection:
         """(chunk id, cosine) of the ``k`` nearest chunks, best first."""
         if not self._chunks or k <= 0:
             return []
-        query = np.asarray(query_vector, dtype=np.float32).reshape(1, -1)
-        scores, ids = self._index.search(query, min(k, len(self._chunks)))
-        return [(int(i), float(score)) for score, i in zip(scores[0], ids[0]) if i >= 0]
+        return self._index.search(query_vector, min(k, len(self._chunks)))
 
     def dense_scores(self, query_vector: np.ndarray, chunk_ids: Sequence[int]) -> np.ndarray:
         """Cosine of the query with each given chunk's stored vector."""
-        return _cosines(self._index, query_vector, chunk_ids)
+        return self._index.cosines(query_vector, chunk_ids)
 
     def vectors(self, chunk_ids: Sequence[int]) -> np.ndarray:
         """The stored vectors of the given chunks."""
-        return self._index.reconstruct_batch(np.asarray(chunk_ids, dtype=np.int64))
+        return self._index.vectors(chunk_ids)
 
     @property
     def has_second_vectors(self) -> bool:
@@ -349,19 +326,19 @@ class Collection:
         Second vectors only exist for chunks of the collection (they are added with their chunks or
         for missing ones, removed with their file), so the count is the difference of the sizes.
         """
-        return len(self._chunks) - self._second.ntotal if self._second is not None else 0
+        return len(self._chunks) - self._second.size if self._second is not None else 0
 
     def second_scores(self, query_vector: np.ndarray, chunk_ids: Sequence[int]) -> np.ndarray:
         """Cosine of the second embedder's query vector with each given chunk's second vector."""
         if self._second is None:
             raise ValueError("this collection was opened without a second embedder")
-        return _cosines(self._second, query_vector, chunk_ids)
+        return self._second.cosines(query_vector, chunk_ids)
 
     def missing_second_vectors(self) -> list[int]:
         """Chunk ids that have no second-embedder vector yet (none when no second embedder is configured)."""
         if self._second is None:
             return []
-        present = set(faiss.vector_to_array(self._second.id_map).tolist()) if self._second.ntotal else set()
+        present = self._second.ids()
         return [chunk_id for chunk_id in self._chunks if chunk_id not in present]
 
     def put_second_vectors(self, chunk_ids: Sequence[int], vectors: np.ndarray) -> None:
@@ -369,9 +346,7 @@ class Collection:
             raise ValueError("this collection was opened without a second embedder")
         if len(chunk_ids) != len(vectors):
             raise ValueError(f"{len(chunk_ids)} chunk ids but {len(vectors)} vectors")
-        if len(chunk_ids):
-            self._second.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
-                                      np.asarray(chunk_ids, dtype=np.int64))
+        self._second.add(chunk_ids, vectors)
 
     def search_keywords(self, terms: Sequence[str], k: int) -> list[tuple[int, float]]:
         """(chunk id, normalised BM25) of the ``k`` best keyword matches for the query's keyword tokens, best first."""
@@ -405,8 +380,7 @@ class Collection:
         self.remove_file(source)
         ids = np.arange(self._next_id, self._next_id + len(chunks), dtype=np.int64)
         self._next_id += len(chunks)
-        if len(chunks):
-            self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
+        self._index.add(ids, vectors)
         for chunk_id, chunk in zip(ids.tolist(), chunks):
             self._chunks[chunk_id] = chunk
             self._keywords.add(chunk_id, chunk.embedding_text)
@@ -421,10 +395,9 @@ class Collection:
         self._records.pop(source, None)
         if record is None:
             return False
-        if record.chunk_ids:
-            self._index.remove_ids(np.asarray(record.chunk_ids, dtype=np.int64))
-            if self._second is not None:
-                self._second.remove_ids(np.asarray(record.chunk_ids, dtype=np.int64))
+        self._index.remove(record.chunk_ids)
+        if self._second is not None:
+            self._second.remove(record.chunk_ids)
         for chunk_id in record.chunk_ids:
             self._chunks.pop(chunk_id, None)
             self._languages.pop(chunk_id, None)
@@ -433,44 +406,25 @@ class Collection:
 
     @property
     def index_kind(self) -> str:
-        return "ivf" if isinstance(self._index, faiss.IndexIVF) else "exact"
-
-    def _fit_index_to_size(self) -> None:
-        """Switch between exact and IVF search as the collection crosses the thresholds."""
-        count = len(self._chunks)
-        if self.index_kind == "exact":
-            rebuild = count > self.exact_up_to
-        else:
-            rebuild = count < self.exact_up_to // 2 or count > 4 * self._trained_on
-        if not rebuild:
-            return
-        ids = np.fromiter(self._chunks, dtype=np.int64, count=count)
-        vectors = self._index.reconstruct_batch(ids) if count else np.zeros((0, self.identity.dim), np.float32)
-        if count > self.exact_up_to:
-            self._index, self._trained_on = ivf_index(vectors), count
-        else:
-            self._index, self._trained_on = exact_index(self.identity.dim), 0
-        if count:
-            self._index.add_with_ids(np.ascontiguousarray(vectors), ids)
+        return self._index.kind
 
     # ----- saving ----------------------------------------------------------
     def save(self) -> str:
-        """Write a new generation and make it live atomically; returns its name."""
-        self._fit_index_to_size()
-        self.folder.mkdir(parents=True, exist_ok=True)
-        existing = sorted(int(m.group(1)) for m in map(_GENERATION.match, os.listdir(self.folder)) if m)
-        name = f"gen-{(existing[-1] + 1 if existing else 1):06d}"
-        staging = self.folder / f".staging-{name}-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
-        faiss.write_index(self._index, str(staging / "vectors.faiss"))
+        """Write a new generation and make it live atomically (``retrieval.generations``); returns its name."""
+        # Exact or IVF search as the collection crosses the thresholds (``retrieval.vector_index``).
+        self._index = self._index.fitted(self._chunks, len(self._chunks), self.exact_up_to)
+        self.generation = write_generation(self.folder, self._write_files, previous=self.generation)
+        return self.generation
+
+    def _write_files(self, staging: Path) -> None:
+        self._index.write(staging / "vectors.faiss")
         with (staging / "chunks.jsonl").open("w", encoding="utf-8") as out:
             for chunk_id, chunk in self._chunks.items():
                 row = {"id": chunk_id, **asdict(chunk)}
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
         self._keywords.save(staging)
         if self._second is not None:
-            faiss.write_index(self._second, str(staging / SECOND_VECTORS_FILE))
+            self._second.write(staging / SECOND_VECTORS_FILE)
         manifest = {
             "format_version": FORMAT_VERSION,
             "embedder": asdict(self.identity),
@@ -478,7 +432,7 @@ class Collection:
             "next_id": self._next_id,
             "keyword_index": {"tokenizer": TOKENIZER_VERSION},
             "second_embedder": asdict(self.second_identity) if self._second is not None else None,
-            "vector_index": {"kind": self.index_kind, "trained_on": self._trained_on},
+            "vector_index": {"kind": self.index_kind, "trained_on": self._index.trained_on},
             "files": {
                 source: {"content_sha256": f.content_sha256, "chunk_ids": list(f.chunk_ids), "pages": f.pages}
                 for source, f in sorted(self._files.items())
@@ -486,48 +440,6 @@ class Collection:
             "documents": {source: asdict(record) for source, record in sorted(self._records.items())},
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
-        _fsync_tree(staging)
-        os.rename(staging, self.folder / name)
-        pointer = self.folder / f".CURRENT.{os.getpid()}"
-        pointer.write_text(name, encoding="utf-8")
-        _fsync_file(pointer)
-        os.replace(pointer, self.folder / "CURRENT")  # the commit point
-        _fsync_dir(self.folder)
-        previous = self.generation
-        self.generation = name
-        self._remove_old_generations(keep={name, previous})
-        return name
-
-    def _remove_old_generations(self, keep: Iterable[str | None]) -> None:
-        keep = set(keep)
-        for entry in os.listdir(self.folder):
-            if (_GENERATION.match(entry) and entry not in keep) or entry.startswith(".staging-"):
-                shutil.rmtree(self.folder / entry, ignore_errors=True)
-
-
-def _cosines(index: faiss.Index, query_vector: np.ndarray, chunk_ids: Sequence[int]) -> np.ndarray:
-    """Inner products (cosines: vectors are unit length) of the query with the given ids' stored vectors."""
-    if not len(chunk_ids):
-        return np.zeros(0)
-    vectors = index.reconstruct_batch(np.asarray(chunk_ids, dtype=np.int64))
-    return vectors @ np.asarray(query_vector, dtype=np.float32).ravel()
-
-
-def exact_index(dim: int) -> faiss.Index:
-    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-
-
-def ivf_index(vectors: np.ndarray) -> faiss.Index:
-    """An untrained-then-trained IVF index sized for ``vectors``; still empty."""
-    count, dim = vectors.shape
-    lists = int(2 ** round(math.log2(max(math.sqrt(count), 64))))  # about sqrt(n), a power of two
-    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
-    index.cp.niter = 10  # k-means converges enough for search in 10 rounds; 25 doubles the cost
-    sample = vectors[np.random.default_rng(0).choice(count, size=min(count, 40 * lists), replace=False)]
-    index.train(np.ascontiguousarray(sample))
-    index.set_direct_map_type(faiss.DirectMap.Hashtable)  # reconstruct (fusion) and remove by id
-    index.nprobe = max(IVF_MIN_NPROBE, lists // IVF_PROBED_SHARE)
-    return index
 
 
 class WriteLock:
@@ -549,22 +461,3 @@ class WriteLock:
 
     def __exit__(self, *exc_info: object) -> None:
         self._lock.release()
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _fsync_tree(folder: Path) -> None:
-    for path in folder.iterdir():
-        _fsync_file(path)
-    _fsync_dir(folder)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llm.grounding import answer_support
+from llm.answer_support import answer_support
 from retrieval.evidence import AbstentionPolicy, Evidence
 from retrieval.keyword_index import KeywordIndex
 from retrieval.question import analyse_question

@@ -6,7 +6,8 @@ import pytest
 
 from core.types import Chunk
 from llm.answer import make_answer
-from llm.grounding import ground, split_sentences, support_score
+from llm.grounding import ground, support_score
+from llm.sentences import split_sentences
 from core.types import Source
 from llm.prompt import PromptBuilder
 from core.types import Hit

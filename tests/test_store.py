@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from core.types import Chunk
+from retrieval import generations as generations_module
 from retrieval import store as store_module
 from retrieval.embedders import EmbedderIdentity
 from retrieval.store import (
@@ -95,7 +96,7 @@ def test_crash_during_save_leaves_the_previous_generation_live(tmp_path, monkeyp
     def crash(*args, **kwargs):  # the process dies between writing the new files and committing them
         raise OSError("disk full")
 
-    monkeypatch.setattr(store_module.os, "replace", crash)
+    monkeypatch.setattr(generations_module.os, "replace", crash)
     with pytest.raises(OSError, match="disk full"):
         collection.save()
     monkeypatch.undo()
