@@ -25,7 +25,7 @@ import typer
 from app.pipeline import Pipeline
 from app.settings import Settings, SettingsError, load_settings
 from core.types import Answer, Turn
-from evaluation import answers as qa_evaluation
+from evaluation import answers as answer_evaluation
 from evaluation.beir import BeirFormatError, read_beir
 from evaluation.qa_sets import QASetError, read_qa_set
 from evaluation.ranking import EvalConfig, EvalReport, machine_description, select_queries
@@ -291,16 +291,16 @@ def evaluate_qa(
     outcomes, summaries = [], []
     try:
         for qa_set in sets:
-            items = qa_evaluation.select_items(qa_set, sample)
-            answerable, negatives, built_all, built_neg = qa_evaluation.build_collections(
+            items = answer_evaluation.select_items(qa_set, sample)
+            answerable, negatives, built_all, built_neg = answer_evaluation.build_collections(
                 base, qa_set, items, progress=False if quiet else None)
             typer.echo(f"{qa_set.name}: {len(items)} questions; {answerable.settings.collection}: {built_all.summary()}; "
                        f"{negatives.settings.collection}: {built_neg.summary()}", err=True)
-            outcomes += qa_evaluation.evaluate_set(qa_set, items, answerable, negatives, retrieval_only=retrieval_only,
+            outcomes += answer_evaluation.evaluate_set(qa_set, items, answerable, negatives, retrieval_only=retrieval_only,
                                                    progress=False if quiet else None)
-            summaries.append(qa_evaluation.summarise(qa_set.name, outcomes))
+            summaries.append(answer_evaluation.summarise(qa_set.name, outcomes))
             if json_path:  # after each set, so a long run keeps what it finished
-                json_path.write_text(qa_evaluation.outcomes_to_json(outcomes, summaries), encoding="utf-8")
+                json_path.write_text(answer_evaluation.outcomes_to_json(outcomes, summaries), encoding="utf-8")
     except (StoreError, ModelError, GenerationError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(3) from None

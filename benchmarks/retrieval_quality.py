@@ -19,7 +19,7 @@ What it measures, per (set, embedder, reranker):
 The real code is run: ``retrieval.embedders.load_embedder``, a
 ``retrieval.store.Collection`` filled with ``Collection.put_file``, and the
 rerankers ``NoReranker`` and ``LexicalFusionReranker(dense_weight=w)``. Each
-document becomes one ``ingest.documents.Chunk`` whose heading path is its title,
+document becomes one ``core.types.Chunk`` whose heading path is its title,
 so the embedder and BM25 see ``title + "\\n" + text`` as ingest would.
 
 What it does not measure:
