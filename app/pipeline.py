@@ -46,6 +46,7 @@ from retrieval.fusion import FirstStage
 from retrieval.question import analyse_question
 from retrieval.rerank import Reranker, load_reranker
 from retrieval.scope import Scope, prompt_hits, scope_question
+from retrieval.table_rows import prefer_asked_rows
 from retrieval.store import Collection, CollectionMissingError, WriteLock
 
 # What the CLI and the UI take from here besides the pipeline: its result types and the one error type.
@@ -247,6 +248,8 @@ class Pipeline:
                                         second_vector=second_vector, within=within)
         t2 = time.perf_counter()
         reranked = reranker.rerank(question, candidates)
+        if scope.scoped:  # within named documents: the statement row over the prose that discusses it
+            reranked = prefer_asked_rows(question, reranked, self.settings.table_row_weight)
         t3 = time.perf_counter()
         timings = RetrievalTimings(embed_ms=(t1 - t0) * 1e3, first_stage_ms=(t2 - t1) * 1e3, rerank_ms=(t3 - t2) * 1e3)
         context = prompt_hits(reranked, scope, self.settings.context_chunks, self.settings.across_documents)

@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     reranker: str = Field("none", description="'none', 'lexical-fusion' or a CrossEncoder folder.")
     rerank_dense_weight: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the first-stage score in lexical fusion.")
     document_scope: Literal["filter", "off"] = Field("filter", description="A question naming documents (an organisation, a period, 'the latest': retrieval.scope) searches only those ('filter') or is not scoped ('off'). A score boost instead of the filter was measured and not adopted (docs/benchmarks.md).")
+    table_row_weight: float = Field(1.0, ge=0.0, le=10.0, description="In the documents a question names, passages whose table has a row labelled with what the question asks for move up by this x the row match (retrieval.table_rows); 0 switches it off.")
     across_documents: int = Field(8, ge=1, le=20, description="Most documents a question across periods ('over the quarters') gets one passage from.")
     abstain: bool = Field(True, description="Say 'not in the documents' when the passages do not cover the question.")
     abstain_min_coverage: float = Field(0.45, ge=0.0, le=1.0, description="Least share of the question's keyword weight the passages must contain (calibrated on RGB + DomainRAG, docs/benchmarks.md).")

@@ -10,6 +10,9 @@ how retrieval works) through the pipeline with the default settings and scores:
   forms (kinds single_figure, latest, single_fact, table_cell);
 - across-document questions (across_periods, across_companies, across_versions,
   within_filing): every gold item stated, and the share of items stated;
+- with ``--retrieval-only``: the share of single-figure questions whose gold
+  figure stands in one of the passages given to the model (the ceiling of
+  single-figure accuracy that passage choice sets);
 - false refusals: answerable questions answered "not in the documents";
   rejection: unanswerable questions refused;
 - time to first token and total time, median.
@@ -80,6 +83,10 @@ def score(question: dict, result: dict) -> dict:
     gold_files = list(dict.fromkeys(item["file"] for item in gold))
     scored["right_document"] = any(f in files for f in gold_files)
     scored["document_share"] = sum(f in files for f in gold_files) / len(gold_files)
+    if "passages" in result and question["kind"] in SINGLE:
+        # The gold figure stands in a passage given to the model: the most a right answer could be.
+        shown = "\n".join(result["passages"])
+        scored["figure_in_passages"] = any(item_stated(shown, item) for item in gold)
     if "answer" in result:
         answer = result["answer"]
         scored["false_refusal"] = bool(result.get("abstained"))
@@ -101,6 +108,8 @@ def summarise(scored: list[dict], results: list[dict]) -> dict:
         "right_document_single": _share([s["right_document"] for s in answerable if s["kind"] in SINGLE]),
         "document_share_multi": _mean([s["document_share"] for s in answerable if s["kind"] in MULTI]),
     }
+    if any("figure_in_passages" in s for s in scored):
+        summary["single_figure_in_passages"] = _share([s["figure_in_passages"] for s in scored if "figure_in_passages" in s])
     if any("figure_right" in s for s in scored):
         summary.update({
             "single_figure_accuracy": _share([s["figure_right"] for s in scored if "figure_right" in s]),
@@ -170,6 +179,7 @@ def run(args: argparse.Namespace) -> None:
             retrieval = pipeline.retrieve(question["question"])
             context = getattr(retrieval, "context", None) or retrieval.hits[: settings.context_chunks]
             result = {"id": question["id"], "sources": [_source(hit.chunk) for hit in context],
+                      "passages": [hit.chunk.text for hit in context],
                       "retrieval_ms": (time.perf_counter() - started) * 1e3}
         else:
             stream = pipeline.ask_stream(question["question"])

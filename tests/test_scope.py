@@ -84,3 +84,39 @@ def test_questions_naming_nothing_or_a_missing_period_are_not_scoped():
     assert not scope_question(analyse_question("What is revenue recognition?"), FILINGS).scoped
     assert not scope_question(analyse_question("What was Acme's revenue in Q4 2021?"), FILINGS).scoped  # no such filing
     assert not scope_question(analyse_question("What was revenue in 2019?"), FILINGS).scoped
+
+
+REPORT = """# {name} quarterly report, third quarter of 2024
+
+{name} Inc.
+
+## Management discussion
+
+{name}'s net revenue grew in the third quarter of 2024 on stronger demand for its
+cloud services and the revenue recognised from the new data centre contracts. Revenue
+from hardware fell as customers delayed purchases; we expect net revenue to keep growing.
+
+## Statement of operations
+
+| (In millions) | Three Months Ended September 30, 2024 | Three Months Ended September 30, 2023 |
+| --- | --- | --- |
+| Net revenue | {revenue} | {last} |
+| Cost of sales | 4,102 | 3,980 |
+| Operating income | 1,377 | 1,052 |
+"""
+
+
+def test_within_a_named_document_the_table_row_asked_for_beats_the_prose_about_it(make_pipeline, tmp_path):
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    for name, revenue, last in (("Initech", "9,318", "8,861"), ("Hooli", "12,540", "11,075")):
+        (folder / f"2024 Q3 {name.upper()}.md").write_text(REPORT.format(name=name, revenue=revenue, last=last), encoding="utf-8")
+    question = "What was Initech's net revenue in the third quarter of 2024?"
+    off = make_pipeline(table_row_weight=0.0)
+    off.ingest(folder, progress=False)
+    assert off.retrieve(question).context[0].chunk.heading_path[-1] == "Management discussion"
+    on = make_pipeline()  # the default weight, on the same collection
+    retrieval = on.retrieve(question)
+    assert retrieval.scope.documents == ("2024 Q3 INITECH.md",)
+    assert retrieval.context[0].chunk.heading_path[-1] == "Statement of operations"
+    assert "9,318" in retrieval.context[0].chunk.text
