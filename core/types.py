@@ -142,6 +142,7 @@ class Question:
     keywords: tuple[str, ...]  # keyword tokens of ``search_text`` (BM25, coverage, the second stage, answer support)
     content_keywords: frozenset[str]  # of ``text``, lone Chinese characters left out (trimming, table rows)
     specific_items: frozenset[str]  # of ``search_text``: names, numbers, identifiers a passage must hold
+    stated_numbers: frozenset[str] = frozenset()  # numbers and identifiers ``text`` states ("8.4", "kb_ui_port")
 
 
 # ----- retrieval -------------------------------------------------------------------------

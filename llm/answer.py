@@ -84,7 +84,8 @@ def make_answer(question: Question, generated: str, sources: Sequence[Source]) -
     # shortened it), so evidence offsets hold for the chunk text too. The source's header (its document's
     # organisation and period) was shown as well: a period stated only there counts, its offsets are taken off.
     headers = {source.number: source.hit.chunk.header + "\n" if source.hit.chunk.header else "" for source in sources}
-    grounded = ground(text, {source.number: headers[source.number] + source.text for source in sources})
+    grounded = ground(text, {source.number: headers[source.number] + source.text for source in sources},
+                      given=question.stated_numbers)
     if any(headers.values()):
         grounded = _without_headers(grounded, {number: len(header) for number, header in headers.items()})
     # A figure copied from the wrong row of a cited table (cost of sales for net sales) is not supported.

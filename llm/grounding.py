@@ -130,10 +130,12 @@ class GroundedText:
     sentences: tuple[SentenceSupport, ...]
 
 
-def ground(text: str, passages: Mapping[int, str]) -> GroundedText:
+def ground(text: str, passages: Mapping[int, str], given: frozenset[str] = frozenset()) -> GroundedText:
     """Check each sentence of ``text`` against the numbered passages; move, add or flag its markers.
 
-    ``text``'s markers must already be in the form [n] (``llm.answer`` does this).
+    ``text``'s markers must already be in the form [n] (``llm.answer`` does this). ``given``: the numbers
+    and identifiers the question itself states ("TiDB 8.4", "KB_UI_PORT"): an answer that repeats them
+    claims nothing by them, so a passage need not hold them (it may name the version only in its title).
     """
     sources = {number: _Passage(passage) for number, passage in passages.items()}
     pieces: list[str] = []
@@ -145,7 +147,7 @@ def ground(text: str, passages: Mapping[int, str]) -> GroundedText:
         original = text[segment.start : segment.end]
         cited = cited_numbers(original, sources)
         if segment.claim:
-            decision = _ground_sentence(original, cited, sources)
+            decision = _ground_sentence(original, cited, sources, given)
         else:
             decision = _Decision(cited, False, 0.0, (), checked=False)
         rewritten = rewrite_markers(original, cited, decision.citations) if decision.citations != cited else original
@@ -287,13 +289,15 @@ class _Decision:
     checked: bool = True
 
 
-def _ground_sentence(sentence: str, cited: tuple[int, ...], sources: Mapping[int, _Passage]) -> _Decision:
+def _ground_sentence(
+    sentence: str, cited: tuple[int, ...], sources: Mapping[int, _Passage], given: frozenset[str] = frozenset()
+) -> _Decision:
     bare = _bare(sentence)
     unchecked = _Decision(cited, False, 0.0, (), checked=False)
     if _ABSTENTION.search(bare):
         return unchecked
     language = text_language(bare)
-    items_for = {lang: _comparable_items(bare, lang) for lang in {language, *(p.language for p in sources.values())}}
+    items_for = {lang: _comparable_items(bare, lang, given) for lang in {language, *(p.language for p in sources.values())}}
     if items_for[language].count < MIN_CLAIM_ITEMS:
         return unchecked  # "Yes.", "Steps": not a claim
 
@@ -418,17 +422,17 @@ def _term_in(term: str, piece: _Piece) -> bool:
     return term in piece.terms or (_CJK.match(term) is not None and term in piece.lowered)
 
 
-def _comparable_items(sentence: str, passage_language: str) -> _Items:
-    """The sentence's items that can be looked for in a passage in ``passage_language``."""
+def _comparable_items(sentence: str, passage_language: str, given: frozenset[str] = frozenset()) -> _Items:
+    """The sentence's items that can be looked for in a passage in ``passage_language``; ``given`` numbers left out."""
     own_language = text_language(sentence)
     terms = _terms(sentence) if own_language == passage_language else language_neutral_terms(sentence)
     clauses = tuple(
-        _ClaimClause(frozenset(_terms(clause)), frozenset(_numbers(clause)), _negated(clause))
+        _ClaimClause(frozenset(_terms(clause)), frozenset(_numbers(clause) - given), _negated(clause))
         for clause in _CLAUSE_END.split(sentence)
     )
     return _Items(
         terms=frozenset(terms),
-        numbers=frozenset(_numbers(sentence)),
+        numbers=frozenset(_numbers(sentence) - given),
         clauses=clauses,
         cross_language=own_language != passage_language,
     )

@@ -39,6 +39,8 @@ _IDENTIFIER = re.compile(r"\b[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+\b")  # snake
 _BACKTICKED = re.compile(r"`([^`]+)`")
 _WORD = re.compile(r"[A-Za-z0-9_][\w.\-]*")
 _TITLE = re.compile(r"《([^《》]{1,40})》")
+# "8.x", "v7.x": a range of versions (``retrieval.scope`` reads it), not a name a passage must hold.
+_VERSION_RANGE = re.compile(r"v?\d+(?:\.\d+)*\.x")
 # jieba's tags for names of people (nr, nrfg, nrt), places (ns), organisations (nt) and other proper nouns (nz).
 _CHINESE_NAME_TAGS = frozenset({"nr", "nrfg", "nrt", "ns", "nt", "nz"})
 # Function words: they carry no topic, and a question's "my" or "should" that no passage happens
@@ -138,7 +140,7 @@ def language_neutral_terms(text: str) -> list[str]:
         terms = [t for t in content_keywords(text) if not _CJK_RUN.search(t)]
     else:
         terms = content_keywords(" ".join(name_like_words(text)))
-    return [t for t in terms if not NUMBER.fullmatch(t)]
+    return [t for t in terms if not NUMBER.fullmatch(t) and not _VERSION_RANGE.fullmatch(t)]
 
 
 def language_neutral_items(text: str) -> set[str]:

@@ -12,7 +12,9 @@
 - the content keywords of the question as asked (lone Chinese characters left
   out), which passage trimming, table-column choice and the figure-row check read;
 - the specific items of the standalone form (numbers, identifiers, names,
-  titles), which abstention requires the passages to hold.
+  titles), which abstention requires the passages to hold;
+- the numbers and identifiers the question states, which the citation check
+  does not require of a passage when the answer repeats them.
 
 Worked example::
 
@@ -31,7 +33,7 @@ from collections.abc import Sequence
 
 from core.types import Question, Turn
 from retrieval.followup import retrieval_query
-from retrieval.keywords import content_keywords, keyword_tokens, specific_items, text_language
+from retrieval.keywords import content_keywords, keyword_tokens, numbers_and_identifiers, specific_items, text_language
 
 
 def analyse_question(text: str, history: Sequence[Turn] = ()) -> Question:
@@ -46,4 +48,5 @@ def analyse_question(text: str, history: Sequence[Turn] = ()) -> Question:
         keywords=tuple(keyword_tokens(search_text)),
         content_keywords=frozenset(content_keywords(asked)),
         specific_items=frozenset(specific_items(search_text)),
+        stated_numbers=frozenset(numbers_and_identifiers(asked)),
     )

@@ -209,3 +209,13 @@ def test_the_row_check_reads_tables_as_the_prompt_shows_them():
     question = "What were total net sales in the quarter ended April 1, 2023?"
     assert figures_in_right_rows(analyse_question(question), "Total net sales were $94,836 million [1].", shown)
     assert not figures_in_right_rows(analyse_question(question), "Total net sales were $52,860 million [1].", shown)
+
+
+def test_a_number_the_question_states_need_not_stand_in_the_passage():
+    question = analyse_question("TiDB 8.4 里 TiKV 的 sst-max-size 默认值改成了多少？")
+    passage = {1: "sst-max-size 的默认值从 144MiB 修改为 384MiB，以减少 SST 文件数量。"}
+    repeated = "TiDB 8.4 里 TiKV 的 sst-max-size 默认值改成了 384 MiB。[1]"
+    assert not ground(repeated, passage).sentences[0].supported  # 8.4 is in no passage
+    assert ground(repeated, passage, given=question.stated_numbers).sentences[0].supported
+    invented = "TiDB 8.4 里 TiKV 的 sst-max-size 默认值改成了 512 MiB。[1]"
+    assert not ground(invented, passage, given=question.stated_numbers).sentences[0].supported

@@ -22,6 +22,7 @@ def test_periods_in_english_and_chinese():
     assert find_versions("TiDB 7.5.0 Release Notes") == [(7, 5, 0)]
     assert find_versions("TiDB 7.5 里这个参数的默认值", named=True) == [(7, 5)]
     assert find_versions("costs 3.5 dollars") == []  # a number, not a version
+    assert find_versions("TiDB 8.x 各版本") == [(8,)]  # every 8.* release
     assert find_years("net sales of 2,023 units in 2022, up 2023%") == [2022]
 
 
