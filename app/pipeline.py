@@ -35,6 +35,7 @@ from core.types import Answer, Citation, LoadedFile, Question, Source, Turn
 from llm.answer import citation_from_source, make_answer
 from llm.generator import Generator, LlamaCppGenerator
 from llm.answer_support import answer_support
+from llm.model_server import ServerGenerator
 from llm.models import resolve_model_path
 from llm.per_document import per_document_answer
 from llm.prompt import PromptBuilder
@@ -84,6 +85,10 @@ class Pipeline:
     @classmethod
     def from_settings(cls, settings: Settings) -> Pipeline:
         def make_generator() -> Generator:
+            if settings.llm_base_url:  # a model server the team runs (llm.model_server)
+                key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+                return ServerGenerator(settings.llm_base_url, model=settings.llm_server_model, api_key=key,
+                                       context_window=settings.context_window, timeout=settings.llm_timeout_seconds)
             model_path = resolve_model_path(settings.llm_model, settings.model_cache)
             return LlamaCppGenerator(
                 model_path,

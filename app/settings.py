@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import KbError
@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     threads: int | None = Field(None, ge=1, description="CPU threads; default: physical cores.")
     gpu_layers: int | None = Field(None, ge=-1, description="Layers on the GPU; default: all when the build can offload, else 0.")
+    llm_base_url: str | None = Field(None, description="Generate through an OpenAI-compatible model server at this address (with its /v1, e.g. http://gpu-box:8000/v1) instead of the in-process model; KB_LLM_MODEL, threads and GPU layers are then unused. KB_CONTEXT_WINDOW must say the server's window.")
+    llm_api_key: SecretStr | None = Field(None, description="API key the model server expects, if any (sent as a Bearer token, never stored).")
+    llm_server_model: str | None = Field(None, description="Model name on the server; default: the first one it lists.")
+    llm_timeout_seconds: float = Field(120.0, gt=0, le=3600, description="Longest wait for the model server to connect or to send the next piece of an answer.")
 
     # UI
     ui_host: str = Field("127.0.0.1", description="Address the web UI binds to; localhost unless you choose otherwise.")

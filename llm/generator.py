@@ -56,6 +56,7 @@ class GeneratorInfo:
     gpu_layers: int
     gpu_offload_supported: bool
     notice: str | None = None  # something the user should act on, e.g. a GPU this build cannot use
+    server: str | None = None  # the model server's address when generation runs there (``llm.model_server``)
 
 
 class Generator(ABC):

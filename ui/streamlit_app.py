@@ -142,7 +142,9 @@ def render_sidebar(pipeline: Pipeline, status: CollectionStatus) -> list[str]:
     st.sidebar.write(f"Collection **{status.name}**: {len(status.files)} documents, {status.chunks} passages")
     st.sidebar.caption(f"Embedder: {status.embedder} · reranker: {pipeline.reranker.name}")
     info = pipeline.generator_info
-    if info is not None:
+    if info is not None and info.server:
+        st.sidebar.caption(f"Model: {info.model} on the model server at {info.server}")
+    elif info is not None:
         # -1 means every layer; layers asked for on a build that cannot offload stay on the CPU.
         layers = "all layers" if info.gpu_layers < 0 else f"{info.gpu_layers} layers"
         where = f"GPU ({layers})" if info.gpu_layers and info.gpu_offload_supported else "CPU"
