@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from markdown_it import MarkdownIt
-from pypdf import PdfReader
-from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError, PyPdfError
+from pypdf import PdfReader, apply_configuration
+from pypdf.errors import DependencyError, FileNotDecryptedError, LimitReachedError, PdfReadError, PyPdfError
 
 from core.types import LoadedFile, Page
 from ingest.ocr import OcrError, PageOCR, pdfium_page_texts
@@ -174,15 +174,29 @@ def _metadata_title(reader: PdfReader) -> str | None:
     return str(title) if title else None
 
 
+# pypdf's limits against malicious files (100,000 elements in an array or dictionary) are passed by real
+# large filings (a 10-Q's statements); the file is then read again with these. The worker's time limit per
+# file (``ingest.isolation``) still bounds what a hostile file can cost.
+RAISED_PYPDF_LIMITS = {"array_maximum_element_count": 5_000_000, "dictionary_maximum_element_count": 5_000_000}
+
+
+def _pypdf_texts(path: Path, options: LoadOptions) -> tuple[list[str], str | None, str | None]:
+    """Each page's text (tables rebuilt), the metadata title and the password that opened the file."""
+    reader, password = _open_pdf(path, options)
+    return [_page_text(pdf_page) for pdf_page in reader.pages], _metadata_title(reader), password
+
+
 def _pdf_pages(
     path: Path, source: str, options: LoadOptions, ocr: PageOCR | None, warnings: list[str]
 ) -> tuple[list[Page], str | None]:
     password: str | None = None
     title = None
     try:
-        reader, password = _open_pdf(path, options)
-        texts = [_page_text(pdf_page) for pdf_page in reader.pages]
-        title = _metadata_title(reader)
+        try:
+            texts, title, password = _pypdf_texts(path, options)
+        except LimitReachedError:
+            with apply_configuration(**RAISED_PYPDF_LIMITS):
+                texts, title, password = _pypdf_texts(path, options)
     except LoadError:
         raise
     except DependencyError as exc:

@@ -136,3 +136,20 @@ def test_garbled_text_layer_is_reported_not_indexed(tmp_path):
     loaded = load_file(tmp_path / "both.pdf", "both.pdf", LoadOptions(ocr=False))
     assert [page.page for page in loaded.pages] == [1]
     assert any("garbled" in warning and "2" in warning for warning in loaded.warnings)
+
+
+def test_pdf_past_pypdfs_default_limits_is_read_by_pypdf_not_reduced_to_plain_text(tmp_path):
+    # Real 10-Q filings hold arrays longer than pypdf's default limit against hostile files (100,000
+    # elements); such a file is read again with higher limits instead of falling back to pdfium.
+    from pypdf import PdfReader, PdfWriter
+    from pypdf.generic import ArrayObject, NameObject, NumberObject
+
+    plain = make_pdf(tmp_path / "plain.pdf", ["Net revenue 1,234 for the quarter."])
+    writer = PdfWriter(clone_from=PdfReader(plain))
+    writer.pages[0][NameObject("/PieceInfo")] = ArrayObject([NumberObject(0)] * 150_000)
+    big = tmp_path / "big.pdf"
+    with big.open("wb") as out:
+        writer.write(out)
+    loaded = load_file(big, "big.pdf", LoadOptions())
+    assert "Net revenue 1,234" in loaded.pages[0].text
+    assert not any("pdfium" in warning for warning in loaded.warnings)
