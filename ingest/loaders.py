@@ -1,4 +1,4 @@
-"""Read PDF, Markdown and plain-text files into ``Page`` objects.
+"""Read PDF, Markdown, plain-text, Word and HTML files into ``Page`` objects.
 
 - PDF goes through pypdf, one ``Page`` per page that has a text layer, with its
   1-based page number. A page with a table of figures is read again with
@@ -6,6 +6,9 @@
   A doubled ("fake bold") or garbled text layer (``ingest.text_quality``) is
   read again with pdfium, else de-doubled, else treated as a page without text
   (OCR'd when OCR is on); the file's warnings say which pages.
+- A PDF past pypdf's limits against hostile files (real filings: arrays of over
+  100,000 elements) is read again with raised limits; other files pypdf cannot
+  parse are read by pdfium, which gives text without positions (no tables).
 - Markdown is split along its heading structure (parsed by markdown-it-py, so
   ``#`` lines inside code fences are not mistaken for headings and setext
   headings count); each section keeps the path of headings above it.
