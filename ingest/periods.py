@@ -48,7 +48,8 @@ _CHINESE_ORDINALS = {"一": 1, "二": 2, "三": 3, "四": 4, "1": 1, "2": 2, "3"
 _Q_THEN_YEAR = re.compile(r"\bq([1-4])\s*(?:of\s+)?(?:fy|fiscal(?:\s+year)?)?\s*'?((?:19|20)?\d\d)\b", re.IGNORECASE)
 _YEAR_THEN_Q = re.compile(r"\b(?:fy|fiscal(?:\s+year)?)?\s*((?:19|20)\d\d|\d\d)\s*[-_ ]?\s*q([1-4])\b", re.IGNORECASE)
 _ORDINAL_QUARTER = re.compile(
-    rf"\b(first|second|third|fourth|1st|2nd|3rd|4th)\s+(?:fiscal\s+)?quarter\s+(?:of\s+)?(?:fiscal\s+(?:year\s+)?|fy\s*)?{_YEAR}\b",
+    rf"\b(first|second|third|fourth|1st|2nd|3rd|4th)\s+(?:fiscal\s+)?quarter\s+(?:of\s+)?(?:(?:its|the|their|our)\s+)?"
+    rf"(?:fiscal\s+(?:year\s+)?|fy\s*)?{_YEAR}\b",
     re.IGNORECASE,
 )
 _FISCAL_YEAR_ORDINAL = re.compile(

@@ -13,6 +13,9 @@ collection's ``DocumentRecord``s:
 - periods: a quarter, a period end date (within a week: "March 31" finds the
   quarter that ended April 1), a year, or a version; several periods widen it.
 - names and periods narrow each other: Apple's documents of 2023 Q2.
+- a quarter "of fiscal 2023" is matched against the quarter a document's own
+  text names most (NVIDIA's filing for the quarter ended October 2022 speaks of
+  "the third quarter of fiscal 2023"), not the calendar quarter of its file name.
 - "latest", "most recent", "最新", "最近一期": the newest document by its date,
   per organisation named.
 - across periods ("over the quarters", "each quarter", "各季度", "各版本"): the
@@ -34,7 +37,8 @@ Worked example, with the 20 10-Q filings "2022 Q3 AAPL.pdf" ... "2023 Q3 NVDA.pd
 best few, or for ``across`` each document's best, oldest first.
 
 Deliberately not here: how retrieval searches within the scope (``retrieval.fusion``
-filters candidates to it), synonyms of names ("Big Blue"), fiscal-calendar arithmetic.
+filters candidates to it), synonyms of names ("Big Blue"), fiscal-calendar arithmetic (a fiscal
+quarter no document's text names is not computed from a fiscal year's start).
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ _GENERIC = frozenset(
     "the and for with from inc corp corporation company co ltd limited llc plc group holdings of report reports "
     "annual quarterly form notes note doc docs document final draft copy version release new".split()
 )
+_FISCAL = re.compile(r"\bfiscal\b|\bfy\s*'?\d|财年|财政年度|会计年度", re.IGNORECASE)
 _LEGAL_FORMS_ZH = ("股份有限公司", "有限责任公司", "有限公司", "集团")
 
 
@@ -127,8 +132,11 @@ def _named_periods(question: str) -> tuple[list, list[date], list[int], list[tup
     return quarters, dates, years, versions
 
 
-def _period_matches(record: DocumentRecord, quarters, dates, years, versions) -> bool:
-    if quarters and any(f"{q.year}-Q{q.quarter}" in record.quarters for q in quarters):
+def _period_matches(record: DocumentRecord, quarters, dates, years, versions, *, fiscal: bool = False) -> bool:
+    # "Q3 of fiscal 2023" is the quarter the document's own text calls so (its last recorded quarter: NVIDIA's
+    # "2022 Q3" filing speaks of "the third quarter of fiscal 2023"), not the calendar quarter of its file name.
+    known = record.quarters[-1:] if fiscal else record.quarters
+    if quarters and any(f"{q.year}-Q{q.quarter}" in known for q in quarters):
         return True
     if dates and record.date is not None and (record.period_end or record.published):
         if any(abs((d - record.date).days) <= DATE_TOLERANCE_DAYS for d in dates):
@@ -168,9 +176,13 @@ def scope_question(question: Question, records: Mapping[str, DocumentRecord]) ->
     quarters, dates, years, versions = _named_periods(text)
     periods_named = bool(quarters or dates or years or versions)
     if periods_named:
-        in_period = {s for s in in_scope
-                     if _period_matches(records[s], quarters, dates, years, versions) or not _has_period(records[s])}
-        if not any(_period_matches(records[s], quarters, dates, years, versions) for s in in_period):
+        fiscal = bool(_FISCAL.search(text))
+
+        def matches(source: str) -> bool:
+            return _period_matches(records[source], quarters, dates, years, versions, fiscal=fiscal)
+
+        in_period = {s for s in in_scope if matches(s) or not _has_period(records[s])}
+        if not any(matches(s) for s in in_period):
             return Scope()  # a period no document has: leave it to retrieval and abstention
         in_scope = in_period
 

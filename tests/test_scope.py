@@ -87,6 +87,26 @@ def test_questions_naming_nothing_or_a_missing_period_are_not_scoped():
     assert not scope_question(analyse_question("What was revenue in 2019?"), FILINGS).scoped
 
 
+
+def test_a_fiscal_quarter_is_the_one_the_filing_itself_names():
+    # NVIDIA's fiscal year ends in January: its filing for the quarter ended October 30, 2022 (filed as
+    # "2022 Q3") speaks of "the third quarter of fiscal 2023", which the next year's "2023 Q3" file name also says.
+    pages = {
+        "2022 Q3 NVDA.pdf": ("NVIDIA Corporation\nFor the quarterly period ended October 30, 2022\n",
+                             "Revenue for the third quarter of fiscal 2023 was $5.93 billion.",
+                             "Gaming revenue for the third quarter of fiscal 2023 was $1.57 billion."),
+        "2023 Q3 NVDA.pdf": ("NVIDIA Corporation\nFor the quarterly period ended October 29, 2023\n",
+                             "Revenue for the third quarter of fiscal 2024 was $18.12 billion.",
+                             "Gaming revenue for the third quarter of fiscal 2024 was $2.86 billion."),
+        "2023 Q3 ACME.pdf": ("Acme Corporation\nFor the quarterly period ended September 30, 2023\n",),
+    }
+    records = {source: describe_document(_document(source, *texts)) for source, texts in pages.items()}
+    assert records["2022 Q3 NVDA.pdf"].quarters == ("2022-Q3", "2023-Q3")  # the file name's, then the text's
+    fiscal = scope_question(analyse_question("What was NVIDIA's revenue in the third quarter of its fiscal 2023?"), records)
+    assert fiscal.documents == ("2022 Q3 NVDA.pdf",)
+    calendar = scope_question(analyse_question("What was NVIDIA's revenue in Q3 2023?"), records)
+    assert "2023 Q3 NVDA.pdf" in calendar.documents
+
 REPORT = """# {name} quarterly report, third quarter of 2024
 
 {name} Inc.
