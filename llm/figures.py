@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 
 from core.types import Question
-from ingest.tables import TABLE_ROW, TABLE_RULE
+from ingest.tables import body_rows
 from retrieval.keywords import NUMBER, content_keywords
 
 _LINEAR = re.compile(r"^(.+?) — (.+: .+)$")
@@ -33,23 +33,17 @@ _LINEAR = re.compile(r"^(.+?) — (.+: .+)$")
 def _rows(passage: str) -> list[tuple[str, set[str]]]:
     """(row label, the row's numbers) of every body row of every Markdown table in the passage."""
     rows = []
-    lines = [line.strip() for line in passage.splitlines()]
-    for index, line in enumerate(lines):
-        linear = _LINEAR.match(line)
+    for line in passage.splitlines():
+        linear = _LINEAR.match(line.strip())
         if linear:  # "label — heading: value; heading: value", as the prompt shows tables
             values = [pair.rsplit(": ", 1)[-1] for pair in linear.group(2).split("; ")]
             numbers = {re.sub(r",(?=\d{3}\b)", "", n) for value in values for n in NUMBER.findall(value)}
             if numbers:
                 rows.append((linear.group(1), numbers))
-            continue
-        match = TABLE_ROW.match(line)
-        heading = index + 1 < len(lines) and TABLE_RULE.match(lines[index + 1])  # the row above "| --- |"
-        if not match or TABLE_RULE.match(line) or heading:
-            continue
-        cells = [cell.strip() for cell in match.group(1).split("|")]
-        numbers = {re.sub(r",(?=\d{3}\b)", "", n) for cell in cells[1:] for n in NUMBER.findall(cell)}
-        if cells and numbers:
-            rows.append((cells[0], numbers))
+    for label, cells in body_rows(passage):
+        numbers = {re.sub(r",(?=\d{3}\b)", "", n) for cell in cells for n in NUMBER.findall(cell)}
+        if numbers:
+            rows.append((label, numbers))
     return rows
 
 

@@ -38,7 +38,7 @@ from dataclasses import replace
 from functools import lru_cache
 
 from core.types import Hit, Question
-from ingest.tables import TABLE_ROW, TABLE_RULE
+from ingest.tables import body_rows
 from retrieval.keywords import NUMBER, content_keywords
 
 
@@ -46,25 +46,22 @@ from retrieval.keywords import NUMBER, content_keywords
 def row_labels(text: str) -> tuple[frozenset[str], ...]:
     """The keywords of each body row's label (its first cell), for rows of Markdown tables that hold a number."""
     labels = []
-    lines = [line.strip() for line in text.splitlines()]
-    for index, line in enumerate(lines):
-        match = TABLE_ROW.match(line)
-        if not match or TABLE_RULE.match(line):
+    for label, cells in body_rows(text):
+        if not any(NUMBER.search(cell) for cell in cells):
             continue
-        if index + 1 < len(lines) and TABLE_RULE.match(lines[index + 1]):
-            continue  # the heading row: it names columns, not a measure
-        cells = [cell.strip() for cell in match.group(1).split("|")]
-        if len(cells) < 2 or not any(NUMBER.search(cell) for cell in cells[1:]):
-            continue
-        terms = frozenset(term for term in content_keywords(cells[0]) if not NUMBER.fullmatch(term))
+        terms = frozenset(term for term in content_keywords(label) if not NUMBER.fullmatch(term))
         if terms:
             labels.append(terms)
     return tuple(labels)
 
 
-def row_match(question: Question, text: str) -> float:
-    """How well the best table row of ``text`` names what ``question`` asks for (0: no such row)."""
-    asked = set(question.keywords) - set(question.specific_items)  # a measure is an ordinary word
+def measure_words(question: Question) -> frozenset[str]:
+    """The question's ordinary keywords: a measure is named by them, not by a name or a number."""
+    return frozenset(question.keywords) - question.specific_items
+
+
+def row_match(asked: frozenset[str], text: str) -> float:
+    """How well the best table row of ``text`` names the measure ``asked`` (``measure_words``; 0: no such row)."""
     best = 0.0
     for terms in row_labels(text):
         matched = len(terms & asked)
@@ -77,5 +74,6 @@ def prefer_asked_rows(question: Question, hits: Sequence[Hit], weight: float) ->
     """``hits`` re-scored by ``score + weight x row_match`` and re-sorted (ties: first-stage order)."""
     if weight <= 0:
         return list(hits)
-    rescored = [replace(hit, rerank_score=hit.score + weight * row_match(question, hit.chunk.text)) for hit in hits]
+    asked = measure_words(question)  # once per question, not per candidate
+    rescored = [replace(hit, rerank_score=hit.score + weight * row_match(asked, hit.chunk.text)) for hit in hits]
     return sorted(rescored, key=lambda hit: (-hit.rerank_score, hit.first_stage_rank))
