@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator, Sequence
+from functools import lru_cache
 
 import httpx
 
@@ -65,7 +66,9 @@ class ServerGenerator(Generator):
         self._root = root
         self._timeout = timeout
         self.model = model or self._first_model()
-        self._count: Callable[[str], int] = self._server_tokenizer() or estimate_tokens
+        # The prompt builder counts the same texts again and again (the system prompt, source headers, prefixes
+        # it tries while fitting a passage): each distinct text costs one request, once.
+        self._count: Callable[[str], int] = lru_cache(maxsize=4096)(self._server_tokenizer() or estimate_tokens)
         self.info = GeneratorInfo(
             model=self.model, context_window=context_window, threads=0, gpu_layers=0, gpu_offload_supported=False,
             server=self.base_url,
