@@ -61,8 +61,8 @@ _ENDED = re.compile(r"\b(?:ended|ending|end(?:ed)?\s+on|as\s+of)\s*$", re.IGNORE
 _VERSION = re.compile(r"(?<![\w.])[vV](\d+)(?:\.(\d+))?(?:\.(\d+))?(?![\w.]*\d)|(?<![\w.])(\d+)\.(\d+)\.(\d+)(?![\w.]*\d)")
 # "TiDB 7.5", "Python 3.11": a product-like word (Latin letters, or one capitalised) right before "N.N".
 _NAMED_VERSION = re.compile(r"(?:[A-Za-z][A-Za-z0-9-]*[A-Za-z])\s*(\d+)\.(\d+)(?![\d.])")
-# "8.x", "v7.x": every version of a major release (asks for any 8.*).
-_WILDCARD_VERSION = re.compile(r"(?<![\w.])[vV]?(\d+)\.[xX](?![\w.])")
+# "8.x", "v7.x", "7.5.x": every version of a release line (asks for any 8.*); ``retrieval.keywords`` reads it too.
+VERSION_RANGE = re.compile(r"(?<![\w.])[vV]?(\d+(?:\.\d+)*)\.[xX](?![\w.])")
 _YEAR_ALONE = re.compile(r"(?<![\d.,$])((?:19|20)\d\d)(?![\d%]|[.,]\d)")
 
 
@@ -154,8 +154,8 @@ def find_versions(text: str, *, named: bool = False) -> list[tuple[int, ...]]:
     """Versions: "v7.5", "V8.1.0", "7.5.0", "8.x" (any 8.*: ``(8,)``); with ``named``, also "TiDB 7.5"
     (a word right before "N.N")."""
     versions: dict[tuple[int, ...], None] = {}
-    for match in _WILDCARD_VERSION.finditer(text):
-        versions.setdefault((int(match.group(1)),))
+    for match in VERSION_RANGE.finditer(text):
+        versions.setdefault(tuple(int(part) for part in match.group(1).split(".")))
     for match in _VERSION.finditer(text):
         groups = match.groups()
         parts = groups[:3] if groups[0] is not None else groups[3:]

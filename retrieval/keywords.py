@@ -31,6 +31,8 @@ import re
 from collections.abc import Sequence
 from functools import lru_cache
 
+from ingest.periods import VERSION_RANGE
+
 TOKENIZER_VERSION = "kw-3"  # bump when keyword_tokens changes its output
 _LATIN_WORD = re.compile(r"[a-z0-9\u00df-\u024f\u03b1-\u03c9]+(?:[.'][a-z0-9\u00df-\u024f\u03b1-\u03c9]+)*")
 _CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
@@ -39,8 +41,6 @@ _IDENTIFIER = re.compile(r"\b[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+\b")  # snake
 _BACKTICKED = re.compile(r"`([^`]+)`")
 _WORD = re.compile(r"[A-Za-z0-9_][\w.\-]*")
 _TITLE = re.compile(r"《([^《》]{1,40})》")
-# "8.x", "v7.x": a range of versions (``retrieval.scope`` reads it), not a name a passage must hold.
-_VERSION_RANGE = re.compile(r"v?\d+(?:\.\d+)*\.x")
 # jieba's tags for names of people (nr, nrfg, nrt), places (ns), organisations (nt) and other proper nouns (nz).
 _CHINESE_NAME_TAGS = frozenset({"nr", "nrfg", "nrt", "ns", "nt", "nz"})
 # Function words: they carry no topic, and a question's "my" or "should" that no passage happens
@@ -140,7 +140,8 @@ def language_neutral_terms(text: str) -> list[str]:
         terms = [t for t in content_keywords(text) if not _CJK_RUN.search(t)]
     else:
         terms = content_keywords(" ".join(name_like_words(text)))
-    return [t for t in terms if not NUMBER.fullmatch(t) and not _VERSION_RANGE.fullmatch(t)]
+    # "8.x" is a range of versions (``retrieval.scope`` reads it), not a name a passage must hold.
+    return [t for t in terms if not NUMBER.fullmatch(t) and not VERSION_RANGE.fullmatch(t)]
 
 
 def language_neutral_items(text: str) -> set[str]:
