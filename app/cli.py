@@ -32,7 +32,7 @@ from evaluation.ranking import EvalConfig, EvalReport, machine_description, sele
 from evaluation.ranking import evaluate as run_evaluation
 from llm.generator import GenerationError
 from llm.models import BUILTIN_MODELS, ModelError, resolve_model_path
-from retrieval.embedders import EmbedderError
+from retrieval.embedders import EmbedderError, load_embedder
 from retrieval.rerank import LEXICAL_FUSION, NO_RERANK, RerankerError, load_reranker
 from retrieval.store import Collection, StoreError, WriteLock
 
@@ -320,9 +320,12 @@ def status(collection: CollectionOption = None) -> None:
         raise typer.Exit(3) from None
     if not state.exists:
         typer.echo(f"{state.name}: empty; run `kb ingest <folder>`")
+    else:
+        second = f", second embedder {state.second_embedder}" if state.second_embedder else ""
+        typer.echo(f"{state.name}: {len(state.files)} documents, {state.chunks} chunks, embedder {state.embedder}{second}")
+    typer.echo(f"  embedder runs on {state.embedder_runs_on}; generator runs on {state.generator_runs_on}")
+    if not state.exists:
         return
-    second = f", second embedder {state.second_embedder}" if state.second_embedder else ""
-    typer.echo(f"{state.name}: {len(state.files)} documents, {state.chunks} chunks, embedder {state.embedder}{second}")
     if state.second_vectors_missing:
         typer.echo(f"  {state.second_vectors_missing} chunks have no {state.second_embedder} vector yet: "
                    "English questions use e5 and keywords only until `kb ingest` adds them")
@@ -372,14 +375,16 @@ def remove(
 
 @cli.command()
 def models() -> None:
-    """Assemble and verify the configured generator model (done once, then cached)."""
+    """Assemble and verify the configured generator and embedder models (done once, then cached)."""
     settings = _settings()
     try:
         path = resolve_model_path(settings.llm_model, settings.model_cache)
-    except ModelError as exc:
+        embedder = load_embedder(settings.embedding_model, settings.model_cache)
+    except (ModelError, EmbedderError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"{settings.llm_model}: {path} ({path.stat().st_size:,} bytes, verified)")
+    typer.echo(f"embedder {embedder.identity.name}: ready, runs on {embedder.runs_on}")
     for name, model in BUILTIN_MODELS.items():
         typer.echo(f"  built-in: {name} - {model.description}")
 

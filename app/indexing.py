@@ -10,9 +10,11 @@ the folder is removed from the index (unless ``prune=False``). The collection is
 saved every ``checkpoint_seconds`` and at the end, each save atomic, so an
 interrupted ingest keeps what it finished and the next run picks up the rest.
 
-Files are read in a worker process (``ingest.isolation``) with a time limit
-each, one file ahead of the embedder. Each file gets its ``DocumentRecord``
-(``ingest.records``) and its chunks the record's header.
+Files are read in worker processes (``ingest.isolation``; ``parse_workers``,
+by default half the CPUs) with a time limit each, ahead of the embedder, and
+taken in folder order. Each file gets its ``DocumentRecord``
+(``ingest.records``) and its chunks the record's header. The report gives each
+stage's share of the wall time (``IngestStages``).
 
 A second embedder (``second_embedder`` setting, all-MiniLM-L6-v2 by default)
 embeds every chunk too. Chunks without a second vector (a collection built
@@ -23,9 +25,8 @@ Also here: where an uploaded file may be stored (``safe_document_path``) and
 which files of a folder are documents (``find_documents``).
 
 Deliberately not here: reading a file (``ingest.loaders``), chunking
-(``ingest.chunking``), the on-disk format (``retrieval.store``), parsing in
-several processes at once (one worker, one file ahead, keeps the embedder busy
-while it is the slow stage).
+(``ingest.chunking``), the on-disk format (``retrieval.store``), embedding in
+a process of its own (the embedder's library already uses every core it has).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from app.results import IngestReport
+from app.results import IngestReport, IngestStages
 from app.settings import Settings
 from core.errors import KbError
 from core.types import FileFailure, LoadedFile
@@ -163,12 +164,14 @@ class Indexer:
             else:
                 by_source[source] = path
         present = {path.relative_to(folder).as_posix() for path in paths}
-        with IsolatedLoader(options, settings.file_timeout_seconds) as loader:
+        workers = settings.parse_workers or max(1, min(8, (os.cpu_count() or 2) // 2))
+        with IsolatedLoader(options, settings.file_timeout_seconds, workers) as loader:
             return self._index(
                 sources=list(by_source),
                 # The hash is only computed for files indexed before: a new file is read anyway.
                 content_hash=lambda source: file_sha256(by_source[source]),
                 submit=lambda source: loader.submit(by_source[source], source),
+                read_ahead=workers + 1,
                 present=present if prune else None,
                 failed_early=too_large,
                 progress=progress,
@@ -187,6 +190,7 @@ class Indexer:
             sources=list(by_source),
             content_hash=lambda source: by_source[source].content_sha256,
             submit=lambda source: _Ready(by_source[source]),
+            read_ahead=1,
             present=set(by_source) if prune else None,
             failed_early=[],
             progress=progress,
@@ -198,6 +202,7 @@ class Indexer:
         sources: list[str],
         content_hash: Callable[[str], str],
         submit: Callable[[str], PendingLoad | _Ready],
+        read_ahead: int,
         present: set[str] | None,
         failed_early: list[FileFailure],
         progress: bool | None,
@@ -213,7 +218,8 @@ class Indexer:
         warnings: list[FileFailure] = []
         removed: list[str] = []
         chunks_embedded = pages_read = ocr_pages = 0
-        embed_seconds = 0.0
+        seconds = dict.fromkeys(("hashing", "reading", "chunking", "embedding", "second_embedding", "saving"), 0.0)
+        clock = time.perf_counter
         interrupted = False
         with WriteLock(target):
             collection = self._open_collection(target, create=True, upgrade=True)
@@ -223,12 +229,14 @@ class Indexer:
             try:
                 # Cheap pass first: the content hash decides what needs reading at all.
                 todo: list[tuple[str, bool]] = []  # (source, was indexed before)
+                stage_started = clock()
                 for source in sources:
                     previous = indexed.get(source)
                     if previous and previous.content_sha256 == content_hash(source):
                         unchanged.append(source)
                     else:
                         todo.append((source, previous is not None))
+                seconds["hashing"] += clock() - stage_started
 
                 bar = tqdm(total=len(todo), desc="ingest", unit="file",
                            disable=None if progress is None else not progress)
@@ -236,8 +244,8 @@ class Indexer:
                 upcoming = iter(todo)
                 was_indexed = dict(todo)
 
-                def top_up() -> None:  # keep the loader one file ahead of the embedder
-                    while len(pending) < 2:
+                def top_up() -> None:  # keep every parser worker busy ahead of the embedder
+                    while len(pending) < read_ahead:
                         item = next(upcoming, None)
                         if item is None:
                             return
@@ -249,10 +257,14 @@ class Indexer:
                     top_up()
                     bar.set_postfix_str(job.source[-40:], refresh=False)
                     try:
+                        stage_started = clock()
                         loaded = job.result()
+                        seconds["reading"] += clock() - stage_started
+                        stage_started = clock()
                         record = describe_document(loaded, loaded.title)
                         chunks = [replace(chunk, header=record.header_for(chunk.heading_path))
                                   for chunk in self.chunker.chunk(loaded.pages)]
+                        seconds["chunking"] += clock() - stage_started
                         if not chunks:
                             raise LoadError("no text left after chunking")
                     except LoadError as exc:
@@ -260,11 +272,13 @@ class Indexer:
                         bar.update()
                         continue
                     warnings.extend(FileFailure(job.source, warning) for warning in loaded.warnings)
-                    embed_started = time.perf_counter()
+                    stage_started = clock()
                     texts = [c.embedding_text for c in chunks]
                     vectors = self._embed(self.embedder, texts)
+                    seconds["embedding"] += clock() - stage_started
+                    stage_started = clock()
                     second = self._embed(self.second_embedder, texts) if self.second_embedder else None
-                    embed_seconds += time.perf_counter() - embed_started
+                    seconds["second_embedding"] += clock() - stage_started
                     collection.put_file(job.source, loaded.content_sha256, chunks, vectors, len(loaded.pages), second,
                                         record=record)
                     (updated if was_indexed[job.source] else added).append(job.source)
@@ -274,15 +288,17 @@ class Indexer:
                     dirty = True
                     bar.update()
                     if time.monotonic() - last_save > settings.checkpoint_seconds:
+                        stage_started = clock()
                         collection.save()  # an interruption from here on keeps this work
+                        seconds["saving"] += clock() - stage_started
                         dirty, last_save = False, time.monotonic()
                 bar.close()
                 missing_second = collection.missing_second_vectors() if collection.second_vectors_missing else []
                 if missing_second:
                     dirty = True  # an interruption while they are computed keeps the ones done
-                    embed_started = time.perf_counter()
+                    stage_started = clock()
                     self._add_second_vectors(collection, missing_second, progress)
-                    embed_seconds += time.perf_counter() - embed_started
+                    seconds["second_embedding"] += clock() - stage_started
                 if present is not None:
                     for source in sorted(set(indexed) - present):
                         collection.remove_file(source)
@@ -292,13 +308,16 @@ class Indexer:
                 interrupted = True
             finally:
                 if dirty or not Collection.exists(target):
+                    stage_started = clock()
                     collection.save()
+                    seconds["saving"] += clock() - stage_started
         return IngestReport(
             added=tuple(added), updated=tuple(updated), removed=tuple(removed), unchanged=tuple(unchanged),
             failed=tuple(failed), warnings=tuple(warnings), chunks_embedded=chunks_embedded,
             pages_read=pages_read, ocr_pages=ocr_pages, seconds=time.perf_counter() - started,
-            embed_seconds=embed_seconds, interrupted=interrupted, collection_chunks=collection.chunk_count,
-            upgraded_from_format=collection.upgraded_from,
+            embed_seconds=seconds["embedding"] + seconds["second_embedding"], interrupted=interrupted,
+            collection_chunks=collection.chunk_count, upgraded_from_format=collection.upgraded_from,
+            stages=IngestStages(**seconds),
         )
 
     def _embed(self, embedder: Embedder, texts: list[str]):

@@ -33,7 +33,7 @@ from app.settings import Settings
 from core.errors import KbError
 from core.types import Answer, Citation, LoadedFile, Question, Source, Turn
 from llm.answer import citation_from_source, make_answer
-from llm.generator import Generator, LlamaCppGenerator
+from llm.generator import Generator, LlamaCppGenerator, planned_placement
 from llm.answer_support import answer_support
 from llm.model_server import ServerGenerator
 from llm.models import resolve_model_path
@@ -99,10 +99,10 @@ class Pipeline:
 
         return cls(
             settings=settings,
-            embedder=load_embedder(settings.embedding_model),
+            embedder=load_embedder(settings.embedding_model, settings.model_cache),
             reranker=load_reranker(settings.reranker, dense_weight=settings.rerank_dense_weight),
             generator_factory=make_generator,
-            second_embedder=None if settings.second_embedder.lower() == "none" else load_embedder(settings.second_embedder),
+            second_embedder=None if settings.second_embedder.lower() == "none" else load_embedder(settings.second_embedder, settings.model_cache),
         )
 
     def with_settings(self, **changes: object) -> Pipeline:
@@ -143,17 +143,27 @@ class Pipeline:
         return self._collection
 
     def status(self) -> CollectionStatus:
+        hardware = {"embedder_runs_on": self.embedder.runs_on, "generator_runs_on": self.generator_runs_on}
         try:
             collection = self.collection()
         except CollectionMissingError:
-            return CollectionStatus(self.settings.collection, False, (), 0, self.embedder.identity.name)
+            return CollectionStatus(self.settings.collection, False, (), 0, self.embedder.identity.name, **hardware)
         return CollectionStatus(
             self.settings.collection, True, tuple(sorted(collection.files)), collection.chunk_count,
             self.embedder.identity.name,
             self.second_embedder.identity.name if self.second_embedder else None,
             collection.second_vectors_missing,
             collection.records,
+            **hardware,
         )
+
+    @property
+    def generator_runs_on(self) -> str:
+        """Where answers are generated: the loaded model's placement, else where it would load."""
+        if self._generator is not None:
+            return self._generator.info.runs_on
+        settings = self.settings
+        return planned_placement(settings.llm_base_url, settings.gpu_layers, settings.threads)
 
     def remove_documents(self, sources: list[str]) -> list[str]:
         """Drop documents from the index (the files themselves are not touched)."""

@@ -130,7 +130,8 @@ def real_collection(folder: Path, query_files: list[Path], limit: int) -> tuple[
     from app.settings import load_settings
     from retrieval.embedders import load_embedder
 
-    embedder = load_embedder(load_settings().embedding_model)
+    settings = load_settings()
+    embedder = load_embedder(settings.embedding_model, settings.model_cache)
     collection = store.Collection.open(folder, embedder.identity)
     ids = np.array(sorted(collection._chunks), dtype=np.int64)  # noqa: SLF001 (benchmark reads the store's vectors)
     vectors = collection.vectors(ids)

@@ -71,6 +71,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from app.settings import load_settings  # noqa: E402
 from core.types import Chunk  # noqa: E402
 from retrieval.embedders import Embedder, load_embedder  # noqa: E402
 from retrieval.keywords import warm_up as warm_up_keywords  # noqa: E402
@@ -414,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     embedding, results = [], []
     for spec in args.embedders:
         load_started = time.perf_counter()
-        embedder = load_embedder(spec)
+        embedder = load_embedder(spec, load_settings().model_cache)
         load_seconds = time.perf_counter() - load_started
         for data in sets:
             vectors, info = embed_corpus(embedder, data, args.cache_dir, args.batch_size)

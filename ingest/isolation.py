@@ -8,14 +8,15 @@ Why a separate process:
   "took longer than …", and the ingest goes on.
 - A parser crash (segfault in a native library, out of memory) kills only the
   worker, and the file is reported as such.
-- Loading the next file overlaps with embedding the current one, so on two
-  cores parsing and OCR cost little wall time.
+- Loading the next files overlaps with embedding the current one, so on two
+  cores parsing and OCR cost little wall time; with more cores several workers
+  read files at once, so a fast embedder (a GPU) does not wait for the parser.
 
 The worker is started with "spawn": forking a process that already runs
 OpenMP and BLAS thread pools can deadlock the child.
 
-Deliberately not here: more than one worker (the embedder wants the other
-core), memory limits per worker.
+Deliberately not here: memory limits per worker, choosing the number of
+workers (the caller's setting).
 """
 
 from __future__ import annotations
@@ -67,13 +68,14 @@ class PendingLoad:
 class IsolatedLoader:
     """``with IsolatedLoader(options, timeout) as loader: loader.submit(path, source).result()``."""
 
-    def __init__(self, options: LoadOptions, timeout_seconds: float) -> None:
+    def __init__(self, options: LoadOptions, timeout_seconds: float, workers: int = 1) -> None:
         self._options = options
         self._timeout = timeout_seconds
+        self.workers = max(1, workers)
         self._pool: ProcessPool | None = None
 
     def __enter__(self) -> IsolatedLoader:
-        self._pool = ProcessPool(max_workers=1, context=multiprocessing.get_context("spawn"))
+        self._pool = ProcessPool(max_workers=self.workers, context=multiprocessing.get_context("spawn"))
         return self
 
     def __exit__(self, *exc_info: object) -> None:

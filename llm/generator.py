@@ -58,6 +58,29 @@ class GeneratorInfo:
     notice: str | None = None  # something the user should act on, e.g. a GPU this build cannot use
     server: str | None = None  # the model server's address when generation runs there (``llm.model_server``)
 
+    @property
+    def runs_on(self) -> str:
+        """Where the tokens are computed, for `kb status` and the UI."""
+        return placement(self.server, self.gpu_layers, self.gpu_offload_supported, self.threads)
+
+
+def placement(server: str | None, gpu_layers: int, offload_supported: bool, threads: int) -> str:
+    if server:
+        return f"the model server at {server}"
+    if gpu_layers and offload_supported:
+        # -1 means every layer; layers asked for on a build that cannot offload stay on the CPU.
+        return f"GPU ({'all layers' if gpu_layers < 0 else f'{gpu_layers} layers'}, llama.cpp)"
+    return f"CPU, {threads} threads (llama.cpp)"
+
+
+def planned_placement(server: str | None, gpu_layers: int | None, threads: int | None) -> str:
+    """Where a generator made from these settings would run, without loading a model."""
+    if server:
+        return placement(server, 0, False, 0)
+    offload = gpu_offload_supported()
+    layers = (-1 if offload else 0) if gpu_layers is None else gpu_layers
+    return placement(None, layers, offload, threads or physical_cores())
+
 
 class Generator(ABC):
     """A chat model that streams text."""
@@ -150,7 +173,7 @@ class LlamaCppGenerator(Generator):
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         import llama_cpp
 
-        offload = bool(llama_cpp.llama_supports_gpu_offload())
+        offload = gpu_offload_supported()
         if gpu_layers is None:
             gpu_layers = -1 if offload else 0  # -1: every layer
         threads = threads or physical_cores()

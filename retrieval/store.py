@@ -199,7 +199,7 @@ class Collection:
                 f"{FORMAT_VERSION}; ingest the documents again into a new collection"
             )
         built_with = EmbedderIdentity(**manifest["embedder"])
-        if built_with != self.identity:
+        if not self.identity.can_search(built_with):
             raise IndexMismatchError(
                 f"{self.folder} was built with embedder {built_with.name!r} ({built_with.dim}-dim, "
                 f"{built_with.fingerprint}) but the configured embedder is {self.identity.name!r} "
@@ -242,7 +242,7 @@ class Collection:
         empty = VectorIndex.exact(self.second_identity.dim)
         if not described:
             return empty  # built without one: the next ingest computes them
-        if EmbedderIdentity(**described) != self.second_identity:
+        if not self.second_identity.can_search(EmbedderIdentity(**described)):
             log.info("%s: second-embedder vectors are from %s; the next ingest recomputes them",
                      self.folder, described.get("name"))
             return empty
@@ -427,11 +427,11 @@ class Collection:
             self._second.write(staging / SECOND_VECTORS_FILE)
         manifest = {
             "format_version": FORMAT_VERSION,
-            "embedder": asdict(self.identity),
+            "embedder": self.identity.record(),
             "chunk_count": len(self._chunks),
             "next_id": self._next_id,
             "keyword_index": {"tokenizer": TOKENIZER_VERSION},
-            "second_embedder": asdict(self.second_identity) if self._second is not None else None,
+            "second_embedder": self.second_identity.record() if self._second is not None else None,
             "vector_index": {"kind": self.index_kind, "trained_on": self._index.trained_on},
             "files": {
                 source: {"content_sha256": f.content_sha256, "chunk_ids": list(f.chunk_ids), "pages": f.pages}

@@ -26,13 +26,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture(scope="session")
-def e5():
-    return load_embedder(E5_NAME)
+def e5(model_cache):
+    return load_embedder(E5_NAME, model_cache)
 
 
 @pytest.fixture(scope="session")
-def minilm():
-    return load_embedder(MINILM_NAME)
+def minilm(model_cache):
+    return load_embedder(MINILM_NAME, model_cache)
 
 
 @pytest.fixture(scope="session")
@@ -68,10 +68,10 @@ def make_pipeline(make_settings, e5, minilm, generator):
 
     def make(**overrides) -> Pipeline:
         settings = make_settings(**overrides)
-        embedder = e5 if settings.embedding_model == E5_NAME else load_embedder(settings.embedding_model)
+        embedder = e5 if settings.embedding_model == E5_NAME else load_embedder(settings.embedding_model, settings.model_cache)
         second = {"none": None, MINILM_NAME: minilm}.get(settings.second_embedder.lower(), None)
         if second is None and settings.second_embedder.lower() not in ("none", MINILM_NAME):
-            second = load_embedder(settings.second_embedder)
+            second = load_embedder(settings.second_embedder, settings.model_cache)
         return Pipeline(
             settings,
             embedder=embedder,

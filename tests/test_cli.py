@@ -47,6 +47,8 @@ def test_ingest_status_search_and_remove(tmp_path, env):
 
     status = run([str(BIN / "kb"), "status"], env)
     assert "2 documents" in status.stdout and "manual.pdf" in status.stdout
+    # where the models run, without loading the generator: no GPU here, this CPU has bf16 or not
+    assert "embedder runs on CPU" in status.stdout and "generator runs on CPU" in status.stdout
 
     found = run([str(BIN / "kb"), "search", "how do I close the valve", "-k", "1"], env)
     assert found.returncode == 0

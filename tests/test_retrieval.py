@@ -186,12 +186,12 @@ def test_second_embedder_scores_english_questions_and_stays_out_of_chinese_ones(
     assert all(h.second_score is None for h in chinese)  # weight 0 for Chinese: the question is not even embedded
 
 
-def test_the_builtin_second_embedder_loads_its_model_only_when_it_first_embeds(minilm_dir):
+def test_the_builtin_second_embedder_loads_its_model_only_when_it_first_embeds(minilm_dir, model_cache):
     import numpy as np
 
     from retrieval.embedders import MINILM_NAME, SentenceTransformerEmbedder, load_embedder
 
-    lazy = load_embedder(MINILM_NAME)
+    lazy = load_embedder(MINILM_NAME, model_cache)
     assert not lazy.loaded  # a Chinese-only session never pays for torch
     eager = SentenceTransformerEmbedder(minilm_dir, name=MINILM_NAME)  # a user's folder: loaded at once, errors early
     assert eager.loaded

@@ -140,17 +140,12 @@ def render_sidebar(pipeline: Pipeline, status: CollectionStatus) -> list[str]:
     """The sidebar; returns the documents the user chose to search (empty: all of them)."""
     st.sidebar.header("Knowledge base")
     st.sidebar.write(f"Collection **{status.name}**: {len(status.files)} documents, {status.chunks} passages")
-    st.sidebar.caption(f"Embedder: {status.embedder} · reranker: {pipeline.reranker.name}")
+    st.sidebar.caption(f"Embedder: {status.embedder} on {status.embedder_runs_on} · reranker: {pipeline.reranker.name}")
     info = pipeline.generator_info
-    if info is not None and info.server:
-        st.sidebar.caption(f"Model: {info.model} on the model server at {info.server}")
-    elif info is not None:
-        # -1 means every layer; layers asked for on a build that cannot offload stay on the CPU.
-        layers = "all layers" if info.gpu_layers < 0 else f"{info.gpu_layers} layers"
-        where = f"GPU ({layers})" if info.gpu_layers and info.gpu_offload_supported else "CPU"
-        st.sidebar.caption(f"Model: {info.model} on {where}, {info.threads} threads")
-        if info.notice:  # e.g. a GPU this llama.cpp build cannot use, with the command that fixes it
-            st.sidebar.warning(info.notice, icon="⚠️")
+    model = info.model if info is not None else "the language model"
+    st.sidebar.caption(f"Generator: {model} on {status.generator_runs_on}")
+    if info is not None and info.notice:  # e.g. a GPU this llama.cpp build cannot use, with the command that fixes it
+        st.sidebar.warning(info.notice, icon="⚠️")
 
     st.sidebar.subheader("Documents")
     uploads = st.sidebar.file_uploader(
