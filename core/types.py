@@ -143,6 +143,7 @@ class Question:
     content_keywords: frozenset[str]  # of ``text``, lone Chinese characters left out (trimming, table rows)
     specific_items: frozenset[str]  # of ``search_text``: names, numbers, identifiers a passage must hold
     stated_numbers: frozenset[str] = frozenset()  # numbers and identifiers ``text`` states ("8.4", "kb_ui_port")
+    acronyms: frozenset[str] = frozenset()  # its all-capital words, lower-cased ("eps", "r&d"): a spelled-out form counts
 
 
 # ----- retrieval -------------------------------------------------------------------------

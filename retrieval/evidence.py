@@ -13,7 +13,12 @@ evidence it can measure:
   possible score;
 - ``best_dense``: the best passage's cosine similarity to the question;
 - ``missing_specifics``: the question's numbers, identifiers and names
-  (``retrieval.keywords.specific_items``) that no passage holds.
+  (``retrieval.keywords.specific_items``) that no passage holds. An item counts
+  as held when a passage's document says it of itself: in its header (file name,
+  title, organisation, period) or in its opening (a filing's cover says "FORM
+  10-Q", which "these 10-Qs" refers to; its page 17 does not). An acronym of the
+  question counts as held when a passage spells it out ("EPS": "earnings per
+  share").
 
 ``AbstentionPolicy`` turns these into a yes/no. Coverage alone refuses
 questions worded differently from the text ("怎样启用 GPU 加速？" over a guide
@@ -49,7 +54,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core.types import Hit, Question
-from retrieval.keywords import missing_items
+from retrieval.keywords import missing_items, spelled_out
 from retrieval.store import Collection
 
 
@@ -104,6 +109,20 @@ def measure_evidence(collection: Collection, question: Question, top: Sequence[H
         coverage=collection.keyword_coverage(question.keywords, [h.chunk_id for h in top if h.chunk_id is not None]),
         best_keyword=max(h.keyword_score or 0.0 for h in top),
         best_dense=max(h.dense_score or 0.0 for h in top),
-        # embedding_text: a name or period in a document's header (its file name, title) counts as present.
-        missing_specifics=missing_items(set(question.specific_items), "\n".join(h.chunk.embedding_text for h in top)),
+        missing_specifics=_missing_specifics(collection, question, top),
     )
+
+
+OPENING_CHUNKS = 2  # a document's cover: title, form, organisation, period
+
+
+def _missing_specifics(collection: Collection, question: Question, top: Sequence[Hit]) -> tuple[str, ...]:
+    # embedding_text: a name or period in a document's header (its file name, title) counts as present.
+    text = "\n".join(h.chunk.embedding_text for h in top)
+    missing = [item for item in missing_items(set(question.specific_items), text)
+               if not (item in question.acronyms and spelled_out(item, text))]
+    if not missing:
+        return ()
+    sources = dict.fromkeys(h.chunk.source for h in top)
+    openings = "\n".join(chunk.text for source in sources for chunk in collection.chunks_of(source)[:OPENING_CHUNKS])
+    return missing_items(set(missing), openings)

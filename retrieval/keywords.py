@@ -188,6 +188,28 @@ def missing_items(items: set[str], text: str) -> tuple[str, ...]:
     return tuple(sorted(item for item in items if not held(item)))
 
 
+_ACRONYM = re.compile(r"(?<![\w&])([A-Z](?:&?[A-Z]){1,5})s?(?![\w&])")
+_JOINER = r"[\s\-]+(?:(?:and|of|the|for|to|&)[\s\-]+)?"
+
+
+def acronyms(text: str) -> set[str]:
+    """All-capital words of 2-6 letters, lower-cased, plural "s" dropped: "Apple's EPS and R&D" -> {"eps", "r&d"}."""
+    return {match.group(1).lower() for match in _ACRONYM.finditer(text)}
+
+
+def spelled_out(acronym: str, text: str) -> bool:
+    """Whether ``text`` writes ``acronym`` out in words: "eps" in "diluted earnings per share",
+    "r&d" in "research and development" (little words between the initials allowed).
+
+    Two letters need an "&" ("R&D"): a plain pair of initials ("AI") would match too many word pairs.
+    """
+    letters = [c for c in acronym if c.isalpha()]
+    if len(letters) < 2 or (len(letters) == 2 and "&" not in acronym):
+        return False
+    pattern = r"\b" + _JOINER.join(f"{letter}[a-z]+" for letter in letters) + r"\b"
+    return re.search(pattern, text, re.IGNORECASE) is not None
+
+
 def as_written(items: Sequence[str], text: str) -> list[str]:
     """Each item (a keyword token, e.g. stemmed "academi") as ``text`` writes it ("Academy"), in its order.
 

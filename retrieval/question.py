@@ -14,7 +14,8 @@
 - the specific items of the standalone form (numbers, identifiers, names,
   titles), which abstention requires the passages to hold;
 - the numbers and identifiers the question states, which the citation check
-  does not require of a passage when the answer repeats them.
+  does not require of a passage when the answer repeats them;
+- its acronyms ("EPS", "R&D"), which abstention accepts spelled out.
 
 Worked example::
 
@@ -33,7 +34,14 @@ from collections.abc import Sequence
 
 from core.types import Question, Turn
 from retrieval.followup import retrieval_query
-from retrieval.keywords import content_keywords, keyword_tokens, numbers_and_identifiers, specific_items, text_language
+from retrieval.keywords import (
+    acronyms,
+    content_keywords,
+    keyword_tokens,
+    numbers_and_identifiers,
+    specific_items,
+    text_language,
+)
 
 
 def analyse_question(text: str, history: Sequence[Turn] = ()) -> Question:
@@ -49,4 +57,5 @@ def analyse_question(text: str, history: Sequence[Turn] = ()) -> Question:
         content_keywords=frozenset(content_keywords(asked)),
         specific_items=frozenset(specific_items(search_text)),
         stated_numbers=frozenset(numbers_and_identifiers(asked)),
+        acronyms=frozenset(acronyms(search_text)),
     )

@@ -13,11 +13,15 @@ collection's ``DocumentRecord``s:
 - periods: a quarter, a period end date (within a week: "March 31" finds the
   quarter that ended April 1), a year, or a version; several periods widen it.
 - names and periods narrow each other: Apple's documents of 2023 Q2.
+- a span ("from Q3 2022 to Q3 2023", "between 2021 and 2023", "从2022年第三季度到2023年第三季度")
+  takes every period from the first to the last, not just the two named.
 - a quarter "of fiscal 2023" is matched against the quarter a document's own
   text names most (NVIDIA's filing for the quarter ended October 2022 speaks of
   "the third quarter of fiscal 2023"), not the calendar quarter of its file name.
 - "latest", "most recent", "最新", "最近一期": the newest document by its date,
   per organisation named.
+- several organisations ("Compare Amazon, Intel and Microsoft …"): the answer needs
+  each one's passage (``Scope.several``), however far another one's passages outrank it.
 - across periods ("over the quarters", "each quarter", "各季度", "各版本"): the
   answer needs one passage from each document in scope, in date order
   (``Scope.across``).
@@ -34,7 +38,8 @@ Worked example, with the 20 10-Q filings "2022 Q3 AAPL.pdf" ... "2023 Q3 NVDA.pd
         -> the 4 Intel filings, oldest first, across=True
 
 ``prompt_hits`` picks the passages for the prompt from the ranked hits: the
-best few, or for ``across`` each document's best, oldest first.
+best few; for ``across`` each document's best, oldest first; for ``several``
+each document's best first, then the best of the rest.
 
 Deliberately not here: how retrieval searches within the scope (``retrieval.fusion``
 filters candidates to it), synonyms of names ("Big Blue"), fiscal-calendar arithmetic (a fiscal
@@ -64,13 +69,16 @@ _ACROSS = re.compile(
     r"\b(over\s+(?:the|these|those)\s+(?:quarters|periods|filings|reports|years|versions|releases)|over\s+time|"
     r"across\s+(?:the\s+|these\s+|all\s+)?(?:quarters|periods|filings|reports|versions|releases)|"
     r"(?:each|every)\s+(?:quarter|period|filing|report|version|release)|quarter[\s-]+(?:by|over|to)[\s-]+quarter|"
-    r"trend)\b|各季度|每个?季度|各个?季度|逐季|历个?季度|各期|各个?版本|每个版本|历个?版本|各次|历次",
+    r"across\s+(?:the\s+|these\s+|all\s+)?\d*-?[a-z]*s\s+in\s+this\s+set|across\s+(?:its|their)\s+(?:filings|reports)|"
+    r"trend(?:ed|ing|s)?)\b|各季度|每个?季度|各个?季度|逐季|历个?季度|各期|各个?版本|每个版本|历个?版本|各次|历次",
     re.IGNORECASE,
 )
 _GENERIC = frozenset(
     "the and for with from inc corp corporation company co ltd limited llc plc group holdings of report reports "
     "annual quarterly form notes note doc docs document final draft copy version release new".split()
 )
+# Two periods joined as a span: "from Q3 2022 to Q3 2023", "between 2021 and 2023", "Q1 through Q3 2023", "从…到…".
+_SPAN = re.compile(r"\b(?:from|between)\b.+?\b(?:to|through|until|and)\b|\bthrough\b|从.+?(?:到|至)|(?:至|到)", re.IGNORECASE)
 _FISCAL = re.compile(r"\bfiscal\b|\bfy\s*'?\d|财年|财政年度|会计年度", re.IGNORECASE)
 _LEGAL_FORMS_ZH = ("股份有限公司", "有限责任公司", "有限公司", "集团")
 
@@ -84,6 +92,7 @@ class Scope:
     periods: tuple[str, ...] = ()  # the periods it named, readable
     latest: bool = False
     across: bool = False
+    several: bool = False  # names more than one organisation: each document in scope gets a passage
     # For ``across``: the question as asked of one document ("How has X changed over the quarters?" ->
     # "What was X?"); asked of each document as it is, the small model computes a change instead of a figure.
     per_document_question: str = ""
@@ -132,19 +141,37 @@ def _named_periods(question: str) -> tuple[list, list[date], list[int], list[tup
     return quarters, dates, years, versions
 
 
-def _period_matches(record: DocumentRecord, quarters, dates, years, versions, *, fiscal: bool = False) -> bool:
+def _period_matches(record: DocumentRecord, quarters, dates, years, versions, *, fiscal: bool = False,
+                    span: bool = False) -> bool:
     # "Q3 of fiscal 2023" is the quarter the document's own text calls so (its last recorded quarter: NVIDIA's
     # "2022 Q3" filing speaks of "the third quarter of fiscal 2023"), not the calendar quarter of its file name.
     known = record.quarters[-1:] if fiscal else record.quarters
-    if quarters and any(f"{q.year}-Q{q.quarter}" in known for q in quarters):
+    if quarters and span and len(quarters) > 1:
+        first, last = min((q.year, q.quarter) for q in quarters), max((q.year, q.quarter) for q in quarters)
+        if any(first <= _quarter_key(k) <= last for k in known):
+            return True
+    elif quarters and any(f"{q.year}-Q{q.quarter}" in known for q in quarters):
         return True
     if dates and record.date is not None and (record.period_end or record.published):
-        if any(abs((d - record.date).days) <= DATE_TOLERANCE_DAYS for d in dates):
+        tolerance = DATE_TOLERANCE_DAYS
+        if span and len(dates) > 1:
+            if (min(dates) - record.date).days <= tolerance and (record.date - max(dates)).days <= tolerance:
+                return True
+        elif any(abs((d - record.date).days) <= tolerance for d in dates):
             return True
-    if years and any(y == record.year or (record.period_end and y == record.date.year) for y in years):
+    record_years = {record.year} | ({record.date.year} if record.period_end else set())
+    if years and span and len(years) > 1:
+        if any(y is not None and min(years) <= y <= max(years) for y in record_years):
+            return True
+    elif years and any(y in record_years for y in years):
         return True
     version = record.version_tuple
     return bool(versions and version and any(version_matches(v, version) for v in versions))
+
+
+def _quarter_key(known: str) -> tuple[int, int]:
+    year, quarter = known.split("-Q")  # "2023-Q2", as records store them
+    return int(year), int(quarter)
 
 
 def _has_period(record: DocumentRecord) -> bool:
@@ -177,9 +204,10 @@ def scope_question(question: Question, records: Mapping[str, DocumentRecord]) ->
     periods_named = bool(quarters or dates or years or versions)
     if periods_named:
         fiscal = bool(_FISCAL.search(text))
+        span = bool(_SPAN.search(text))
 
         def matches(source: str) -> bool:
-            return _period_matches(records[source], quarters, dates, years, versions, fiscal=fiscal)
+            return _period_matches(records[source], quarters, dates, years, versions, fiscal=fiscal, span=span)
 
         in_period = {s for s in in_scope if matches(s) or not _has_period(records[s])}
         if not any(matches(s) for s in in_period):
@@ -205,22 +233,27 @@ def scope_question(question: Question, records: Mapping[str, DocumentRecord]) ->
     across = bool(_ACROSS.search(text)) and len(dated) > 1
     if across:
         ordered = dated  # one passage per period: undated pages have no period to report
+    several = not across and len({frozenset(group) for group in by_name.values()}) > 1
     period_labels = [q.label for q in quarters] + [d.isoformat() for d in dates] + [str(y) for y in years] + [
         "v" + ".".join(map(str, v)) for v in versions]
     return Scope(documents=tuple(ordered), names=tuple(named_words), periods=tuple(period_labels),
-                 latest=latest, across=across, per_document_question=single_period_question(text) if across else "")
+                 latest=latest, across=across, several=several, per_document_question=single_period_question(text) if across else "")
 
 
 def prompt_hits(hits: Sequence[Hit], scope: Scope, best: int, across: int) -> tuple[Hit, ...]:
     """The hits for the prompt: the ``best`` first; across periods, each document's best, oldest first
     (the newest ``across`` documents when there are more)."""
-    if not scope.across:
+    if not scope.across and not scope.several:
         return tuple(hits[:best])
     first: dict[str, Hit] = {}
     for hit in hits:
         first.setdefault(hit.chunk.source, hit)
-    ordered = [first[source] for source in scope.documents if source in first]
-    return tuple(ordered[-across:])
+    if scope.across:
+        ordered = [first[source] for source in scope.documents if source in first]
+        return tuple(ordered[-across:])
+    chosen = sorted((first[source] for source in scope.documents if source in first), key=hits.index)[:best]
+    rest = [hit for hit in hits if hit not in chosen]
+    return tuple(sorted(chosen + rest[:best - len(chosen)], key=hits.index))
 
 
 _HOW_CHANGED = re.compile(
@@ -231,12 +264,17 @@ _TREND_OF = re.compile(r"^\s*what\s+(?:is|was|has\s+been)\s+the\s+(?:trend|chang
 _CHINESE_CHANGE = re.compile(r"(?:是)?(?:如何|怎样|怎么)(?:变化|变动|发展)的?|有(?:什么|何)变化|的?变化(?:趋势|情况)?(?:如何|怎样)?|的?趋势")
 
 
+_PERIOD_WORDS = r"(?:(?:Q[1-4]\s+|fiscal\s+)?\d{4}(?:\s+Q[1-4])?|\w+\s+\d{1,2},?\s+\d{4})"
+_SPAN_PHRASE = re.compile(rf"\s*\b(?:from|between)\s+{_PERIOD_WORDS}\s+(?:to|through|and)\s+{_PERIOD_WORDS}", re.IGNORECASE)
+
+
 def single_period_question(question: str) -> str:
     """An across-periods question as asked of one period (see ``Scope.per_document_question``).
 
     "How have Apple's net sales changed over the quarters?" -> "What were Apple's net sales?";
     "英特尔各季度的营业收入如何变化？" -> "英特尔的营业收入是多少？". Other wordings lose only their across phrase.
     """
+    question = _SPAN_PHRASE.sub("", question)
     match = _HOW_CHANGED.match(question) or _TREND_OF.match(question)
     if match:
         subject = _ACROSS.sub("", match.group(1)).strip(" ,")

@@ -66,3 +66,31 @@ def test_an_answer_let_through_on_meaning_alone_needs_one_supported_sentence():
     assert policy.keeps_answer(reworded, grounded_share=0.5)
     assert policy.keeps_answer(reworded, grounded_share=None)  # nothing checkable ("不能。")
     assert policy.keeps_answer(covered, grounded_share=0.0)  # covered questions are judged before generation only
+
+
+def test_an_acronym_spelled_out_or_a_word_on_the_cover_is_not_missing(tmp_path):
+    import numpy as np
+
+    from core.types import Chunk, Hit
+    from retrieval.embedders import EmbedderIdentity
+    from retrieval.evidence import measure_evidence
+    from retrieval.keywords import spelled_out
+    from retrieval.store import Collection
+
+    pages = ["FORM 10-Q\nQuarterly report of Acme Corporation", "Acme at a glance",
+             "Diluted earnings per share $ 1.26", "Research and development 3,870"]
+    chunks = [Chunk("acme.pdf", n, (), 0, len(text), text) for n, text in enumerate(pages, start=1)]
+    collection = Collection.open(tmp_path, EmbedderIdentity("test", 4, "v1"), create=True)
+    collection.put_file("acme.pdf", "sha", chunks, np.eye(4, dtype=np.float32), pages=4)
+    ids = collection.chunk_ids_of(["acme.pdf"])
+    statement = [Hit(chunk=collection.chunk(ids[2]), chunk_id=ids[2], first_stage_score=1.0, first_stage_rank=1, dense_score=0.9,
+                     keyword_score=1.0)]
+
+    def missing(question: str) -> tuple[str, ...]:
+        return measure_evidence(collection, analyse_question(question), statement).missing_specifics
+
+    assert missing("Show Acme's diluted EPS in these 10-Qs") == ()  # spelled out; "FORM 10-Q" on the cover
+    assert missing("Acme's diluted EPS in the 10-K")  # a form the cover does not name
+    assert spelled_out("r&d", pages[3]) and not spelled_out("ai", "an important point")  # two letters need "&"
+    assert missing("Acme's ROE for the quarter") == ("roe",)
+

@@ -7,7 +7,7 @@ from datetime import date
 from core.types import LoadedFile, Page
 from ingest.periods import Period, find_dates, find_quarters, find_versions, find_years, period_end_dates
 from ingest.records import describe_document
-from retrieval.scope import scope_question
+from retrieval.scope import prompt_hits, scope_question
 from retrieval.question import analyse_question
 
 
@@ -72,13 +72,38 @@ def test_a_question_naming_an_organisation_and_period_is_scoped_to_that_document
     assert scope_question(analyse_question("Globex revenue for the quarter ended March 31, 2023"), FILINGS).documents == ("2023 Q1 GLOBEX.pdf",)
     assert scope_question(analyse_question("GLOBEX net income, third quarter of 2023"), FILINGS).documents == ("2023 Q3 GLOBEX.pdf",)
     both = scope_question(analyse_question("Compare Acme and Globex revenue in Q1 2023"), FILINGS)
-    assert set(both.documents) == {"2023 Q1 ACME.pdf", "2023 Q1 GLOBEX.pdf"}
+    assert set(both.documents) == {"2023 Q1 ACME.pdf", "2023 Q1 GLOBEX.pdf"} and both.several
+    assert not scope_question(analyse_question("What was Acme's revenue in Q2 2023?"), FILINGS).several
+
+
+def test_several_organisations_each_get_a_passage_however_far_down_they_rank():
+    from core.types import Chunk, Hit
+
+    scope = scope_question(analyse_question("Compare Acme and Globex revenue in Q1 2023"), FILINGS)
+    hits = [Hit(chunk=Chunk(source, 1, (), 0, 1, f"{source} {n}"), first_stage_score=1.0 - rank / 10, first_stage_rank=rank + 1)
+            for rank, (source, n) in enumerate([("2023 Q1 ACME.pdf", n) for n in range(6)] + [("2023 Q1 GLOBEX.pdf", 0)])]
+    chosen = prompt_hits(hits, scope, best=5, across=6)
+    assert [h.chunk.text for h in chosen] == ["2023 Q1 ACME.pdf 0", "2023 Q1 ACME.pdf 1", "2023 Q1 ACME.pdf 2",
+                                              "2023 Q1 ACME.pdf 3", "2023 Q1 GLOBEX.pdf 0"]
 
 
 def test_latest_and_across_periods():
     assert scope_question(analyse_question("What is Globex's revenue in its latest quarter?"), FILINGS).documents == ("2023 Q3 GLOBEX.pdf",)
     across = scope_question(analyse_question("How has Acme's revenue changed over the quarters?"), FILINGS)
     assert across.across and across.documents == ("2023 Q1 ACME.pdf", "2023 Q2 ACME.pdf", "2023 Q3 ACME.pdf")
+
+
+def test_a_span_of_periods_takes_every_period_between_its_ends():
+    span = scope_question(analyse_question("What is the trend in Acme's revenue from Q1 2023 to Q3 2023?"), FILINGS)
+    assert span.across and span.documents == ("2023 Q1 ACME.pdf", "2023 Q2 ACME.pdf", "2023 Q3 ACME.pdf")
+    assert span.per_document_question == "What was Acme's revenue?"
+    dated = scope_question(analyse_question("Globex net income between April 1, 2023 and July 1, 2023"), FILINGS)
+    assert dated.documents == ("2023 Q1 GLOBEX.pdf", "2023 Q2 GLOBEX.pdf")
+    # two periods without a span word are just those two
+    two = scope_question(analyse_question("Acme revenue in Q1 2023 and Q3 2023"), FILINGS)
+    assert two.documents == ("2023 Q1 ACME.pdf", "2023 Q3 ACME.pdf")
+    trended = scope_question(analyse_question("How has Acme's revenue trended across the 10-Qs in this set?"), FILINGS)
+    assert trended.across and len(trended.documents) == 3
 
 
 def test_questions_naming_nothing_or_a_missing_period_are_not_scoped():
