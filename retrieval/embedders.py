@@ -159,6 +159,7 @@ class SentenceTransformerEmbedder(Embedder):
         self._name = name or model_dir.name
         self._cpu_bf16 = cpu_bf16
         self._loaded = None
+        self._counter = None  # the token counter, made on first use
         self._device: _Device | None = None
         configured = None
         if lazy and identity is not None:
@@ -216,13 +217,20 @@ class SentenceTransformerEmbedder(Embedder):
         return model
 
     def count_tokens(self, text: str) -> int:
-        tokenizer = self._load().tokenizer
-        # The chunker counts thousands of pieces per file: the Rust tokenizer directly costs a
-        # fraction of transformers' wrapper, and does not warn about texts past the model's limit.
-        backend = getattr(tokenizer, "backend_tokenizer", None)
-        if backend is not None:
-            return len(backend.encode(text, add_special_tokens=False).ids)
-        return len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+        if self._counter is None:
+            tokenizer = self._load().tokenizer
+            backend = getattr(tokenizer, "backend_tokenizer", None)
+            if backend is None:
+                return len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+            # A copy of the Rust tokenizer: the library switches truncation on in the one it encodes
+            # with, which would count every text past 512 tokens as 512. Directly, it also costs a
+            # fraction of transformers' wrapper, and the chunker counts thousands of pieces per file.
+            from tokenizers import Tokenizer
+
+            self._counter = Tokenizer.from_str(backend.to_str())
+            self._counter.no_truncation()
+            self._counter.no_padding()
+        return len(self._counter.encode(text, add_special_tokens=False).ids)
 
     def _encode(self, texts: str | list[str], is_query: bool) -> np.ndarray:
         model = self._load()

