@@ -68,8 +68,9 @@ def require_gpu() -> str:
     import torch
 
     if not torch.cuda.is_available():
+        build = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a build without CUDA"
         sys.exit(
-            f"error: --gpu: torch {torch.__version__} sees no CUDA device (built for CUDA {torch.version.cuda}). "
+            f"error: --gpu: torch {torch.__version__} ({build}) sees no CUDA device. "
             "Run `make install` on a machine where `nvidia-smi -L` lists a GPU (it installs the CUDA torch "
             "build), or run without --gpu for the CPU figures."
         )
