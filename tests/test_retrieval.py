@@ -198,7 +198,8 @@ def test_the_builtin_second_embedder_loads_its_model_only_when_it_first_embeds(m
     assert lazy.identity == eager.identity  # read from the folder's config files, same as the loaded model's
     assert lazy.max_tokens == eager.max_tokens == 256
     vector = lazy.embed_query("How much sun do tomato plants need?")
-    assert lazy.loaded and np.allclose(vector, eager.embed_query("How much sun do tomato plants need?"), atol=1e-6)
+    # the built-in one computes in bf16 where the CPU has it, a user's folder in float32: the same vector to 1e-3
+    assert lazy.loaded and float(vector @ eager.embed_query("How much sun do tomato plants need?")) > 0.999
 
 
 def test_collection_without_second_vectors_still_answers_and_next_ingest_adds_them(make_pipeline, corpus):
