@@ -31,7 +31,6 @@ a process of its own (the embedder's library already uses every core it has).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections import deque
@@ -44,6 +43,7 @@ from tqdm import tqdm
 from app.results import IngestReport, IngestStages
 from app.settings import Settings
 from core.errors import KbError
+from core.files import file_sha256
 from core.types import FileFailure, LoadedFile
 from ingest.chunking import Chunker
 from ingest.isolation import IsolatedLoader, PendingLoad
@@ -65,14 +65,6 @@ class _Ready:
 
     def result(self) -> LoadedFile:
         return self.document
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class UnsafeFileNameError(KbError, ValueError):

