@@ -78,7 +78,7 @@ _GENERIC = frozenset(
     "annual quarterly form notes note doc docs document final draft copy version release new".split()
 )
 # Two periods joined as a span: "from Q3 2022 to Q3 2023", "between 2021 and 2023", "Q1 through Q3 2023", "从…到…".
-_SPAN = re.compile(r"\b(?:from|between)\b.+?\b(?:to|through|until|and)\b|\bthrough\b|从.+?(?:到|至)|(?:至|到)", re.IGNORECASE)
+_SPAN = re.compile(r"\b(?:from|between)\b.+?\b(?:to|through|until|and)\b|\bthrough\b|[至到]", re.IGNORECASE)
 _FISCAL = re.compile(r"\bfiscal\b|\bfy\s*'?\d|财年|财政年度|会计年度", re.IGNORECASE)
 _LEGAL_FORMS_ZH = ("股份有限公司", "有限责任公司", "有限公司", "集团")
 
@@ -251,9 +251,10 @@ def prompt_hits(hits: Sequence[Hit], scope: Scope, best: int, across: int) -> tu
     if scope.across:
         ordered = [first[source] for source in scope.documents if source in first]
         return tuple(ordered[-across:])
-    chosen = sorted((first[source] for source in scope.documents if source in first), key=hits.index)[:best]
-    rest = [hit for hit in hits if hit not in chosen]
-    return tuple(sorted(chosen + rest[:best - len(chosen)], key=hits.index))
+    in_scope = set(scope.documents)
+    firsts = [i for i, hit in enumerate(hits) if hit.chunk.source in in_scope and first[hit.chunk.source] is hit][:best]
+    rest = [i for i in range(len(hits)) if i not in firsts][:best - len(firsts)]
+    return tuple(hits[i] for i in sorted(firsts + rest))
 
 
 _HOW_CHANGED = re.compile(
