@@ -34,7 +34,8 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -210,8 +211,17 @@ class Indexer:
         warnings: list[FileFailure] = []
         removed: list[str] = []
         chunks_embedded = pages_read = ocr_pages = 0
-        seconds = dict.fromkeys(("hashing", "reading", "chunking", "embedding", "second_embedding", "saving"), 0.0)
-        clock = time.perf_counter
+        seconds = dict.fromkeys(
+            ("hashing", "loading_models", "reading", "chunking", "embedding", "second_embedding", "saving"), 0.0)
+
+        @contextmanager
+        def stage(name: str) -> Iterator[None]:  # adds the block's wall time to its stage
+            stage_started = time.perf_counter()
+            try:
+                yield
+            finally:
+                seconds[name] += time.perf_counter() - stage_started
+
         interrupted = False
         with WriteLock(target):
             collection = self._open_collection(target, create=True, upgrade=True)
@@ -221,15 +231,19 @@ class Indexer:
             try:
                 # Cheap pass first: the content hash decides what needs reading at all.
                 todo: list[tuple[str, bool]] = []  # (source, was indexed before)
-                stage_started = clock()
-                for source in sources:
-                    previous = indexed.get(source)
-                    if previous and previous.content_sha256 == content_hash(source):
-                        unchanged.append(source)
-                    else:
-                        todo.append((source, previous is not None))
-                seconds["hashing"] += clock() - stage_started
+                with stage("hashing"):
+                    for source in sources:
+                        previous = indexed.get(source)
+                        if previous and previous.content_sha256 == content_hash(source):
+                            unchanged.append(source)
+                        else:
+                            todo.append((source, previous is not None))
 
+                if todo:
+                    with stage("loading_models"):  # counting a token loads a lazy model: not the chunker's time
+                        for embedder in (self.embedder, self.second_embedder):
+                            if embedder is not None:
+                                embedder.count_tokens("")
                 bar = tqdm(total=len(todo), desc="ingest", unit="file",
                            disable=None if progress is None else not progress)
                 pending: deque = deque()
@@ -249,14 +263,12 @@ class Indexer:
                     top_up()
                     bar.set_postfix_str(job.source[-40:], refresh=False)
                     try:
-                        stage_started = clock()
-                        loaded = job.result()
-                        seconds["reading"] += clock() - stage_started
-                        stage_started = clock()
-                        record = describe_document(loaded, loaded.title)
-                        chunks = [replace(chunk, header=record.header_for(chunk.heading_path))
-                                  for chunk in self.chunker.chunk(loaded.pages)]
-                        seconds["chunking"] += clock() - stage_started
+                        with stage("reading"):
+                            loaded = job.result()
+                        with stage("chunking"):
+                            record = describe_document(loaded, loaded.title)
+                            chunks = [replace(chunk, header=record.header_for(chunk.heading_path))
+                                      for chunk in self.chunker.chunk(loaded.pages)]
                         if not chunks:
                             raise LoadError("no text left after chunking")
                     except LoadError as exc:
@@ -264,13 +276,11 @@ class Indexer:
                         bar.update()
                         continue
                     warnings.extend(FileFailure(job.source, warning) for warning in loaded.warnings)
-                    stage_started = clock()
                     texts = [c.embedding_text for c in chunks]
-                    vectors = self._embed(self.embedder, texts)
-                    seconds["embedding"] += clock() - stage_started
-                    stage_started = clock()
-                    second = self._embed(self.second_embedder, texts) if self.second_embedder else None
-                    seconds["second_embedding"] += clock() - stage_started
+                    with stage("embedding"):
+                        vectors = self._embed(self.embedder, texts)
+                    with stage("second_embedding"):
+                        second = self._embed(self.second_embedder, texts) if self.second_embedder else None
                     collection.put_file(job.source, loaded.content_sha256, chunks, vectors, len(loaded.pages), second,
                                         record=record)
                     (updated if was_indexed[job.source] else added).append(job.source)
@@ -280,17 +290,15 @@ class Indexer:
                     dirty = True
                     bar.update()
                     if time.monotonic() - last_save > settings.checkpoint_seconds:
-                        stage_started = clock()
-                        collection.save()  # an interruption from here on keeps this work
-                        seconds["saving"] += clock() - stage_started
+                        with stage("saving"):
+                            collection.save()  # an interruption from here on keeps this work
                         dirty, last_save = False, time.monotonic()
                 bar.close()
                 missing_second = collection.missing_second_vectors() if collection.second_vectors_missing else []
                 if missing_second:
                     dirty = True  # an interruption while they are computed keeps the ones done
-                    stage_started = clock()
-                    self._add_second_vectors(collection, missing_second, progress)
-                    seconds["second_embedding"] += clock() - stage_started
+                    with stage("second_embedding"):
+                        self._add_second_vectors(collection, missing_second, progress)
                 if present is not None:
                     for source in sorted(set(indexed) - present):
                         collection.remove_file(source)
@@ -300,9 +308,8 @@ class Indexer:
                 interrupted = True
             finally:
                 if dirty or not Collection.exists(target):
-                    stage_started = clock()
-                    collection.save()
-                    seconds["saving"] += clock() - stage_started
+                    with stage("saving"):
+                        collection.save()
         return IngestReport(
             added=tuple(added), updated=tuple(updated), removed=tuple(removed), unchanged=tuple(unchanged),
             failed=tuple(failed), warnings=tuple(warnings), chunks_embedded=chunks_embedded,

@@ -29,6 +29,7 @@ class IngestStages:
     """
 
     hashing: float = 0.0
+    loading_models: float = 0.0  # the embedders' first load, when this ingest is what loads them
     reading: float = 0.0
     chunking: float = 0.0
     embedding: float = 0.0
