@@ -95,7 +95,7 @@ def source_path() -> Path:
     return path
 
 
-def converted_model(cache_dir: Path, check_engine: bool = True) -> Path:
+def converted_model(cache_dir: Path) -> Path:
     """The sentence-transformers folder for e5-small in ``cache_dir``: converted and checked once, then reused."""
     cache_dir = Path(cache_dir).expanduser()
     target = cache_dir / FOLDER_NAME
@@ -114,8 +114,7 @@ def converted_model(cache_dir: Path, check_engine: bool = True) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f"{FOLDER_NAME}.partial-", dir=cache_dir))
     try:
         _write_folder(source.read_bytes(), staging)
-        if check_engine:
-            _check_against_engine(staging)
+        _check_against_engine(staging)
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)  # a half-written folder never has the final name
