@@ -28,8 +28,10 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from app.indexing import Indexer, UnsafeFileNameError, safe_document_path, save_uploads
-from app.results import AnswerStream, AskTimings, CollectionStatus, IngestReport, Retrieval, RetrievalTimings
+from app.results import (AnswerStream, AskTimings, CollectionStatus, IngestProgress, IngestReport, QueuePosition,
+                         Retrieval, RetrievalTimings)
 from app.settings import Settings
+from app.turns import GenerationTurns, Ticket
 from core.errors import KbError
 from core.types import Answer, Citation, LoadedFile, Question, Source, Turn
 from llm.answer import citation_from_source, make_answer
@@ -52,8 +54,8 @@ from retrieval.store import Collection, CollectionMissingError, WriteLock
 
 # What the CLI and the UI take from here besides the pipeline: its result types and the one error type.
 __all__ = [
-    "Answer", "AnswerStream", "AskTimings", "Citation", "CollectionStatus", "IngestReport", "KbError", "Pipeline",
-    "Retrieval", "RetrievalTimings", "Turn", "UnsafeFileNameError",
+    "Answer", "AnswerStream", "AskTimings", "Citation", "CollectionStatus", "IngestProgress", "IngestReport", "KbError",
+    "Pipeline", "QueuePosition", "Retrieval", "RetrievalTimings", "Turn", "UnsafeFileNameError",
 ]
 
 PER_DOCUMENT_TOKENS = 96  # one sentence with a figure per document; the model's extras are cut anyway
@@ -67,6 +69,7 @@ class Pipeline:
         reranker: Reranker,
         generator_factory: Callable[[], Generator],
         second_embedder: Embedder | None = None,
+        turns: GenerationTurns | None = None,
     ) -> None:
         self.settings = settings
         self.embedder = embedder
@@ -75,12 +78,12 @@ class Pipeline:
         self._generator_factory = generator_factory
         self._generator: Generator | None = None
         self._collection: Collection | None = None
-        # One llama.cpp context cannot serve two generations at once; the UI shares one
-        # pipeline between browser sessions, so questions take turns.
-        # An abandoned stream releases it when its generator is closed (Streamlit closes it on rerun).
-        self._generation_lock = threading.Lock()
+        # One llama.cpp context cannot serve two generations at once; the UI and the API share one
+        # generator between sessions and collections, so questions take turns, fairly (app.turns).
+        # An abandoned stream gives its turn up when it is closed (Streamlit closes it on rerun).
+        self.turns = turns or GenerationTurns()
         self._generator_load_lock = threading.Lock()
-        self.indexer = Indexer(settings, embedder, second_embedder, self._open_collection)
+        self.indexer = Indexer(settings, embedder, second_embedder, self.open_collection)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Pipeline:
@@ -112,7 +115,7 @@ class Pipeline:
         reranker and generator are reused as they are.
         """
         settings = type(self.settings).model_validate({**self.settings.model_dump(), **changes})  # validated
-        return Pipeline(settings, self.embedder, self.reranker, lambda: self.generator, self.second_embedder)
+        return Pipeline(settings, self.embedder, self.reranker, lambda: self.generator, self.second_embedder, self.turns)
 
     @property
     def generator(self) -> Generator:
@@ -127,7 +130,7 @@ class Pipeline:
         return self._generator.info if self._generator is not None else None
 
     # ----- collection ------------------------------------------------------
-    def _open_collection(self, folder: Path, *, create: bool = False, upgrade: bool = False) -> Collection:
+    def open_collection(self, folder: Path, *, create: bool = False, upgrade: bool = False) -> Collection:
         return Collection.open(
             folder, self.embedder.identity, create=create, upgrade=upgrade,
             exact_up_to=self.settings.exact_search_up_to,
@@ -139,7 +142,7 @@ class Pipeline:
         folder = self.settings.collection_dir
         live = Collection.current_generation(folder)
         if self._collection is None or self._collection.generation != live:
-            self._collection = self._open_collection(folder)
+            self._collection = self.open_collection(folder)
         return self._collection
 
     def status(self) -> CollectionStatus:
@@ -169,7 +172,7 @@ class Pipeline:
         """Drop documents from the index (the files themselves are not touched)."""
         folder = self.settings.collection_dir
         with WriteLock(folder):
-            collection = self._open_collection(folder)
+            collection = self.open_collection(folder)
             removed = [source for source in sources if collection.remove_file(source)]
             if removed:
                 collection.save()
@@ -183,10 +186,11 @@ class Pipeline:
             self.second_embedder.embed_query("warm up")  # the built-in one loads torch on first use: about 5 s
         _ = self.generator
 
-    def ingest(self, folder: Path, *, prune: bool = True, progress: bool | None = None) -> IngestReport:
-        """Bring the collection in step with ``folder`` (``app.indexing``)."""
+    def ingest(self, folder: Path, *, prune: bool = True, progress: bool | None = None,
+               on_progress: Callable[[IngestProgress], None] | None = None) -> IngestReport:
+        """Bring the collection in step with ``folder`` (``app.indexing``); ``on_progress`` hears after each file."""
         try:
-            return self.indexer.ingest(folder, prune=prune, progress=progress)
+            return self.indexer.ingest(folder, prune=prune, progress=progress, on_progress=on_progress)
         finally:
             self._collection = None
 
@@ -296,15 +300,26 @@ class Pipeline:
         support = answer_support(retrieval.question, answer.text, passages)
         return support.score < self.settings.abstain_min_answer_support
 
+    def _wait_for_turn(self, ticket: Ticket) -> Iterator[QueuePosition]:
+        """Yields the ticket's place each time it changes, returns when it is its turn to generate."""
+        last = None
+        while (ahead := self.turns.position(ticket)) > 0:
+            if ahead != last:
+                yield QueuePosition(ahead)
+                last = ahead
+            self.turns.wait(ticket, timeout=0.5)
+
     def ask_stream(
-        self, question: str, history: Sequence[Turn] = (), documents: Sequence[str] | None = None
+        self, question: str, history: Sequence[Turn] = (), documents: Sequence[str] | None = None,
+        requester: str = "local",
     ) -> AnswerStream:
         """Retrieve, then stream the generated answer; ``answer`` is set once iteration ends.
 
         ``history`` holds the conversation's earlier turns, oldest first: a
         follow-up question is searched together with the question it follows
         (``retrieval.followup``) and the last turns go into the prompt.
-        ``documents`` restricts the search to these sources.
+        ``documents`` restricts the search to these sources. ``requester`` (a user, an
+        API key, a browser session) is who waits in the generator's fair queue (``app.turns``).
 
         With abstention on, a question the passages do not cover is answered with
         "not in the documents" (in the question's language) and the closest
@@ -337,15 +352,17 @@ class Pipeline:
             source_tokens=self.settings.source_tokens or None, whole_sources=self.settings.whole_sources,
         )
         if retrieval.scope.across and len(closest) > 1:
-            return self._answer_per_document(stream, question, retrieval, builder, started)
+            return self._answer_per_document(stream, question, retrieval, builder, started, requester)
         prompt = builder.build(question, closest, history)
         prompt_ms = (time.perf_counter() - t_prompt) * 1e3
 
-        def pieces() -> Iterator[str]:
+        def pieces() -> Iterator[str | QueuePosition]:
             first_token_at = None
             count = 0
             parts: list[str] = []
-            with self._generation_lock:
+            ticket = self.turns.join(requester)
+            try:
+                yield from self._wait_for_turn(ticket)
                 for piece in generator.stream_chat(
                     prompt.messages, self.settings.max_answer_tokens, self.settings.temperature
                 ):
@@ -354,6 +371,8 @@ class Pipeline:
                     count += 1
                     parts.append(piece)
                     yield piece
+            finally:
+                self.turns.leave(ticket)
             finished = time.perf_counter()
             stream.answer = make_answer(question, "".join(parts), prompt.sources)
             if self.settings.abstain and self.would_abstain(retrieval, stream.answer):
@@ -377,7 +396,7 @@ class Pipeline:
 
     def _answer_per_document(
         self, stream: AnswerStream, question: Question, retrieval: Retrieval, builder: PromptBuilder,
-        started: float,
+        started: float, requester: str,
     ) -> AnswerStream:
         """A question across periods: each document asked alone, the lines assembled (``llm.per_document``)."""
         records = self.collection().records
@@ -389,11 +408,13 @@ class Pipeline:
         generator = self.generator
         settings = self.settings
 
-        def pieces() -> Iterator[str]:
+        def pieces() -> Iterator[str | QueuePosition]:
             first_line_at = None
             lines: list[str] = []
             prompt_tokens = 0
-            with self._generation_lock:
+            ticket = self.turns.join(requester)
+            try:
+                yield from self._wait_for_turn(ticket)
                 one_period = retrieval.scope.per_document_question
                 asked = analyse_question(one_period) if one_period else question
                 for line in per_document_answer(generator, builder, asked, sources, labels,
@@ -403,6 +424,8 @@ class Pipeline:
                     text = f"- {line.label}: {line.text}"
                     lines.append(text)
                     yield ("\n" if len(lines) > 1 else "") + text
+            finally:
+                self.turns.leave(ticket)
             finished = time.perf_counter()
             stream.answer = make_answer(question, "\n".join(lines), sources)
             stream.timings = AskTimings(
@@ -428,8 +451,9 @@ class Pipeline:
         stream.timings = AskTimings(retrieval_timings, 0.0, elapsed, elapsed, 0, 0)
         return stream
 
-    def ask(self, question: str, history: Sequence[Turn] = (), documents: Sequence[str] | None = None) -> Answer:
-        stream = self.ask_stream(question, history, documents)
+    def ask(self, question: str, history: Sequence[Turn] = (), documents: Sequence[str] | None = None,
+            requester: str = "local") -> Answer:
+        stream = self.ask_stream(question, history, documents, requester)
         for _ in stream:
             pass
         assert stream.answer is not None

@@ -44,6 +44,16 @@ class IngestStages:
 
 
 @dataclass(frozen=True)
+class IngestProgress:
+    """Where a running ingest is: sent after the unchanged files are sorted out and after each file read."""
+
+    files_done: int  # of the files that need reading (unchanged files are not counted)
+    files_total: int
+    current: str | None  # the file being read or embedded now
+    failed: tuple[FileFailure, ...] = ()
+
+
+@dataclass(frozen=True)
 class IngestReport:
     added: tuple[str, ...] = ()
     updated: tuple[str, ...] = ()
@@ -117,14 +127,36 @@ class CollectionStatus:
     generator_runs_on: str = ""  # e.g. "CPU, 2 threads (llama.cpp)" or "the model server at http://…"
 
 
+@dataclass(frozen=True)
+class QueuePosition:
+    """The question waits for the generator: ``ahead`` questions will be generated before it (``app.turns``)."""
+
+    ahead: int
+
+
 @dataclass
 class AnswerStream:
-    """Iterate for the answer's text as it is generated; then read ``answer`` and ``timings``."""
+    """Iterate for the answer's text as it is generated; then read ``answer`` and ``timings``.
 
-    _pieces: Iterator[str]
+    ``events()`` also yields a ``QueuePosition`` whenever the question's place in the
+    generator's queue changes while it waits (the API and the UI show it).
+    """
+
+    _pieces: Iterator[str | QueuePosition]
     answer: Answer | None = None
     timings: AskTimings | None = None
     retrieval: Retrieval | None = None
 
-    def __iter__(self) -> Iterator[str]:
+    def events(self) -> Iterator[str | QueuePosition]:
         yield from self._pieces
+
+    def __iter__(self) -> Iterator[str]:
+        for event in self._pieces:
+            if isinstance(event, str):
+                yield event
+
+    def close(self) -> None:
+        """Stop generating (a client went away): gives the generator's turn to the next question."""
+        close = getattr(self._pieces, "close", None)
+        if close is not None:
+            close()

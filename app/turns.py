@@ -1,0 +1,109 @@
+"""Whose turn it is to generate: one generation at a time, waiting requests taken fairly.
+
+One llama.cpp context cannot serve two generations at once, and a process holds
+one model. Every pipeline of a process (one per collection) shares one
+``GenerationTurns``. Waiting requests are served round-robin by requester
+(a user, an API key, a browser session) and first come, first served within one
+requester: somebody who sends eight questions at once waits behind them, and a
+colleague's single question goes after at most one of them.
+
+Worked example: A sends a1, a2, a3, then B sends b1 while a0 is generating.
+The order is a1, b1, a2, a3: each ticket gets a round when it joins, one after
+its requester's previous ticket and never earlier than the round being served
+(a0's 1: a1 2, a2 3, a3 4, b1 2), and tickets are served by round, then arrival.
+b1's position is 2: a0, then a1.
+
+``position`` counts the questions that will be generated before this one,
+including the one generating now: what the UI shows as "2 questions ahead of
+yours" and the API sends while a request waits.
+
+Deliberately not here: priorities or weights per user, a limit on how many a
+requester may queue (the API's rate limit is the place), time-outs of a
+generation (the generator's own).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass, field
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One request's place in the queue; opaque to callers."""
+
+    requester: str
+    number: int  # arrival order
+    round: int
+    served: bool = field(default=False, init=False)
+
+
+class GenerationTurns:
+    """A fair queue in front of the one generator (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._waiting: list[Ticket] = []
+        self._generating: Ticket | None = None
+        self._numbers = itertools.count()
+        self._round_served = 0  # the round of the ticket served last
+        self._last_round: dict[str, int] = {}  # each requester's latest ticket's round
+
+    def join(self, requester: str) -> Ticket:
+        with self._changed:
+            round_number = max(self._round_served, self._last_round.get(requester, 0)) + 1
+            self._last_round[requester] = round_number
+            ticket = Ticket(requester, next(self._numbers), round_number)
+            self._waiting.append(ticket)
+            self._promote()
+            return ticket
+
+    def _order(self) -> list[Ticket]:
+        """Waiting tickets in serving order: by round, then arrival."""
+        return sorted(self._waiting, key=lambda ticket: (ticket.round, ticket.number))
+
+    def _promote(self) -> None:
+        if self._generating is None and self._waiting:
+            chosen = self._order()[0]
+            self._waiting.remove(chosen)
+            chosen.served = True
+            self._round_served = chosen.round
+            # A round at or below the one served counts as that one anyway: forget it (the map stays small).
+            self._last_round = {r: n for r, n in self._last_round.items() if n > self._round_served}
+            self._generating = chosen
+            self._changed.notify_all()
+
+    def position(self, ticket: Ticket) -> int:
+        """Questions that will be generated before this one (0: it is this one's turn)."""
+        with self._changed:
+            if ticket.served:
+                return 0
+            ahead = self._order().index(ticket)
+            return ahead + (1 if self._generating is not None else 0)
+
+    def wait(self, ticket: Ticket, timeout: float) -> bool:
+        """Block until it is this ticket's turn or ``timeout`` seconds pass; True when it is its turn."""
+        with self._changed:
+            return self._changed.wait_for(lambda: ticket.served, timeout)
+
+    def leave(self, ticket: Ticket) -> None:
+        """Give the turn up (done generating) or the place in the queue (gave up waiting)."""
+        with self._changed:
+            if self._generating is ticket:
+                self._generating = None
+            elif ticket in self._waiting:
+                self._waiting.remove(ticket)
+            self._promote()
+            self._changed.notify_all()
+
+    @property
+    def waiting(self) -> int:
+        with self._changed:
+            return len(self._waiting)
+
+    @property
+    def busy(self) -> bool:
+        """A question is being generated now."""
+        with self._changed:
+            return self._generating is not None
