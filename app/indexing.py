@@ -41,7 +41,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from app.results import IngestReport, IngestStages
+from app.results import IngestProgress, IngestReport, IngestStages
 from app.settings import Settings
 from core.errors import KbError
 from core.files import file_sha256
@@ -87,6 +87,22 @@ def safe_document_path(folder: Path, name: str, *, allow_subfolders: bool = Fals
     if root not in target.parents:  # a symlink inside the folder could still point outside
         raise UnsafeFileNameError(f"{name!r} would be stored outside {folder}")
     return target
+
+
+MAX_NAME_BYTES = 200  # file systems allow 255; the partial file's name adds a few
+
+
+def check_upload_name(name: str) -> str:
+    """``name`` when it is a plain file name a client may upload under; ``UnsafeFileNameError`` otherwise.
+
+    Stricter than ``safe_document_path``, which reduces a path to its last part: an
+    API client that sends ``../x.md`` or ``/etc/x.md`` is told no, not silently renamed.
+    """
+    if not name or any(ch in name for ch in "/\\") or any(ord(ch) < 32 for ch in name) or name.strip() != name:
+        raise UnsafeFileNameError(f"not an acceptable file name: {name!r} (a plain name, no folders or control characters)")
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise UnsafeFileNameError(f"file name longer than {MAX_NAME_BYTES} bytes: {name[:40]!r}…")
+    return safe_document_path(Path("."), name).name  # hidden names, '..', unsupported suffixes
 
 
 def save_uploads(folder: Path, files: Sequence[tuple[str, bytes]]) -> None:
@@ -139,7 +155,8 @@ class Indexer:
         self._open_collection = open_collection
         self.chunker = Chunker(embedder.count_tokens, settings.chunk_tokens, settings.chunk_overlap)
 
-    def ingest(self, folder: Path, *, prune: bool = True, progress: bool | None = None) -> IngestReport:
+    def ingest(self, folder: Path, *, prune: bool = True, progress: bool | None = None,
+               on_progress: Callable[[IngestProgress], None] | None = None) -> IngestReport:
         """Bring the collection in step with ``folder`` (see module docstring)."""
         folder = Path(folder)
         if not folder.is_dir():
@@ -168,6 +185,7 @@ class Indexer:
                 present=present if prune else None,
                 failed_early=too_large,
                 progress=progress,
+                on_progress=on_progress,
             )
 
     def ingest_documents(
@@ -199,6 +217,7 @@ class Indexer:
         present: set[str] | None,
         failed_early: list[FileFailure],
         progress: bool | None,
+        on_progress: Callable[[IngestProgress], None] | None = None,
     ) -> IngestReport:
         """The one indexing loop: skip unchanged, load ahead, chunk, embed, checkpoint, prune."""
         started = time.perf_counter()
@@ -257,11 +276,17 @@ class Indexer:
                             return
                         pending.append(submit(item[0]))
 
+                def report_progress(current: str | None) -> None:
+                    if on_progress is not None:
+                        done = len(added) + len(updated) + len(failed) - len(failed_early)  # tqdm's n stays 0 when hidden
+                        on_progress(IngestProgress(done, len(todo), current, tuple(failed)))
+
                 top_up()
                 while pending:
                     job = pending.popleft()
                     top_up()
                     bar.set_postfix_str(job.source[-40:], refresh=False)
+                    report_progress(job.source)
                     try:
                         with stage("reading"):
                             loaded = job.result()
@@ -294,6 +319,7 @@ class Indexer:
                             collection.save()  # an interruption from here on keeps this work
                         dirty, last_save = False, time.monotonic()
                 bar.close()
+                report_progress(None)
                 missing_second = collection.missing_second_vectors() if collection.second_vectors_missing else []
                 if missing_second:
                     dirty = True  # an interruption while they are computed keeps the ones done

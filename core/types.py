@@ -253,6 +253,14 @@ class Answer:
     def citation(self, number: int) -> Citation | None:
         return next((c for c in self.citations if c.number == number), None)
 
+    def supported_spans(self, number: int) -> tuple[tuple[int, int], ...]:
+        """Character spans of source ``number``'s passage that support a sentence of the answer."""
+        return tuple(
+            (evidence.start_char, evidence.end_char)
+            for sentence in self.sentences if sentence.supported
+            for evidence in sentence.evidence if evidence.source_number == number
+        )
+
     @property
     def grounded_share(self) -> float | None:
         """Share of the checkable sentences that a cited passage supports; None when none is checkable."""

@@ -118,13 +118,7 @@ def render_sources(answer: Answer) -> None:
         return
     st.caption("Sources")
     for citation in answer.citations:
-        spans = [
-            (evidence.start_char, evidence.end_char)
-            for sentence in answer.sentences
-            if sentence.supported
-            for evidence in sentence.evidence
-            if evidence.source_number == citation.number
-        ]
+        spans = answer.supported_spans(citation.number)
         with st.expander(f"[{citation.number}] {citation.label}"):
             _render_citation(citation, spans)
 
