@@ -1,4 +1,5 @@
-"""Command line: ``kb ingest | ask | chat | search | eval | eval-qa | status | remove | models | ui`` and the ``ingest`` shortcut.
+"""Command line: ``kb ingest | ask | chat | search | eval | eval-qa | status | remove | models | ui | serve``, the
+accounts' ``kb users | keys | audit`` (``app.cli_accounts``) and the ``ingest`` shortcut.
 
 Builds the settings (flags override ``KB_*`` variables), builds the pipeline and
 prints what it returns. All work happens in ``app.pipeline``.
@@ -22,6 +23,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from app import cli_accounts
 from app.pipeline import Pipeline
 from app.settings import Settings, SettingsError, load_settings
 from core.types import Answer, Turn
@@ -37,6 +39,9 @@ from retrieval.rerank import LEXICAL_FUSION, NO_RERANK, RerankerError, load_rera
 from retrieval.store import Collection, StoreError, WriteLock
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Private question answering over your documents.")
+cli.add_typer(cli_accounts.users, name="users")
+cli.add_typer(cli_accounts.keys, name="keys")
+cli.command(name="audit")(cli_accounts.audit)
 
 CollectionOption = Annotated[Optional[str], typer.Option("--collection", "-c", help="Knowledge base name (KB_COLLECTION).")]
 
@@ -407,6 +412,16 @@ def ui() -> None:
     sys.stdout.flush()
     # Become the Streamlit process (no child left behind when this one is stopped).
     os.execv(sys.executable, command)
+
+
+@cli.command()
+def serve() -> None:
+    """Start the team service: OpenAI-compatible API, REST, accounts (KB_SERVE_HOST, 127.0.0.1 unless you change it)."""
+    settings = _settings()
+    typer.echo(f"Service on http://{settings.serve_host}:{settings.serve_port}  (API docs at /docs; Ctrl-C to stop)")
+    sys.stdout.flush()
+    # Become the server process (python -m server builds its own settings from the same KB_* variables).
+    os.execv(sys.executable, [sys.executable, "-m", "server"])
 
 
 def main() -> None:

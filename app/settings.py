@@ -92,7 +92,12 @@ class Settings(BaseSettings):
     # UI
     ui_host: str = Field("127.0.0.1", description="Address the web UI binds to; localhost unless you choose otherwise.")
     ui_port: int = Field(8501, ge=1, le=65535)
-    max_upload_mb: int = Field(200, ge=1)
+    max_upload_mb: int = Field(200, ge=1, description="Largest upload, in MB (UI and API; the API answers 413 above it).")
+
+    # Service (kb serve)
+    serve_host: str = Field("127.0.0.1", description="Address `kb serve` binds to; a non-loopback one needs accounts (`kb users add`).")
+    serve_port: int = Field(8000, ge=1, le=65535)
+    audit_questions: bool = Field(False, description="Write the text of every question and search into the audit log (off: who asked which collection, not what).")
 
     @field_validator("embedding_model", "second_embedder", "reranker", "llm_model")
     @classmethod

@@ -1,0 +1,1 @@
+"""The team service: `kb serve` (server.app), accounts live in app.accounts."""

@@ -1,0 +1,205 @@
+"""``kb serve``: the team service. FastAPI on uvicorn, over the same pipeline the CLI and the UI use.
+
+Routes: the OpenAI-compatible ones (``server.routes_chat``), collections,
+documents, jobs and search (``server.routes_collections``), and login/logout for
+session tokens here. OpenAPI docs at ``/docs``, the schema at ``/openapi.json``.
+
+Safe by default:
+- binds 127.0.0.1 unless ``KB_SERVE_HOST`` says otherwise, and refuses a
+  non-loopback address while accounts are off (no user exists), saying how to
+  add one;
+- every error is JSON in OpenAI's shape, ``{"error": {"message", "type", "code"}}``,
+  with a 4xx status for anything the request got wrong (malformed JSON, an
+  unknown model, empty messages), never a traceback;
+- an upload larger than ``KB_MAX_UPLOAD_MB`` is refused with 413 before its
+  body is read (a chunked upload without a length gets 411).
+
+Deliberately not here: TLS (put the reverse proxy your team already runs in
+front), several worker processes (one generator per process; the fair queue
+is per process).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from app.collections import CollectionExistsError, InvalidCollectionNameError, Library, UnknownCollectionError
+from app.indexing import UnsafeFileNameError
+from app.jobs import IngestJobs
+from app.pipeline import Pipeline
+from app.settings import Settings
+from core.errors import KbError
+from llm.generator import GenerationError
+from llm.models import ModelError
+from retrieval.store import CollectionLockedError, StoreError
+from server import routes_chat, routes_collections
+from app.accounts import AccountError, Accounts, AuthenticationError, LoginThrottledError
+from server.deps import CallerDep, Service, ServiceDep
+
+log = logging.getLogger("kbqa.server")
+
+
+class Login(BaseModel):
+    username: str
+    password: str
+
+
+class Session(BaseModel):
+    token: str
+    user: str
+    admin: bool
+
+
+class Me(BaseModel):
+    user: str
+    admin: bool
+    accounts: bool
+
+
+def _error(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status,
+                        headers=headers)
+
+
+# Our exceptions and the status each answers with (first match wins: subclasses before their bases).
+_STATUS_OF: tuple[tuple[type[Exception], int, str], ...] = (
+    (UnknownCollectionError, 404, "not_found"),
+    (LoginThrottledError, 429, "rate_limited"),
+    (AuthenticationError, 401, "unauthorized"),
+    (CollectionExistsError, 409, "conflict"),
+    (CollectionLockedError, 409, "busy"),
+    (InvalidCollectionNameError, 400, "invalid_request"),
+    (UnsafeFileNameError, 400, "invalid_request"),
+    (AccountError, 400, "invalid_request"),
+    (StoreError, 409, "index_unusable"),
+    (GenerationError, 503, "generator_unavailable"),
+    (ModelError, 503, "generator_unavailable"),
+    (ValueError, 400, "invalid_request"),
+    (KbError, 400, "invalid_request"),
+)
+
+
+def create_app(service: Service) -> FastAPI:
+    app = FastAPI(
+        title="kbqa", version="1",
+        summary="Answers from your documents with checkable citations; OpenAI-compatible chat.",
+        description="`model` names a collection. Answers carry their citations in the extra field `kb`. "
+                    "With accounts on, send `Authorization: Bearer <API key or session token>`.",
+    )
+    app.state.service = service
+    app.include_router(routes_chat.router)
+    app.include_router(routes_collections.router)
+    upload_limit = service.settings.max_upload_mb * 1024 * 1024
+
+    @app.middleware("http")
+    async def limit_upload_size(request: Request, call_next):
+        if request.method == "POST" and request.url.path.endswith("/documents"):
+            length = request.headers.get("content-length")
+            if length is None:
+                return _error(411, "send the upload with a Content-Length", "length_required")
+            if not length.isdigit() or int(length) > upload_limit:
+                return _error(413, f"the upload is larger than the limit of {service.settings.max_upload_mb} MB "
+                                   "(KB_MAX_UPLOAD_MB)", "too_large")
+        return await call_next(request)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        kind = {401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict", 413: "too_large"}
+        return _error(exc.status_code, str(exc.detail), kind.get(exc.status_code, "invalid_request"),
+                      getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error.get('loc', ()) if part != 'body') or 'body'}: {error.get('msg')}"
+            for error in exc.errors()[:5])
+        return _error(400, f"invalid request: {problems}", "invalid_request")
+
+    @app.exception_handler(KbError)
+    @app.exception_handler(ValueError)
+    async def known_error(request: Request, exc: Exception) -> JSONResponse:
+        for kind, status, label in _STATUS_OF:
+            if isinstance(exc, kind):
+                headers = {"Retry-After": f"{exc.retry_after:.0f}"} if isinstance(exc, LoginThrottledError) else None
+                return _error(status, str(exc), label, headers)
+        return _error(400, str(exc), "invalid_request")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return _error(500, f"internal error ({type(exc).__name__}); the server log has the details", "internal_error")
+
+    @app.get("/healthz", tags=["service"])
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/auth/login", response_model=Session, tags=["accounts"],
+              summary="A session token for a user name and password (rate-limited)")
+    def login(body: Login, request: Request, service: ServiceDep) -> Session:
+        if not service.accounts.enabled():
+            raise HTTPException(404, "accounts are off: no login needed on this server")
+        caller, token = service.accounts.login(body.username, body.password,
+                                               client=request.client.host if request.client else "")
+        return Session(token=token, user=caller.name, admin=caller.admin)
+
+    @app.post("/v1/auth/logout", status_code=204, tags=["accounts"])
+    def logout(request: Request, service: ServiceDep, caller: CallerDep) -> None:
+        token = request.headers.get("authorization", "")[7:].strip()
+        if token.startswith("kbs_"):
+            service.accounts.logout(token)
+
+    @app.get("/v1/auth/me", response_model=Me, tags=["accounts"])
+    def me(service: ServiceDep, caller: CallerDep) -> Me:
+        return Me(user=caller.name, admin=caller.admin, accounts=service.accounts.enabled())
+
+    return app
+
+
+def build_service(settings: Settings, pipeline: Pipeline | None = None) -> Service:
+    pipeline = pipeline or Pipeline.from_settings(settings)
+    return Service(settings=settings, library=Library(pipeline), jobs=IngestJobs(),
+                   accounts=Accounts(settings.home, audit_questions=settings.audit_questions))
+
+
+class UnsafeBindError(KbError):
+    """A network address without accounts: anybody who can reach it could read every collection."""
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:  # a host name: loopback only when every address it resolves to is
+            addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        except OSError:
+            return False
+        return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
+
+
+def check_bind(host: str, accounts: Accounts) -> None:
+    if not is_loopback(host) and not accounts.enabled():
+        raise UnsafeBindError(
+            f"refusing to listen on {host}: accounts are off, so anybody who can reach this address could read and "
+            "change every collection. Add an admin first (`kb users add <name> --admin`), then grant others "
+            "access (`kb users grant`), or keep KB_SERVE_HOST=127.0.0.1 behind a proxy that authenticates.")
+
+
+def serve(settings: Settings) -> None:
+    """Run the service until interrupted (``kb serve``)."""
+    import uvicorn
+
+    accounts = Accounts(settings.home, audit_questions=settings.audit_questions)
+    check_bind(settings.serve_host, accounts)  # before loading any model
+    service = build_service(settings)
+    service.library.base.warm_up()
+    uvicorn.run(create_app(service), host=settings.serve_host, port=settings.serve_port, log_level="info",
+                timeout_graceful_shutdown=5)

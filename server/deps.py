@@ -1,0 +1,75 @@
+"""What every route is given: the service (collections, jobs, accounts) and the caller, checked.
+
+``readable``/``writable`` turn a collection name into its pipeline only when the
+caller may use it; otherwise they raise ``UnknownCollectionError``, the very
+error a missing collection raises, so a 404 never tells whether a collection
+exists.
+
+Deliberately not here: the routes, error formatting (``server.app``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request
+
+from app.collections import Library, UnknownCollectionError
+from app.jobs import IngestJobs
+from app.pipeline import Pipeline
+from app.settings import Settings
+from app.access import LOCAL_CALLER, Caller
+from app.accounts import Accounts, AuthenticationError
+
+
+@dataclass
+class Service:
+    settings: Settings
+    library: Library
+    jobs: IngestJobs
+    accounts: Accounts
+
+    def audit(self, caller: Caller, action: str, collection: str | None = None, detail: str = "") -> None:
+        self.accounts.audit(caller.name, action, collection, detail, key_id=caller.key_id)
+
+
+def get_service(request: Request) -> Service:
+    return request.app.state.service
+
+
+def get_caller(
+    request: Request,
+    authorization: Annotated[str | None, Header(description="Bearer <API key or session token> (accounts on).")] = None,
+) -> Caller:
+    service: Service = request.app.state.service
+    if not service.accounts.enabled():
+        return LOCAL_CALLER
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise HTTPException(401, "an API key is required: Authorization: Bearer <key>",
+                            headers={"WWW-Authenticate": "Bearer"})
+    try:
+        return service.accounts.caller_for_token(authorization[7:].strip())
+    except AuthenticationError as exc:
+        raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def not_found(name: str) -> UnknownCollectionError:
+    return UnknownCollectionError(f"no collection named {name!r}")
+
+
+def readable(service: Service, caller: Caller, name: str) -> Pipeline:
+    if not caller.may_read(name) or not service.library.exists(name):
+        raise not_found(name)
+    return service.library.pipeline(name)
+
+
+def writable(service: Service, caller: Caller, name: str) -> Pipeline:
+    pipeline = readable(service, caller, name)
+    if not caller.may_write(name):
+        raise HTTPException(403, f"your access to {name!r} is read-only")
+    return pipeline

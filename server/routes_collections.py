@@ -1,0 +1,220 @@
+"""REST routes for collections, documents, ingest jobs and search (passages without generation).
+
+Uploads are saved under checked names into the collection's documents folder
+(``app.collections``) before the route returns ``202`` with an ingest job; the
+job indexes them in the background (``app.jobs``). A name with a folder in it,
+a NUL, a leading dot or over 200 bytes is refused before anything is written;
+the size limit (``KB_MAX_UPLOAD_MB``) is enforced on the request before its body
+is read (``server.app``).
+
+Deliberately not here: who may do what (``app.access``), the pipeline's work.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, File, HTTPException, UploadFile
+from pydantic import BaseModel, Field
+
+from app.indexing import check_upload_name, save_uploads
+from app.jobs import Job
+from app.pipeline import Pipeline
+from app.access import Caller
+from server.deps import CallerDep, Service, ServiceDep, readable, writable
+
+router = APIRouter(prefix="/v1", tags=["collections"])
+
+
+class CollectionOut(BaseModel):
+    name: str
+    access: Literal["read", "write"]
+
+
+class CollectionDetail(CollectionOut):
+    documents: int
+    chunks: int
+    embedder: str
+
+
+class NewCollection(BaseModel):
+    name: str = Field(description="1-64 letters, digits, '.', '_' or '-', starting with a letter or digit.")
+
+
+class DocumentOut(BaseModel):
+    source: str
+    title: str
+    description: str
+    pages: int
+    chunks: int
+    ocr_pages: int
+    failure: str | None
+
+
+class FailureOut(BaseModel):
+    source: str
+    reason: str
+
+
+class JobOut(BaseModel):
+    id: str
+    collection: str
+    kind: str
+    status: Literal["queued", "running", "done", "failed"]
+    files_done: int
+    files_total: int
+    current: str | None
+    failures: list[FailureOut]
+    error: str | None
+    summary: str | None = Field(None, description="The finished ingest's report in one paragraph.")
+
+
+class SearchRequest(BaseModel):
+    query: str = Field(min_length=1, max_length=4000)
+    top_k: int = Field(5, ge=1, le=50)
+    documents: list[str] | None = Field(None, description="Search only these documents.")
+
+
+class SearchHit(BaseModel):
+    rank: int
+    source: str
+    page: int | None
+    section: str | None
+    location: str
+    passage: str
+    score: float
+    dense_score: float | None
+    keyword_score: float | None
+
+
+class SearchResult(BaseModel):
+    scoped_to: list[str] = Field(description="The documents the question named, searched alone (empty: all).")
+    hits: list[SearchHit]
+
+
+def _job_out(job: Job) -> JobOut:
+    return JobOut(
+        id=job.id, collection=job.collection, kind=job.kind, status=job.status, files_done=job.files_done,
+        files_total=job.files_total, current=job.current,
+        failures=[FailureOut(source=f.source, reason=f.reason) for f in job.failures], error=job.error,
+        summary=job.report.summary() if job.report else None,
+    )
+
+
+def _access(caller: Caller, name: str) -> Literal["read", "write"]:
+    return "write" if caller.may_write(name) else "read"
+
+
+@router.get("/collections", response_model=list[CollectionOut], summary="The collections the caller may read")
+def list_collections(service: ServiceDep, caller: CallerDep) -> list[CollectionOut]:
+    return [CollectionOut(name=name, access=_access(caller, name))
+            for name in service.library.names() if caller.may_read(name)]
+
+
+@router.post("/collections", status_code=201, response_model=CollectionOut, summary="Create an empty collection (admins)")
+def create_collection(body: NewCollection, service: ServiceDep, caller: CallerDep) -> CollectionOut:
+    if not caller.admin:
+        raise HTTPException(403, "only admins create collections")
+    service.library.create(body.name)
+    service.audit(caller, "create collection", body.name)
+    return CollectionOut(name=body.name, access="write")
+
+
+@router.get("/collections/{name}", response_model=CollectionDetail)
+def get_collection(name: str, service: ServiceDep, caller: CallerDep) -> CollectionDetail:
+    status = readable(service, caller, name).status()
+    return CollectionDetail(name=name, access=_access(caller, name), documents=len(status.files), chunks=status.chunks,
+                            embedder=status.embedder)
+
+
+@router.delete("/collections/{name}", status_code=204, summary="Delete a collection and its uploaded files (admins)")
+def delete_collection(name: str, service: ServiceDep, caller: CallerDep) -> None:
+    readable(service, caller, name)
+    if not caller.admin:
+        raise HTTPException(403, "only admins delete collections")
+    service.library.delete(name)
+    service.audit(caller, "delete collection", name)
+
+
+@router.get("/collections/{name}/documents", response_model=list[DocumentOut])
+def list_documents(name: str, service: ServiceDep, caller: CallerDep) -> list[DocumentOut]:
+    readable(service, caller, name)
+    return [DocumentOut(**vars(document)) for document in service.library.documents(name)]
+
+
+def _ingest_job(service: Service, pipeline: Pipeline, name: str, kind: str, caller: Caller, before=None) -> Job:
+    """A background job bringing the collection in step with its documents folder (``before`` runs first)."""
+    library, folder = service.library, service.library.documents_dir(name)
+
+    def work(progress):
+        if before is not None:
+            before()
+        report = pipeline.ingest(folder, prune=False, progress=False, on_progress=progress)
+        library.record_ingest(name, report)
+        return report
+
+    return service.jobs.submit(name, kind, work, caller.name)
+
+
+@router.post("/collections/{name}/documents", status_code=202, response_model=JobOut,
+             summary="Upload documents (PDF, Markdown, text, Word, HTML); they are indexed by a background job")
+def upload_documents(name: str, service: ServiceDep, caller: CallerDep,
+                     files: list[UploadFile] = File(description="One or more files.")) -> JobOut:
+    pipeline = writable(service, caller, name)
+    checked = [(check_upload_name(upload.filename or ""), upload) for upload in files]  # all names before any write
+    save_uploads(service.library.documents_dir(name), [(safe, upload.file.read()) for safe, upload in checked])
+    service.audit(caller, "upload", name, ", ".join(safe for safe, _ in checked))
+    return _job_out(_ingest_job(service, pipeline, name, "upload", caller))
+
+
+@router.delete("/collections/{name}/documents/{source:path}", status_code=204)
+def delete_document(name: str, source: str, service: ServiceDep, caller: CallerDep) -> None:
+    pipeline = writable(service, caller, name)
+    removed = pipeline.delete_document(source)
+    removed = service.library.forget_failure(name, source) or removed
+    if not removed:
+        raise HTTPException(404, f"no document {source!r} in {name!r}")
+    service.audit(caller, "delete document", name, source)
+
+
+@router.post("/collections/{name}/documents/{source:path}/reindex", status_code=202, response_model=JobOut,
+             summary="Read a document again (e.g. after changing OCR or password settings)")
+def reindex_document(name: str, source: str, service: ServiceDep, caller: CallerDep) -> JobOut:
+    pipeline = writable(service, caller, name)
+    folder = service.library.documents_dir(name)
+    if not (folder / source).is_file() or source.startswith("/") or ".." in source.split("/"):
+        raise HTTPException(409, f"{source!r} is not among the files uploaded to {name!r}; upload it again")
+    service.audit(caller, "reindex", name, source)
+    return _job_out(_ingest_job(service, pipeline, name, "reindex", caller,
+                                before=lambda: pipeline.remove_documents([source])))
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, summary="An ingest job's progress")
+def get_job(job_id: str, service: ServiceDep, caller: CallerDep) -> JobOut:
+    job = service.jobs.get(job_id)
+    if job is None or not caller.may_read(job.collection):
+        raise HTTPException(404, f"no job {job_id!r}")
+    return _job_out(job)
+
+
+@router.get("/collections/{name}/jobs", response_model=list[JobOut])
+def list_jobs(name: str, service: ServiceDep, caller: CallerDep) -> list[JobOut]:
+    readable(service, caller, name)
+    return [_job_out(job) for job in service.jobs.list(name)]
+
+
+@router.post("/collections/{name}/search", response_model=SearchResult, summary="Passages for a question, no generation")
+def search(name: str, body: SearchRequest, service: ServiceDep, caller: CallerDep) -> SearchResult:
+    pipeline = readable(service, caller, name)
+    retrieval = pipeline.retrieve(body.query, documents=body.documents or None)
+    service.audit(caller, "search", name, body.query if service.accounts.audit_questions else "")
+    return SearchResult(
+        scoped_to=list(retrieval.scope.documents) if retrieval.scope.scoped and not body.documents else [],
+        hits=[SearchHit(rank=rank, source=hit.chunk.source, page=hit.chunk.page,
+                        section=" › ".join(hit.chunk.heading_path) or None, location=hit.chunk.location,
+                        passage=hit.chunk.text, score=round(hit.score, 4),
+                        dense_score=None if hit.dense_score is None else round(hit.dense_score, 4),
+                        keyword_score=None if hit.keyword_score is None else round(hit.keyword_score, 4))
+              for rank, hit in enumerate(retrieval.hits[: body.top_k], start=1)],
+    )
+

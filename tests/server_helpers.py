@@ -1,0 +1,86 @@
+"""Starting a real ``kb serve`` on a loopback port for the service's tests.
+
+The server runs as its own process, exactly as ``kb serve`` runs it, with the
+small built-in generator (Qwen2.5-Coder-0.5B) so that answers come in seconds:
+the tests check the service (citations travel, permissions hold, uploads land),
+not the model's wisdom.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from llm.models import QWEN_0_5B
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def kb_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "KB_HOME": str(home), "KB_LLM_MODEL": QWEN_0_5B.name, "KB_THREADS": "2"}
+    env.update(extra)
+    return env
+
+
+def kb(home: Path, *args: str, stdin: str | None = None, **extra: str) -> subprocess.CompletedProcess:
+    """Run ``kb`` (the console script's module) against ``home``."""
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], env=kb_env(home, **extra), input=stdin,
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+
+
+@dataclass
+class RunningServer:
+    url: str
+    home: Path
+    process: subprocess.Popen
+    log: Path
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start_server(home: Path, log: Path, **extra: str) -> RunningServer:
+    port = free_port()
+    env = kb_env(home, KB_SERVE_PORT=str(port), **extra)
+    handle = log.open("w")  # a pipe would fill up and stall the server
+    process = subprocess.Popen([sys.executable, "-m", "server"], env=env, cwd=REPO, stdout=handle,
+                               stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"kb serve exited: {log.read_text(encoding='utf-8')[-3000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return RunningServer(url, home, process, log)
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    process.kill()
+    raise RuntimeError("kb serve did not start within 180 s")
+
+
+def wait_for_job(client: httpx.Client, job: dict, timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job['id']}").json()
+        if job["status"] in ("done", "failed"):
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job did not finish: {job}")
