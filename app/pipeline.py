@@ -2,6 +2,7 @@
 
 Ingest:  folder -> files -> pages -> chunks -> vectors -> collection on disk
 Ask:     question -> hits -> reranked hits -> prompt -> generated text -> Answer
+         (answers without generation, and one line per document across periods: ``app.answering``)
 
 ``Pipeline`` gets its collaborators (embedder, reranker, generator factory)
 through its constructor; ``Pipeline.from_settings`` builds the real ones. The
@@ -27,19 +28,19 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from app.answering import answer_per_document, fixed_answer
 from app.indexing import Indexer, UnsafeFileNameError, safe_document_path, save_uploads
 from app.results import (AnswerStream, AskTimings, CollectionStatus, IngestProgress, IngestReport, QueuePosition,
                          Retrieval, RetrievalTimings)
 from app.settings import Settings
-from app.turns import GenerationTurns, Ticket
+from app.turns import GenerationTurns
 from core.errors import KbError
 from core.types import Answer, Citation, LoadedFile, Question, Source, Turn
-from llm.answer import citation_from_source, make_answer
+from llm.answer import make_answer
 from llm.generator import Generator, LlamaCppGenerator, planned_placement
 from llm.answer_support import answer_support
 from llm.model_server import ServerGenerator
 from llm.models import resolve_model_path
-from llm.per_document import per_document_answer
 from llm.prompt import PromptBuilder
 from llm.refusals import DRAFT_WITHDRAWN, EMPTY_COLLECTION, NOT_IN_DOCUMENTS, NOTHING_FOUND, not_in_documents
 from retrieval import keywords
@@ -57,9 +58,6 @@ __all__ = [
     "Answer", "AnswerStream", "AskTimings", "Citation", "CollectionStatus", "IngestProgress", "IngestReport", "KbError",
     "Pipeline", "QueuePosition", "Retrieval", "RetrievalTimings", "Turn", "UnsafeFileNameError",
 ]
-
-PER_DOCUMENT_TOKENS = 96  # one sentence with a figure per document; the model's extras are cut anyway
-
 
 class Pipeline:
     def __init__(
@@ -300,15 +298,6 @@ class Pipeline:
         support = answer_support(retrieval.question, answer.text, passages)
         return support.score < self.settings.abstain_min_answer_support
 
-    def _wait_for_turn(self, ticket: Ticket) -> Iterator[QueuePosition]:
-        """Yields the ticket's place each time it changes, returns when it is its turn to generate."""
-        last = None
-        while (ahead := self.turns.position(ticket)) > 0:
-            if ahead != last:
-                yield QueuePosition(ahead)
-                last = ahead
-            self.turns.wait(ticket, timeout=0.5)
-
     def ask_stream(
         self, question: str, history: Sequence[Turn] = (), documents: Sequence[str] | None = None,
         requester: str = "local",
@@ -338,12 +327,12 @@ class Pipeline:
         stream.retrieval = retrieval
         if retrieval is None or not retrieval.hits:
             message = EMPTY_COLLECTION[language] if retrieval is None or not self.collection().chunk_count else NOTHING_FOUND[language]
-            return self._fixed_answer(stream, question, message, (), started)
+            return fixed_answer(stream, question, message, (), started)
         closest = retrieval.context
         if self.settings.abstain and self.would_abstain(retrieval):
             shown = tuple(Source(number, hit, hit.chunk.text) for number, hit in enumerate(closest, start=1))
             refusal = not_in_documents(question, retrieval.evidence)
-            return self._fixed_answer(stream, question, refusal, shown, started)
+            return fixed_answer(stream, question, refusal, shown, started)
 
         generator = self.generator
         t_prompt = time.perf_counter()
@@ -352,7 +341,9 @@ class Pipeline:
             source_tokens=self.settings.source_tokens or None, whole_sources=self.settings.whole_sources,
         )
         if retrieval.scope.across and len(closest) > 1:
-            return self._answer_per_document(stream, question, retrieval, builder, started, requester)
+            records = self.collection().records
+            return answer_per_document(stream, question, retrieval, builder, started, generator=generator,
+                                       records=records, settings=self.settings, turns=self.turns, requester=requester)
         prompt = builder.build(question, closest, history)
         prompt_ms = (time.perf_counter() - t_prompt) * 1e3
 
@@ -362,7 +353,7 @@ class Pipeline:
             parts: list[str] = []
             ticket = self.turns.join(requester)
             try:
-                yield from self._wait_for_turn(ticket)
+                yield from (QueuePosition(ahead) for ahead in self.turns.positions_until_turn(ticket))
                 for piece in generator.stream_chat(
                     prompt.messages, self.settings.max_answer_tokens, self.settings.temperature
                 ):
@@ -392,63 +383,6 @@ class Pipeline:
             )
 
         stream._pieces = pieces()
-        return stream
-
-    def _answer_per_document(
-        self, stream: AnswerStream, question: Question, retrieval: Retrieval, builder: PromptBuilder,
-        started: float, requester: str,
-    ) -> AnswerStream:
-        """A question across periods: each document asked alone, the lines assembled (``llm.per_document``)."""
-        records = self.collection().records
-        sources = tuple(Source(number, hit, hit.chunk.text) for number, hit in enumerate(retrieval.context, start=1))
-        labels = []
-        for source in sources:
-            record = records.get(source.hit.chunk.source)
-            labels.append((record.period_label or record.title) if record else source.hit.chunk.source)
-        generator = self.generator
-        settings = self.settings
-
-        def pieces() -> Iterator[str | QueuePosition]:
-            first_line_at = None
-            lines: list[str] = []
-            prompt_tokens = 0
-            ticket = self.turns.join(requester)
-            try:
-                yield from self._wait_for_turn(ticket)
-                one_period = retrieval.scope.per_document_question
-                asked = analyse_question(one_period) if one_period else question
-                for line in per_document_answer(generator, builder, asked, sources, labels,
-                                                min(settings.max_answer_tokens, PER_DOCUMENT_TOKENS), settings.temperature):
-                    first_line_at = first_line_at or time.perf_counter()
-                    prompt_tokens += line.prompt_tokens
-                    text = f"- {line.label}: {line.text}"
-                    lines.append(text)
-                    yield ("\n" if len(lines) > 1 else "") + text
-            finally:
-                self.turns.leave(ticket)
-            finished = time.perf_counter()
-            stream.answer = make_answer(question, "\n".join(lines), sources)
-            stream.timings = AskTimings(
-                retrieval=retrieval.timings, prompt_ms=0.0,
-                first_token_ms=((first_line_at or finished) - started) * 1e3, total_ms=(finished - started) * 1e3,
-                generated_pieces=len(lines), prompt_tokens=prompt_tokens,
-            )
-
-        stream._pieces = pieces()
-        return stream
-
-    def _fixed_answer(
-        self, stream: AnswerStream, question: Question, message: str, shown: Sequence[Source], started: float
-    ) -> AnswerStream:
-        """An answer the pipeline gives itself (empty index, nothing found, not covered): no generation."""
-        answer = Answer(question=question.text, text=message, citations=(),
-                        sources=tuple(citation_from_source(source) for source in shown), supported=False,
-                        abstained=True)
-        stream.answer = answer
-        stream._pieces = iter([message])
-        retrieval_timings = stream.retrieval.timings if stream.retrieval else RetrievalTimings(0.0, 0.0, 0.0)
-        elapsed = (time.perf_counter() - started) * 1e3
-        stream.timings = AskTimings(retrieval_timings, 0.0, elapsed, elapsed, 0, 0)
         return stream
 
     def ask(self, question: str, history: Sequence[Turn] = (), documents: Sequence[str] | None = None,

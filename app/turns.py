@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 
@@ -86,6 +87,15 @@ class GenerationTurns:
         """Block until it is this ticket's turn or ``timeout`` seconds pass; True when it is its turn."""
         with self._changed:
             return self._changed.wait_for(lambda: ticket.served, timeout)
+
+    def positions_until_turn(self, ticket: Ticket) -> Iterator[int]:
+        """Yields the ticket's position each time it changes; returns once it is the ticket's turn."""
+        last = None
+        while (ahead := self.position(ticket)) > 0:
+            if ahead != last:
+                yield ahead
+                last = ahead
+            self.wait(ticket, timeout=0.5)
 
     def leave(self, ticket: Ticket) -> None:
         """Give the turn up (done generating) or the place in the queue (gave up waiting)."""
