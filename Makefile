@@ -22,7 +22,7 @@ PIP_LLAMA_FLAGS  :=
 TORCH_SPEC       := torch==2.13.0
 endif
 
-.PHONY: install run test bench clean-index
+.PHONY: install run test bench browser clean-index
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,7 +42,14 @@ run: install
 	$(BIN)/kb ingest data
 	$(BIN)/kb ui
 
-test: install
+# The browser test drives Debian's chromium with playwright (no browser download): install it when missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser test"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: install browser
 	$(BIN)/python -m pytest
 
 bench: install

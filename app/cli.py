@@ -1,5 +1,5 @@
 """Command line: ``kb ingest | ask | chat | search | eval | eval-qa | status | remove | models | ui | serve``, the
-accounts' ``kb users | keys | audit`` (``app.cli_accounts``) and the ``ingest`` shortcut.
+accounts' and ratings' ``kb users | keys | audit | feedback`` (``app.cli_team``) and the ``ingest`` shortcut.
 
 Builds the settings (flags override ``KB_*`` variables), builds the pipeline and
 prints what it returns. All work happens in ``app.pipeline``.
@@ -23,9 +23,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from app import cli_accounts
+from app import cli_team
+from app.access import check_bind
+from app.accounts import Accounts
 from app.pipeline import Pipeline
 from app.settings import Settings, SettingsError, load_settings
+from core.errors import KbError
 from core.types import Answer, Turn
 from evaluation import answers as answer_evaluation
 from evaluation.beir import BeirFormatError, read_beir
@@ -39,9 +42,10 @@ from retrieval.rerank import LEXICAL_FUSION, NO_RERANK, RerankerError, load_rera
 from retrieval.store import Collection, StoreError, WriteLock
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Private question answering over your documents.")
-cli.add_typer(cli_accounts.users, name="users")
-cli.add_typer(cli_accounts.keys, name="keys")
-cli.command(name="audit")(cli_accounts.audit)
+cli.add_typer(cli_team.users, name="users")
+cli.add_typer(cli_team.keys, name="keys")
+cli.add_typer(cli_team.feedback, name="feedback")
+cli.command(name="audit")(cli_team.audit)
 
 CollectionOption = Annotated[Optional[str], typer.Option("--collection", "-c", help="Knowledge base name (KB_COLLECTION).")]
 
@@ -396,8 +400,13 @@ def models() -> None:
 
 @cli.command()
 def ui() -> None:
-    """Start the web UI (binds to KB_UI_HOST, 127.0.0.1 unless you change it)."""
+    """Start the web UI (binds to KB_UI_HOST, 127.0.0.1 unless you change it; another address needs accounts)."""
     settings = _settings()
+    try:
+        check_bind(settings.ui_host, Accounts(settings.home), setting="KB_UI_HOST")
+    except KbError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     app_file = Path(__file__).resolve().parent.parent / "ui" / "streamlit_app.py"
     command = [
         sys.executable, "-m", "streamlit", "run", str(app_file),

@@ -5,11 +5,12 @@ pipeline per collection, each made with ``Pipeline.with_settings`` from one base
 pipeline, so the embedders, the reranker, the generator and the generator's
 fair queue (``app.turns``) exist once however many collections there are.
 
-Files uploaded to a collection live in ``<home>/documents/<name>/``; the last
+Files uploaded to a collection live in ``<home>/documents/<name>/`` (for the
+configured collection: ``KB_DOCUMENTS_DIR``, ``data/`` by default); the last
 ingest's failures of each file (a broken PDF, an encrypted one without its
-password) are kept next to them in ``.failures.json`` (hidden, so never read as
-a document), until the file is indexed or deleted, so the document list can
-show them after a restart.
+password) are kept in ``<home>/documents/<name>/.failures.json`` (hidden, so
+never read as a document), until the file is indexed or deleted, so the
+document list can show them after a restart.
 
 Worked example::
 
@@ -80,8 +81,15 @@ class Library:
         return self.base.settings.collections_root
 
     def documents_dir(self, name: str) -> Path:
-        """Where the files uploaded to ``name`` are kept."""
+        """Where the files uploaded to ``name`` are kept: the configured folder (``KB_DOCUMENTS_DIR``) for the
+        configured collection, which ``kb ingest`` and ``make run`` fill from there; ``<home>/documents/<name>``
+        for every other."""
         self._check_name(name)
+        if name == self.base.settings.collection:
+            return self.base.settings.documents_dir
+        return self._uploads_dir(name)
+
+    def _uploads_dir(self, name: str) -> Path:
         return self.base.settings.home / "documents" / name
 
     def names(self) -> list[str]:
@@ -104,7 +112,7 @@ class Library:
     def _pipeline(self, name: str) -> Pipeline:
         with self._lock:
             if name not in self._pipelines:
-                if name == self.base.settings.collection and self.base.settings.documents_dir == self.documents_dir(name):
+                if name == self.base.settings.collection:
                     self._pipelines[name] = self.base
                 else:
                     self._pipelines[name] = self.base.with_settings(
@@ -132,7 +140,8 @@ class Library:
         folder = self.root / name
         with WriteLock(folder):
             shutil.rmtree(folder)
-        shutil.rmtree(self.documents_dir(name), ignore_errors=True)
+        # Uploads kept under the home go with it; a folder of the user's own (KB_DOCUMENTS_DIR) is never touched.
+        shutil.rmtree(self._uploads_dir(name), ignore_errors=True)
         with self._lock:
             self._pipelines.pop(name, None)
 
@@ -172,7 +181,7 @@ class Library:
             return True
 
     def _read_failures(self, name: str) -> dict[str, str]:
-        path = self.documents_dir(name) / FAILURES_FILE
+        path = self._uploads_dir(name) / FAILURES_FILE
         try:
             stored = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -180,7 +189,7 @@ class Library:
         return dict(stored.get("failures", {})) if stored.get("format") == FAILURES_FORMAT else {}
 
     def _write_failures(self, name: str, failures: dict[str, str]) -> None:
-        folder = self.documents_dir(name)
+        folder = self._uploads_dir(name)  # under the home, never in a folder of the user's own
         folder.mkdir(parents=True, exist_ok=True)
         partial = folder / (FAILURES_FILE + ".partial")
         partial.write_text(json.dumps({"format": FAILURES_FORMAT, "failures": failures}, ensure_ascii=False),

@@ -201,7 +201,8 @@ class Pipeline:
         finally:
             self._collection = None
 
-    def add_documents(self, files: list[tuple[str, bytes]]) -> IngestReport:
+    def add_documents(self, files: list[tuple[str, bytes]],
+                      on_progress: Callable[[IngestProgress], None] | None = None) -> IngestReport:
         """Save uploaded files into the documents folder, then bring the index in step.
 
         File names are reduced to their last component, so ``../../etc/passwd``
@@ -210,7 +211,7 @@ class Pipeline:
         folder = self.settings.documents_dir
         save_uploads(folder, files)
         # prune=False: an upload only adds; the collection may also hold files ingested from elsewhere.
-        return self.ingest(folder, prune=False, progress=False)
+        return self.ingest(folder, prune=False, progress=False, on_progress=on_progress)
 
     def delete_document(self, source: str) -> bool:
         """Remove a document from the index and its file from the documents folder."""

@@ -21,9 +21,7 @@ is per process).
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import socket
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -40,6 +38,7 @@ from llm.generator import GenerationError
 from llm.models import ModelError
 from retrieval.store import CollectionLockedError, StoreError
 from server import routes_chat, routes_collections
+from app.access import check_bind
 from app.accounts import AccountError, Accounts, AuthenticationError, LoginThrottledError
 from server.deps import CallerDep, Service, ServiceDep
 
@@ -166,31 +165,6 @@ def build_service(settings: Settings, pipeline: Pipeline | None = None) -> Servi
     pipeline = pipeline or Pipeline.from_settings(settings)
     return Service(settings=settings, library=Library(pipeline), jobs=IngestJobs(),
                    accounts=Accounts(settings.home, audit_questions=settings.audit_questions))
-
-
-class UnsafeBindError(KbError):
-    """A network address without accounts: anybody who can reach it could read every collection."""
-
-
-def is_loopback(host: str) -> bool:
-    if host in ("localhost",):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        try:  # a host name: loopback only when every address it resolves to is
-            addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
-        except OSError:
-            return False
-        return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
-
-
-def check_bind(host: str, accounts: Accounts) -> None:
-    if not is_loopback(host) and not accounts.enabled():
-        raise UnsafeBindError(
-            f"refusing to listen on {host}: accounts are off, so anybody who can reach this address could read and "
-            "change every collection. Add an admin first (`kb users add <name> --admin`), then grant others "
-            "access (`kb users grant`), or keep KB_SERVE_HOST=127.0.0.1 behind a proxy that authenticates.")
 
 
 def serve(settings: Settings) -> None:

@@ -240,10 +240,11 @@ def test_a_client_that_leaves_mid_stream_does_not_block_the_next_question(server
         assert time.monotonic() - started < 120
 
 
-def test_binding_a_network_address_without_accounts_is_refused(tmp_path):
-    result = kb(tmp_path / "home", "serve", KB_SERVE_HOST="0.0.0.0", KB_SERVE_PORT="1")
+@pytest.mark.parametrize("command, variable", [("serve", "KB_SERVE_HOST"), ("ui", "KB_UI_HOST")])
+def test_binding_a_network_address_without_accounts_is_refused(tmp_path, command, variable):
+    result = kb(tmp_path / "home", command, **{variable: "0.0.0.0"})
     assert result.returncode == 2
-    assert "accounts are off" in result.stderr and "kb users add" in result.stderr
+    assert "accounts are off" in result.stderr and "kb users add" in result.stderr and variable in result.stderr
 
 
 def test_the_openapi_schema_documents_the_kb_field(http):

@@ -16,7 +16,7 @@ import pytest
 from openai import AuthenticationError, OpenAI
 
 from app.accounts import LOGIN_FAILURES_ALLOWED, Accounts
-from server.app import check_bind
+from app.access import check_bind
 from tests.server_helpers import kb, start_server, wait_for_job
 
 ADMIN_PASSWORD = "correct horse battery"

@@ -1,214 +1,162 @@
-"""Streamlit web UI: chat with cited answers, sources, and document management.
+"""Streamlit web UI: log in, pick a collection, ask with cited answers, keep and rate conversations.
 
 Start it with ``kb ui`` (binds to 127.0.0.1 unless ``KB_UI_HOST`` says
-otherwise). Settings come from ``KB_*`` environment variables, read here at the
+otherwise; another address only once accounts exist). Settings come from ``KB_*`` environment variables, read here at the
 edge and passed to the pipeline. Models load once per process
-(``st.cache_resource``), never per rerun. The answer streams as it is
-generated; when it is complete it is replaced by the version with checked
-citations, in which a sentence no source supports carries a warning mark. Each
-cited source shows file, page or section, and the passage with the sentences
-that support the answer highlighted. Passages and generated text are shown as
-Markdown: passages are escaped first, so a passage can never inject formatting
-or a fake highlight; the answer is the model's Markdown by design.
+(``st.cache_resource``), never per rerun, and every collection's pipeline shares
+them (``app.collections``).
+
+- Accounts (``app.accounts``): once a user exists (``kb users add``), the page
+  asks for a user name and password first and shows only the collections the
+  user was granted; uploading and deleting need write access. Without accounts
+  the one local user may do everything, as before.
+- The answer streams as it is generated; while other questions are being
+  answered first, the page says how many are ahead. When complete it is
+  replaced by the version with checked citations (``ui.rendering``).
+- Conversations are saved per user and collection (``app.conversations``),
+  listed in the sidebar, renamable, deletable, exportable as Markdown or JSON;
+  every answer takes a thumbs up or down with an optional note.
 
 The sidebar shows the generator's notice, if any (e.g. a GPU the llama.cpp
 build cannot use, with the command that fixes it), once, above the documents.
 
 Deliberately not here: any retrieval, prompting or ingest logic (all in
-``app.pipeline``), authentication (a localhost tool; put a reverse proxy with
-auth in front if you bind it to a network).
+``app.pipeline``), the panels' details (``ui.sidebar``).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+import uuid
 
 import streamlit as st
 
-from app.pipeline import Answer, Citation, CollectionStatus, KbError, Pipeline, Turn
+from app.access import LOCAL_CALLER, Caller
+from app.accounts import Accounts, AuthenticationError
+from app.collections import Library
+from app.conversations import Conversations, SavedTurn
+from app.pipeline import KbError, Pipeline, QueuePosition, Turn
 from app.settings import Settings, load_settings
-
-
-@dataclass(frozen=True)
-class ChatTurn:
-    question: str
-    answer: Answer
+from ui.rendering import render_answer, render_sources
+from ui.sidebar import collection_picker, conversations_panel, documents_panel
 
 
 @st.cache_resource(show_spinner="Loading the models (once per server start)…")
-def get_pipeline(settings_json: str) -> Pipeline:
+def get_library(settings_json: str) -> Library:
     pipeline = Pipeline.from_settings(Settings.model_validate_json(settings_json))
     pipeline.warm_up()
-    return pipeline
+    return Library(pipeline)
 
 
-UNSUPPORTED_MARK = ":red[**⚠**]"
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$^=&])")
-_OPEN, _CLOSE = "\ue000", "\ue001"  # private-use characters: stand for the highlight until escaping is done
-
-
-def escape_markdown(text: str) -> str:
-    """Text shown literally by st.markdown: every character Markdown or a Streamlit directive could read is escaped."""
-    # Hard breaks keep the passage's lines; leading spaces would make a code block.
-    return "  \n".join(_MARKDOWN_SPECIAL.sub(r"\\\1", line.lstrip()) for line in text.split("\n"))
-
-
-def highlighted_passage(passage: str, spans: Sequence[tuple[int, int]]) -> str:
-    """The passage as escaped Markdown with the character spans highlighted (overlapping spans merged)."""
-    merged: list[list[int]] = []
-    for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    parts, position = [], 0
-    for start, end in merged:
-        # One line inside the highlight: a line break would end the directive.
-        parts += [passage[position:start], _OPEN, " ".join(passage[start:end].split()), _CLOSE]
-        position = end
-    parts.append(passage[position:])
-    escaped = escape_markdown("".join(parts))
-    return escaped.replace(_OPEN, ":orange-background[").replace(_CLOSE, "]")
-
-
-def answer_markdown(answer: Answer) -> str:
-    """The answer text with a warning mark after every sentence no source supports."""
-    text, pieces, position = answer.text, [], 0
-    for sentence in answer.unsupported_sentences:
-        pieces += [text[position : sentence.end_char], " ", UNSUPPORTED_MARK]
-        position = sentence.end_char
-    pieces.append(text[position:])
-    return "".join(pieces)
-
-
-def render_answer(answer: Answer, into=None) -> None:
-    """The checked answer (into ``into``, e.g. the placeholder that held the stream) and what was not found."""
-    (into or st).markdown(answer_markdown(answer))
-    flagged = len(answer.unsupported_sentences)
-    if flagged:
-        checked = sum(s.checked for s in answer.sentences)
-        st.caption(
-            f"⚠ {flagged} of {checked} statements not found in the sources (checked by their words and numbers): "
-            "treat them as unverified."
-        )
-
-
-def render_sources(answer: Answer) -> None:
-    if answer.abstained:
-        if answer.withdrawn_draft:
-            # Collapsed and labelled: the check is lexical, so a right answer worded differently from the
-            # passages can be withdrawn; the user may still read it, knowing no passage was found to say it.
-            with st.expander("Withdrawn draft: no passage was found to say this"):
-                st.markdown(escape_markdown(answer.withdrawn_draft))
-        if answer.sources:
-            with st.expander("Closest passages found"):
-                for citation in answer.sources:
-                    st.markdown(f"**[{citation.number}] {escape_markdown(citation.label)}**")
-                    _render_citation(citation)
-        return
-    if not answer.supported:
-        if answer.sources:
-            st.warning("This answer cites none of your documents. Treat it as unsupported.")
-            with st.expander("Closest passages found"):
-                for citation in answer.sources:
-                    st.markdown(f"**[{citation.number}] {escape_markdown(citation.label)}**")
-                    _render_citation(citation)
-        return
-    st.caption("Sources")
-    for citation in answer.citations:
-        spans = answer.supported_spans(citation.number)
-        with st.expander(f"[{citation.number}] {citation.label}"):
-            _render_citation(citation, spans)
-
-
-def _render_citation(citation: Citation, spans: Sequence[tuple[int, int]] = ()) -> None:
-    ocr_note = " · text recognised by OCR from a scanned page, may contain errors" if citation.ocr else ""
-    support_note = " · highlighted: what supports the answer" if spans else ""
-    st.caption(f"relevance {citation.score:.2f}{ocr_note}{support_note}")
-    st.markdown(highlighted_passage(citation.passage, spans))
-
-
-def render_sidebar(pipeline: Pipeline, status: CollectionStatus) -> list[str]:
-    """The sidebar; returns the documents the user chose to search (empty: all of them)."""
-    st.sidebar.header("Knowledge base")
-    st.sidebar.write(f"Collection **{status.name}**: {len(status.files)} documents, {status.chunks} passages")
-    st.sidebar.caption(f"Embedder: {status.embedder} on {status.embedder_runs_on} · reranker: {pipeline.reranker.name}")
-    info = pipeline.generator_info
-    model = info.model if info is not None else "the language model"
-    st.sidebar.caption(f"Generator: {model} on {status.generator_runs_on}")
-    if info is not None and info.notice:  # e.g. a GPU this llama.cpp build cannot use, with the command that fixes it
-        st.sidebar.warning(info.notice, icon="⚠️")
-
-    st.sidebar.subheader("Documents")
-    uploads = st.sidebar.file_uploader(
-        "Add PDF, Markdown or text files", type=["pdf", "md", "markdown", "txt"], accept_multiple_files=True
-    )
-    if uploads and st.sidebar.button("Add to knowledge base", type="primary"):
-        with st.sidebar.status("Indexing…") as progress:
+def current_caller(accounts: Accounts) -> Caller | None:
+    """Who is using the page; None after drawing the login form (accounts on, nobody logged in)."""
+    if not accounts.enabled():
+        return LOCAL_CALLER
+    token = st.session_state.get("session_token")
+    if token:
+        try:
+            return accounts.caller_for_token(token)
+        except AuthenticationError:
+            st.session_state.pop("session_token", None)  # ended or revoked: log in again
+    with st.form("login"):
+        st.subheader("Log in")
+        name = st.text_input("User name")
+        password = st.text_input("Password", type="password")
+        if st.form_submit_button("Log in", type="primary"):
             try:
-                report = pipeline.add_documents([(upload.name, upload.getvalue()) for upload in uploads])
-            except KbError as exc:  # a name that would leave the folder, a locked or broken index
-                progress.update(label="Not added", state="error")
-                st.sidebar.error(str(exc))
+                _, token = accounts.login(name.strip(), password, client="web UI")
+            except AuthenticationError as exc:  # wrong password, or throttled after repeated failures
+                st.error(str(exc))
             else:
-                progress.update(label=report.summary(), state="complete" if not report.failed else "error")
-                for failure in report.failed:
-                    st.sidebar.error(f"{failure.source}: {failure.reason}")
-                for warning in report.warnings:
-                    st.sidebar.warning(f"{warning.source}: {warning.reason}")
-    chosen = st.sidebar.multiselect(
-        "Search only these documents", options=list(status.files), default=[],
-        format_func=lambda source: status.records[source].description if source in status.records else source,
-        help="Empty: every document. A question that names an organisation, a period or 'the latest' "
-             "is searched in the documents it names by itself.",
-    )
-    for source in status.files:
-        left, right = st.sidebar.columns([5, 1])
-        record = status.records.get(source)
-        left.write(source)
-        if record is not None and (record.organisation or record.period_label):
-            left.caption(", ".join(part for part in (record.organisation, record.period_label) if part))
-        if right.button(":material/delete:", key=f"delete-{source}", help=f"Remove {source} from the knowledge base"):
-            pipeline.delete_document(source)
-            st.rerun()
-    return [source for source in chosen if source in status.files]
+                st.session_state["session_token"] = token
+                st.rerun()
+    return None
+
+
+def requester(caller: Caller) -> str:
+    """Whose turn it is in the generator's queue: the user, or this browser session without accounts."""
+    if caller is not LOCAL_CALLER:
+        return caller.requester
+    return "session:" + st.session_state.setdefault("session_id", uuid.uuid4().hex)
+
+
+def render_turn(turn: SavedTurn, store: Conversations, user: str) -> None:
+    with st.chat_message("user"):
+        st.markdown(turn.question)
+    with st.chat_message("assistant"):
+        render_answer(turn.answer)
+        render_sources(turn.answer)
+        rating_key = f"rating-{turn.id}"
+        if rating_key not in st.session_state and turn.rating:
+            st.session_state[rating_key] = 1 if turn.rating > 0 else 0
+        rating = st.feedback("thumbs", key=rating_key)
+        stored = None if rating is None else (1 if rating == 1 else -1)
+        if stored != turn.rating:
+            store.rate(user, turn.id, stored, turn.note)
+        if stored is not None:
+            note = st.text_input("Note (optional): what was wrong, or what the right answer is", value=turn.note,
+                                 key=f"note-{turn.id}")
+            if note != turn.note:
+                store.rate(user, turn.id, stored, note)
 
 
 def main() -> None:
     st.set_page_config(page_title="kbqa – ask your documents", page_icon="📚", layout="wide")
     try:
         settings = load_settings()
-        pipeline = get_pipeline(settings.model_dump_json())
+        library = get_library(settings.model_dump_json())
     except (KbError, ValueError) as exc:  # settings, models that cannot load
         st.error(f"kbqa cannot start: {exc}")
         st.stop()
         return
-
+    accounts = Accounts(settings.home)
+    caller = current_caller(accounts)
+    if caller is None:
+        return
     st.title("Ask your documents")
+
+    names = [name for name in library.names() if caller.may_read(name)]
+    if caller is LOCAL_CALLER and settings.collection not in names:
+        names.insert(0, settings.collection)  # the configured collection, even before its first ingest
+    if not names:
+        st.info(f"{caller.name}, no collection is shared with you yet: ask an admin to grant you one.")
+        return
+    if caller is not LOCAL_CALLER:
+        st.sidebar.caption(f"Logged in as **{caller.name}**")
+        if st.sidebar.button("Log out"):
+            accounts.logout(st.session_state.pop("session_token"))
+            st.rerun()
+    collection = collection_picker(names, st.session_state.get("collection", settings.collection))
+    if st.session_state.get("collection") != collection:  # switched: a conversation belongs to one collection
+        st.session_state["collection"] = collection
+        st.session_state["conversation"] = None
+    pipeline = library.pipeline(collection) if library.exists(collection) else library.base
     try:
         status = pipeline.status()
     except KbError as exc:  # e.g. built with another embedder: say so instead of a traceback
         st.error(f"The index cannot be used: {exc}")
         st.stop()
         return
-    only = render_sidebar(pipeline, status)
+
+    st.sidebar.header("Knowledge base")
+    st.sidebar.write(f"Collection **{status.name}**: {len(status.files)} documents, {status.chunks} passages")
+    st.sidebar.caption(f"Embedder: {status.embedder} on {status.embedder_runs_on} · reranker: {pipeline.reranker.name}")
+    info = pipeline.generator_info
+    st.sidebar.caption(f"Generator: {info.model if info else 'the language model'} on {status.generator_runs_on}")
+    if info is not None and info.notice:  # e.g. a GPU this llama.cpp build cannot use, with the command that fixes it
+        st.sidebar.warning(info.notice, icon="⚠️")
+    store = Conversations(settings.home)
+    conversations_panel(store, caller.name, collection)
+    only = documents_panel(pipeline, library, status, caller.may_write(collection))
     if not status.exists or status.chunks == 0:
         st.info(
             "The knowledge base is empty. Add files in the sidebar under **Documents**, "
             f"or run `kb ingest <folder>` (collection `{status.name}`) and reload this page."
         )
 
-    history: list[ChatTurn] = st.session_state.setdefault("history", [])  # per browser session
-    if history and st.sidebar.button("New conversation", help="Forget the questions so far"):
-        history.clear()
+    conversation = st.session_state.get("conversation")
+    history = store.turns(caller.name, conversation) if conversation is not None else []
     for turn in history:
-        with st.chat_message("user"):
-            st.markdown(turn.question)
-        with st.chat_message("assistant"):
-            render_answer(turn.answer)
-            render_sources(turn.answer)
+        render_turn(turn, store, caller.name)
 
     question = st.chat_input("Ask a question about your documents (English or 中文)")
     if not question:
@@ -216,20 +164,34 @@ def main() -> None:
     with st.chat_message("user"):
         st.markdown(question)
     with st.chat_message("assistant"):
-        placeholder = st.empty()
+        waiting, placeholder = st.empty(), st.empty()
         try:
             # The conversation so far, so that a follow-up ("and its weight?") is understood.
             earlier = [Turn(turn.question, turn.answer.text) for turn in history]
-            stream = pipeline.ask_stream(question, earlier, only or None)
+            stream = pipeline.ask_stream(question, earlier, only or None, requester=requester(caller))
+
+            def text_pieces():
+                for event in stream.events():
+                    if isinstance(event, QueuePosition):
+                        ahead = "1 question is" if event.ahead == 1 else f"{event.ahead} questions are"
+                        waiting.info(f"{ahead} ahead of yours; yours is next after them…", icon="⏳")
+                    else:
+                        waiting.empty()
+                        yield event
+
             with placeholder.container():
-                st.write_stream(stream)
+                st.write_stream(text_pieces())
         except KbError as exc:
             placeholder.error(f"Could not answer: {exc}")
             return
         answer = stream.answer
         render_answer(answer, into=placeholder)  # the checked version replaces the raw stream
         render_sources(answer)
-    history.append(ChatTurn(question=question, answer=answer))
+    if conversation is None:
+        conversation = store.create(caller.name, collection, question)
+        st.session_state["conversation"] = conversation
+    store.add_turn(caller.name, conversation, question, answer)
+    st.rerun()  # drawn again from the store, with its rating buttons, and listed in the sidebar
 
 
 main()

@@ -1,37 +1,48 @@
-"""``kb users``, ``kb keys``, ``kb audit``: the service's accounts from the command line (``app.accounts``).
+"""``kb users``, ``kb keys``, ``kb audit``, ``kb feedback``: a team's accounts and ratings from the command line.
+
+Accounts: ``app.accounts``. Ratings given in the web UI become an evaluation set:
+``kb feedback export`` (``app.feedback``).
 
 Passwords are read from a prompt (never a flag, which would land in the shell's
 history), or from standard input with ``--password-stdin`` for scripts.
 An API key is printed once, when it is created; only its hash is kept.
 
-Deliberately not here: the accounts' rules (``app.accounts``), the server.
+Deliberately not here: the accounts' rules (``app.accounts``), the export's (``app.feedback``), the server.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Annotated, Optional
 
 import typer
 
+from app import feedback as feedback_export
 from app.accounts import AccountError, Accounts
+from app.conversations import Conversations
 from app.settings import SettingsError, load_settings
 
 users = typer.Typer(no_args_is_help=True, help="Users of `kb serve`: accounts are on once one exists.")
 keys = typer.Typer(no_args_is_help=True, help="API keys: scoped to a user, optionally to collections; revocable.")
+feedback = typer.Typer(no_args_is_help=True, help="Thumbs up and down given in the web UI.")
 
 PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input.")]
 
 
-def _accounts() -> Accounts:
+def _settings():
     try:
-        settings = load_settings()
+        return load_settings()
     except SettingsError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
+
+
+def _accounts() -> Accounts:
+    settings = _settings()
     return Accounts(settings.home, audit_questions=settings.audit_questions)
 
 
@@ -165,3 +176,20 @@ def audit(
             where = f" {entry.collection}" if entry.collection else ""
             detail = f": {entry.detail}" if entry.detail else ""
             typer.echo(f"{_when(entry.at)}  {entry.user}{key}  {entry.action}{where}{detail}")
+
+
+@feedback.command("export")
+def feedback_export_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="The JSON-lines file to write (kb eval-qa reads it).")],
+    collection: Annotated[Optional[str], typer.Option("--collection", "-c", help="Only this collection's answers.")] = None,
+    rating: Annotated[str, typer.Option("--rating", help="down, up or all.")] = "all",
+) -> None:
+    """Write the rated answers as a regression set: `kb eval-qa FILE` asks them again."""
+    wanted = {"down": -1, "up": 1, "all": None}
+    if rating not in wanted:
+        typer.echo("error: --rating is down, up or all", err=True)
+        raise typer.Exit(2)
+    result = feedback_export.export(Conversations(_settings().home), out, collection, wanted[rating])
+    typer.echo(f"wrote {result.written} questions ({result.down} rated down, {result.up} up) to {out}")
+    for reason in result.left_out:
+        typer.echo(f"  left out {reason}", err=True)

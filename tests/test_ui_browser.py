@@ -1,0 +1,121 @@
+"""The web UI once in a real browser: Debian's chromium, driven by playwright, at 1400x1100.
+
+`kb ui` runs as its own process with accounts on. Dana logs in, asks, opens a
+citation, rates the answer, reloads the page, logs in again and opens the saved
+conversation from the sidebar. A screenshot is kept in the test's folder. The
+sidebar's icon buttons are measured: each icon lies wholly inside its button
+(they used to be clipped at this size).
+
+`make test` installs chromium (Makefile: `browser`); without it this test fails
+with the command to run, it is not skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from app.accounts import Accounts
+from app.conversations import Conversations
+from app.pipeline import Pipeline
+from app.settings import load_settings
+from llm.models import QWEN_0_5B
+from tests.conftest import REPO, SAMPLE_DATA
+from tests.server_helpers import free_port
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PASSWORD = "dana's password"
+QUESTION = "Which port does the web interface listen on?"
+
+
+@pytest.fixture
+def ui_server(tmp_path, model_cache):
+    assert CHROMIUM, "Debian's chromium is missing: run `make browser` (or apt-get install chromium)"
+    env = {**os.environ, "KB_HOME": str(tmp_path / "home"), "KB_DOCUMENTS_DIR": str(tmp_path / "docs"),
+           "KB_MODEL_CACHE": str(model_cache), "KB_LLM_MODEL": QWEN_0_5B.name, "KB_COLLECTION": "guide",
+           "KB_UI_PORT": str(free_port())}
+    shutil.copytree(SAMPLE_DATA, tmp_path / "docs")
+    settings = load_settings(home=tmp_path / "home", documents_dir=tmp_path / "docs", collection="guide",
+                             model_cache=model_cache)
+    Pipeline.from_settings(settings).ingest(tmp_path / "docs", progress=False)
+    accounts = Accounts(tmp_path / "home")
+    accounts.add_user("admin", "admin password", admin=True)
+    accounts.add_user("dana", PASSWORD)
+    accounts.grant("dana", "guide", "write")
+    log = (tmp_path / "ui.log").open("w")
+    process = subprocess.Popen([sys.executable, "-m", "app.cli", "ui"], env=env, cwd=REPO, stdout=log,
+                               stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{env['KB_UI_PORT']}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail(f"kb ui did not start: {(tmp_path / 'ui.log').read_text()[-2000:]}")
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()
+
+
+def log_in(page) -> None:
+    page.get_by_label("User name").fill("dana", timeout=300_000)  # the first page load loads the models
+    page.get_by_role("textbox", name="Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_text("Logged in as").wait_for(timeout=120_000)
+
+
+def test_in_chromium_a_user_logs_in_asks_rates_and_finds_the_conversation_after_a_reload(ui_server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(ui_server)
+        log_in(page)
+        page.get_by_placeholder("Ask a question about your documents").fill(QUESTION)
+        page.keyboard.press("Enter")
+        # The answer is saved and drawn again with its rating buttons.
+        thumbs_down = page.locator('[data-testid="stFeedback"] button').nth(1)
+        thumbs_down.wait_for(timeout=300_000)
+        citation = page.locator('[data-testid="stExpander"] summary').first
+        citation.click()
+        expect(page.locator('[data-testid="stExpander"]').first.locator('[data-testid="stMarkdownContainer"]').last
+               ).not_to_be_empty()
+        thumbs_down.click()
+        page.get_by_label("Note (optional)").fill("It should say 8501")
+        page.keyboard.press("Enter")
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(tmp_path / "answered.png"), full_page=True)
+        store = Conversations(tmp_path / "home")
+        [conversation] = store.list("dana", "guide")
+        [turn] = store.turns("dana", conversation.id)
+        assert turn.rating is not None and turn.note == "It should say 8501"
+
+        # Icon-only buttons in the sidebar: the icon lies inside its button.
+        icons = page.locator('[data-testid="stSidebar"] button [data-testid="stIconMaterial"]:visible')
+        assert icons.count() >= 4  # the conversation's and the three documents' delete buttons
+        for index in range(icons.count()):
+            icon = icons.nth(index)
+            icon.scroll_into_view_if_needed()
+            box = icon.bounding_box()
+            button = icon.locator("xpath=ancestor::button[1]").bounding_box()
+            assert box and button and box["width"] > 8
+            assert button["x"] - 0.5 <= box["x"] and box["x"] + box["width"] <= button["x"] + button["width"] + 0.5
+
+        page.reload()
+        log_in(page)
+        page.locator('[data-testid="stSidebar"]').get_by_role("button", name=QUESTION).click()
+        expect(page.locator('[data-testid="stChatMessage"]').first).to_contain_text(QUESTION, timeout=60_000)
+        page.screenshot(path=str(tmp_path / "reloaded.png"), full_page=True)
+        browser.close()
