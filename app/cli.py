@@ -159,7 +159,7 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print answer, citations and timings as JSON.")] = False,
     document: DocumentOption = None,
 ) -> None:
-    """Answer a question from the indexed documents, citing them as [n]."""
+    """Answer a question from the indexed documents, citing them as \\[n]."""
     _print_streamed_answer(_pipeline(_settings(collection=collection)), question, [], as_json, document)
 
 
