@@ -1,7 +1,7 @@
 """Users, grants, API keys, sessions and the audit log, in one SQLite file in the collection home.
 
-``<home>/accounts.sqlite3`` (schema version in ``meta``; a newer one is refused,
-an older one upgraded in place). Accounts are on as soon as one user exists:
+``<home>/accounts.sqlite3`` (schema version in ``meta``, ``app.sqlite_file``; a newer
+one is refused). Accounts are on as soon as one user exists:
 ``kb users add alice --admin``.
 
 - Passwords: argon2id (argon2-cffi's defaults: 64 MiB, 3 passes), re-hashed on
@@ -29,10 +29,7 @@ import hashlib
 import hmac
 import json
 import secrets
-import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +38,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from core.errors import KbError
 from app.access import Access, Caller
+from app.sqlite_file import SQLiteFile
 
 SCHEMA_VERSION = 1
 SESSION_SECONDS = 12 * 3600
@@ -50,7 +48,6 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
 MIN_PASSWORD_LENGTH = 8
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS users (
     name TEXT PRIMARY KEY, password_hash TEXT NOT NULL,
     role TEXT NOT NULL CHECK (role IN ('admin', 'member')), created REAL NOT NULL);
@@ -130,31 +127,10 @@ class Accounts:
         self.path = Path(home) / "accounts.sqlite3"
         self.audit_questions = audit_questions
         self._hasher = PasswordHasher()  # argon2id
-        self._ready = False
+        self._file = SQLiteFile(self.path, _SCHEMA, SCHEMA_VERSION)
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, timeout=30)
-        try:
-            db.execute("PRAGMA foreign_keys = ON")
-            if not self._ready:
-                self._migrate(db)
-            with db:  # one transaction: committed, or rolled back on an exception
-                yield db
-        finally:
-            db.close()
-
-    def _migrate(self, db: sqlite3.Connection) -> None:
-        db.execute("PRAGMA journal_mode = WAL")
-        db.executescript(_SCHEMA)
-        row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        found = int(row[0]) if row else SCHEMA_VERSION
-        if found > SCHEMA_VERSION:
-            raise AccountError(f"{self.path} was written by a newer kbqa (account schema {found} > {SCHEMA_VERSION})")
-        db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        db.commit()
-        self._ready = True
+    def _db(self):
+        return self._file.transaction()
 
     # ----- users ---------------------------------------------------------------
     def enabled(self) -> bool:

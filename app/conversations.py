@@ -8,7 +8,7 @@ case (``app.feedback``). Every method takes the user: one user can never read,
 rename, rate or delete another's conversation (``ConversationNotFoundError``,
 the same as for one that does not exist).
 
-Schema version in ``meta``; a newer one is refused.
+Schema version in ``meta`` (``app.sqlite_file``); a newer one is refused.
 
 Worked example::
 
@@ -25,14 +25,12 @@ ratings into an evaluation set (``app.feedback``).
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from app.sqlite_file import SQLiteFile
 from core.errors import KbError
 from core.types import Answer, Citation, EvidenceSpan, SentenceSupport
 
@@ -40,7 +38,6 @@ SCHEMA_VERSION = 1
 MAX_TITLE = 120
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS conversations (
     id INTEGER PRIMARY KEY AUTOINCREMENT, user TEXT NOT NULL, collection TEXT NOT NULL, title TEXT NOT NULL,
     created REAL NOT NULL, updated REAL NOT NULL);
@@ -118,27 +115,10 @@ class Conversations:
 
     def __init__(self, home: Path) -> None:
         self.path = Path(home) / "conversations.sqlite3"
-        self._ready = False
+        self._file = SQLiteFile(self.path, _SCHEMA, SCHEMA_VERSION)
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, timeout=30)
-        try:
-            db.execute("PRAGMA foreign_keys = ON")
-            if not self._ready:
-                db.execute("PRAGMA journal_mode = WAL")
-                db.executescript(_SCHEMA)
-                row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-                if row and int(row[0]) > SCHEMA_VERSION:
-                    raise KbError(f"{self.path} was written by a newer kbqa (schema {row[0]} > {SCHEMA_VERSION})")
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                db.commit()
-                self._ready = True
-            with db:
-                yield db
-        finally:
-            db.close()
+    def _db(self):
+        return self._file.transaction()
 
     def create(self, user: str, collection: str, title: str) -> int:
         now = time.time()

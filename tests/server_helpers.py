@@ -63,17 +63,23 @@ def start_server(home: Path, log: Path, **extra: str) -> RunningServer:
     process = subprocess.Popen([sys.executable, "-m", "server"], env=env, cwd=REPO, stdout=handle,
                                stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
+    wait_until_up(f"{url}/healthz", process, log, "kb serve")
+    return RunningServer(url, home, process, log)
+
+
+def wait_until_up(health_url: str, process: subprocess.Popen, log: Path, name: str, timeout: float = 180) -> None:
+    """Until ``health_url`` answers 200; RuntimeError (with the log's end) if the process exits or time runs out."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"kb serve exited: {log.read_text(encoding='utf-8')[-3000:]}")
+            raise RuntimeError(f"{name} exited: {log.read_text(encoding='utf-8')[-3000:]}")
         try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return RunningServer(url, home, process, log)
+            if httpx.get(health_url, timeout=2).status_code == 200:
+                return
         except httpx.HTTPError:
             time.sleep(0.5)
     process.kill()
-    raise RuntimeError("kb serve did not start within 180 s")
+    raise RuntimeError(f"{name} did not start within {timeout:.0f} s: {log.read_text(encoding='utf-8')[-3000:]}")
 
 
 def wait_for_job(client: httpx.Client, job: dict, timeout: float = 300) -> dict:

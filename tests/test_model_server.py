@@ -12,8 +12,8 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
-import httpx
 import pytest
 
 from app.pipeline import Pipeline
@@ -22,12 +22,7 @@ from llm.model_server import ServerGenerator, estimate_tokens
 from llm.models import QWEN_0_5B, resolve_model_path
 from retrieval.rerank import load_reranker
 from tests.conftest import write
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.server_helpers import free_port, wait_until_up
 
 
 @pytest.fixture(scope="module")
@@ -41,18 +36,7 @@ def model_server(model_cache, tmp_path_factory):
         stdout=log, stderr=subprocess.STDOUT, text=True,
     )
     url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"the model server exited: {open(log.name, encoding='utf-8').read()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    else:
-        server.kill()
-        pytest.fail("the model server did not start within 120 s")
+    wait_until_up(f"{url}/models", server, Path(log.name), "the model server", timeout=120)
     yield url
     server.terminate()
     server.wait(timeout=30)

@@ -16,9 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
-import httpx
 import pytest
 
 from app.accounts import Accounts
@@ -27,7 +25,7 @@ from app.pipeline import Pipeline
 from app.settings import load_settings
 from llm.models import QWEN_0_5B
 from tests.conftest import REPO, SAMPLE_DATA
-from tests.server_helpers import free_port
+from tests.server_helpers import free_port, wait_until_up
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PASSWORD = "dana's password"
@@ -52,16 +50,7 @@ def ui_server(tmp_path, model_cache):
     process = subprocess.Popen([sys.executable, "-m", "app.cli", "ui"], env=env, cwd=REPO, stdout=log,
                                stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{env['KB_UI_PORT']}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail(f"kb ui did not start: {(tmp_path / 'ui.log').read_text()[-2000:]}")
+    wait_until_up(f"{url}/_stcore/health", process, tmp_path / "ui.log", "kb ui")
     yield url
     process.terminate()
     process.wait(timeout=30)
