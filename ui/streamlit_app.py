@@ -63,7 +63,8 @@ def current_caller(accounts: Accounts) -> Caller | None:
         password = st.text_input("Password", type="password")
         if st.form_submit_button("Log in", type="primary"):
             try:
-                _, token = accounts.login(name.strip(), password, client="web UI")
+                # Throttled per user name and per browser address: one person's typos do not lock everybody out.
+                _, token = accounts.login(name.strip(), password, client=f"web UI {st.context.ip_address or '?'}")
             except AuthenticationError as exc:  # wrong password, or throttled after repeated failures
                 st.error(str(exc))
             else:
