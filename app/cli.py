@@ -1,5 +1,6 @@
-"""Command line: ``kb ingest | ask | chat | search | eval | eval-qa | status | remove | models | ui | serve``, the
-accounts' and ratings' ``kb users | keys | audit | feedback`` (``app.cli_team``) and the ``ingest`` shortcut.
+"""Command line: ``kb ingest | ask | chat | search | status | collections | remove | models | ui | serve``, the
+``ingest`` shortcut, and the commands of their own modules: ``kb eval | eval-qa`` (``app.cli_eval``),
+``kb users | keys | audit | feedback`` (``app.cli_team``).
 
 Builds the settings (flags override ``KB_*`` variables), builds the pipeline and
 prints what it returns. All work happens in ``app.pipeline``.
@@ -17,53 +18,27 @@ import os
 import shutil
 import sys
 from dataclasses import asdict
-from dataclasses import replace as replace_config
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from app import cli_team
+from app import cli_eval, cli_team
 from app.access import check_bind
 from app.accounts import Accounts
+from app.cli_support import pipeline_or_exit as _pipeline
+from app.cli_support import settings_or_exit as _settings
 from app.pipeline import Pipeline
-from app.settings import Settings, SettingsError, load_settings
 from core.errors import KbError
 from core.types import Answer, Turn
-from evaluation import answers as answer_evaluation
-from evaluation.beir import BeirFormatError, read_beir
-from evaluation.qa_sets import QASetError, read_qa_set
-from evaluation.ranking import EvalConfig, EvalReport, machine_description, select_queries
-from evaluation.ranking import evaluate as run_evaluation
 from llm.generator import GenerationError
 from llm.models import BUILTIN_MODELS, ModelError, resolve_model_path
 from retrieval.embedders import EmbedderError, load_embedder
-from retrieval.rerank import LEXICAL_FUSION, NO_RERANK, RerankerError, load_reranker
 from retrieval.store import Collection, StoreError, WriteLock
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Private question answering over your documents.")
-cli.add_typer(cli_team.users, name="users")
-cli.add_typer(cli_team.keys, name="keys")
-cli.add_typer(cli_team.feedback, name="feedback")
-cli.command(name="audit")(cli_team.audit)
 
 CollectionOption = Annotated[Optional[str], typer.Option("--collection", "-c", help="Knowledge base name (KB_COLLECTION).")]
-
-
-def _settings(**overrides: object) -> Settings:
-    try:
-        return load_settings(**overrides)
-    except SettingsError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
-
-
-def _pipeline(settings: Settings) -> Pipeline:
-    try:
-        return Pipeline.from_settings(settings)
-    except (EmbedderError, RerankerError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
 
 
 @cli.command()
@@ -209,115 +184,6 @@ def search(
         typer.echo(f"{rank}. {hit.chunk.location}  ({', '.join(scores)})\n   {snippet}")
 
 
-@cli.command(name="eval")
-def evaluate(
-    datasets: Annotated[list[Path], typer.Argument(help="BEIR folders (corpus.jsonl, queries.jsonl, qrels/); several share one collection.")],
-    collection: Annotated[Optional[str], typer.Option("--collection", "-c", help="Collection to build or reuse (default: eval-<set names>).")] = None,
-    qrels: Annotated[str, typer.Option("--qrels", help="Which qrels file: test, train, ...")] = "test",
-    half: Annotated[str, typer.Option("--half", help="all, or tune/report: a fixed half of the queries, split by document.")] = "all",
-    sample: Annotated[Optional[int], typer.Option("--sample", help="At most this many queries per set (fixed seed).")] = None,
-    configs: Annotated[str, typer.Option("--configs", help="Comma-separated: keyword, dense, hybrid, hybrid-2way (no second embedder), rrf, hybrid+rerank.")] = "keyword,dense,hybrid-2way,hybrid,hybrid+rerank",
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the results to this JSON file.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
-) -> None:
-    """Measure retrieval on BEIR-format sets: nDCG@10, Recall@1/5/20/100, MRR@10, latency per configuration."""
-    try:
-        sets = [read_beir(folder, qrels_split=qrels) for folder in datasets]
-        selected = [(beir, select_queries(beir, half=half, sample=sample)) for beir in sets]
-    except (BeirFormatError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    names = [beir.name for beir in sets]
-    if len(set(names)) != len(names):
-        typer.echo(f"error: two sets have the same folder name ({', '.join(names)})", err=True)
-        raise typer.Exit(2)
-    settings = _settings(collection=collection or "eval-" + "-".join(sorted(names)))
-    pipeline = _pipeline(settings)
-    hybrid = pipeline.first_stage()
-    reranker_spec = settings.reranker if settings.reranker != NO_RERANK else LEXICAL_FUSION
-    known = {
-        "keyword": lambda: EvalConfig("keyword", replace_config(hybrid, mode="keyword")),
-        "dense": lambda: EvalConfig("dense", replace_config(hybrid, mode="dense")),
-        "hybrid": lambda: EvalConfig("hybrid", replace_config(hybrid, mode="hybrid")),
-        # Without the second embedder: its weight goes back to the main one (what hybrid does when it is off).
-        "hybrid-2way": lambda: EvalConfig("hybrid-2way", replace_config(
-            hybrid, mode="hybrid", second_weight_en=0.0, second_weight_zh=0.0,
-            dense_weight_en=hybrid.dense_weight_en + hybrid.second_weight_en,
-            dense_weight_zh=hybrid.dense_weight_zh + hybrid.second_weight_zh,
-        )),
-        "rrf": lambda: EvalConfig("rrf", replace_config(hybrid, mode="hybrid", method="rrf")),
-        "hybrid+rerank": lambda: EvalConfig(
-            f"hybrid+{reranker_spec}", replace_config(hybrid, mode="hybrid"),
-            load_reranker(reranker_spec, settings.rerank_dense_weight),
-        ),
-    }
-    wanted = [name.strip() for name in configs.split(",") if name.strip()]
-    unknown = [name for name in wanted if name not in known]
-    if unknown or not wanted:
-        typer.echo(f"error: unknown configuration(s) {unknown}; choose from {', '.join(known)}", err=True)
-        raise typer.Exit(2)
-    try:
-        documents = [document for beir in sets for document in beir.documents]
-        typer.echo(f"{settings.collection}: indexing {len(documents)} documents (reused when unchanged)", err=True)
-        # No pruning: a collection built for several sets can serve an evaluation of one of them.
-        report = pipeline.ingest_documents(documents, progress=False if quiet else None)
-        typer.echo(f"{settings.collection}: {report.summary()}", err=True)
-        if report.interrupted:
-            raise typer.Exit(130)
-        results = run_evaluation(pipeline, selected, [known[name]() for name in wanted], progress=False if quiet else None)
-    except StoreError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(3) from None
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        raise typer.Exit(130) from None
-    outcome = EvalReport(
-        collection=settings.collection, chunks=report.collection_chunks, ingest=report,
-        results=tuple(results), machine=machine_description(),
-    )
-    typer.echo(f"{outcome.machine}; collection {outcome.collection}: {outcome.chunks} chunks; "
-               f"first stage k={max(settings.first_stage_k, 100)} per search")
-    typer.echo(outcome.table())
-    if json_path:
-        json_path.write_text(outcome.to_json(), encoding="utf-8")
-
-
-@cli.command(name="eval-qa")
-def evaluate_qa(
-    qa_files: Annotated[list[Path], typer.Argument(help="RGB *_fact.json or DomainRAG basic_qa_retrieved_bm25.jsonl files.")],
-    sample: Annotated[Optional[int], typer.Option("--sample", help="At most this many questions per set (fixed seed).")] = None,
-    retrieval_only: Annotated[bool, typer.Option("--retrieval-only", help="Record the evidence only; no generation.")] = False,
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write every outcome and the summary to this JSON file.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
-) -> None:
-    """Answer quality on QA sets: accuracy with and without abstention, rejection rate, citation support."""
-    try:
-        sets = [read_qa_set(path) for path in qa_files]
-    except QASetError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    base = _pipeline(_settings())
-    outcomes, summaries = [], []
-    try:
-        for qa_set in sets:
-            items = answer_evaluation.select_items(qa_set, sample)
-            answerable, negatives, built_all, built_neg = answer_evaluation.build_collections(
-                base, qa_set, items, progress=False if quiet else None)
-            typer.echo(f"{qa_set.name}: {len(items)} questions; {answerable.settings.collection}: {built_all.summary()}; "
-                       f"{negatives.settings.collection}: {built_neg.summary()}", err=True)
-            outcomes += answer_evaluation.evaluate_set(qa_set, items, answerable, negatives, retrieval_only=retrieval_only,
-                                                   progress=False if quiet else None)
-            summaries.append(answer_evaluation.summarise(qa_set.name, outcomes))
-            if json_path:  # after each set, so a long run keeps what it finished
-                json_path.write_text(answer_evaluation.outcomes_to_json(outcomes, summaries), encoding="utf-8")
-    except (StoreError, ModelError, GenerationError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(3) from None
-    typer.echo(machine_description())
-    for summary in summaries:
-        typer.echo(json.dumps(asdict(summary), ensure_ascii=False))
-
-
 @cli.command()
 def status(collection: CollectionOption = None) -> None:
     """What the knowledge base holds."""
@@ -431,6 +297,15 @@ def serve() -> None:
     sys.stdout.flush()
     # Become the server process (python -m server builds its own settings from the same KB_* variables).
     os.execv(sys.executable, [sys.executable, "-m", "server"])
+
+
+# Commands defined in their own modules; registered here, after the ones above, in the order `kb --help` lists them.
+cli.command(name="eval")(cli_eval.evaluate)
+cli.command(name="eval-qa")(cli_eval.evaluate_qa)
+cli.add_typer(cli_team.users, name="users")
+cli.add_typer(cli_team.keys, name="keys")
+cli.command(name="audit")(cli_team.audit)
+cli.add_typer(cli_team.feedback, name="feedback")
 
 
 def main() -> None:

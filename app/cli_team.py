@@ -23,8 +23,8 @@ import typer
 
 from app import feedback as feedback_export
 from app.accounts import AccountError, Accounts
+from app.cli_support import settings_or_exit as _settings
 from app.conversations import Conversations
-from app.settings import SettingsError, load_settings
 
 users = typer.Typer(no_args_is_help=True, help="Users of `kb serve`: accounts are on once one exists.")
 keys = typer.Typer(no_args_is_help=True, help="API keys: scoped to a user, optionally to collections; revocable.")
@@ -33,12 +33,6 @@ feedback = typer.Typer(no_args_is_help=True, help="Thumbs up and down given in t
 PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input.")]
 
 
-def _settings():
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
 
 
 def _accounts() -> Accounts:
