@@ -172,10 +172,6 @@ class FirstStage:
             raise ValueError("dense and hybrid search need the query vector")
         if within is not None:
             candidates.update((chunk_id, None) for chunk_id in self._best_within(collection, question, query_vector, k, within))
-            # EXPERIMENT: every chunk of the named documents whose table has a row naming the asked measure
-            from retrieval.table_rows import measure_words, row_match
-            asked = measure_words(question)
-            candidates.update((i, None) for i in within if row_match(asked, collection.chunk(i).text) > 0)
         else:
             if self.mode != "keyword":
                 candidates.update((chunk_id, None) for chunk_id, _ in collection.search_dense(query_vector, k))

@@ -55,22 +55,9 @@ def row_labels(text: str) -> tuple[frozenset[str], ...]:
     return tuple(labels)
 
 
-# Words that say *when* or *where from* ("quarterly", "over the periods in these filings", "各季度"), not *what*:
-# a row labelled "Revenue recognized during the period" must not match "revenue over the periods" twice.
-_PERIOD_WORDS = (
-    "quarter quarterly quarters period periods month months year years yearly annual fiscal ended ending "
-    "filing filings report reports statement statements document documents 10-q 10-qs 10-k 季度 年度 报告 期间 各期"
-)
-
-
-@lru_cache(maxsize=1)
-def _period_terms() -> frozenset[str]:
-    return frozenset(content_keywords(_PERIOD_WORDS))
-
-
 def measure_words(question: Question) -> frozenset[str]:
-    """The question's ordinary keywords: a measure is named by them, not by a name, a number or a period word."""
-    return frozenset(question.keywords) - question.specific_items - _period_terms()
+    """The question's ordinary keywords: a measure is named by them, not by a name or a number."""
+    return frozenset(question.keywords) - question.specific_items
 
 
 def row_match(asked: frozenset[str], text: str) -> float:
