@@ -20,7 +20,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from app.pipeline import AnswerStream, QueuePosition
+from app.pipeline import AnswerStream, KbError, QueuePosition
 from server.deps import CallerDep, ServiceDep, readable
 from server.openai_compat import (ChatCompletionRequest, ChatCompletionResponse, Completion, KbAnswer, kb_answer,
                                   question_and_history)
@@ -100,6 +100,10 @@ def _sse(stream: AnswerStream, completion: Completion) -> Iterator[str]:
                 yield event(completion.chunk({}, kb={"queue_position": piece.ahead}))
             elif piece:
                 yield event(completion.chunk({"content": piece}))
+    except KbError as exc:  # the status line is sent already: the error travels as the stream's last event
+        yield event({"error": {"message": str(exc), "type": "generator_unavailable", "code": 503}})
+        yield "data: [DONE]\n\n"
+        return
     finally:
         stream.close()  # closed early (the client left): the generator's turn goes to the next question now
     assert stream.answer is not None
