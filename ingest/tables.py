@@ -175,20 +175,26 @@ def _columns_under(cell: _Cell, spans: list[tuple[int, int]], edges: list[int]) 
     return [k for k, (lo, hi) in enumerate(spans) if cell.start <= hi and cell.end >= lo]
 
 
+MAX_LABELS_PASSED = 2  # short group labels between the headings and the first row ("Net revenue:", "Client Computing")
+
+
 def _headings(
     lines: list[_Line], first: int, edges: list[int], label_end: int, label_limit: int
-) -> tuple[list[str], str, int]:
-    """Column headings, the corner heading (above the row labels) and the first line they take.
+) -> tuple[list[str], str, int, int]:
+    """Column headings, the corner heading (above the row labels), the first line they take, and the line the
+    table's rows start at.
 
     Heading lines are the lines above ``first`` whose cells stand right of every row label, except
     that one cell may stand over the labels (the corner: "(In Millions; Unaudited)", or a period
     phrase such as "Three Months Ended September 30," that then belongs to every column heading).
-    A short section label ("ASSETS") between the headings and the first row is passed over.
+    Up to two short labels between the headings and the first row ("ASSETS"; "Net revenue:" over
+    "Client Computing") are passed over and start the table's rows, where they label the rows below.
     """
     spans = [(edges[k - 1] + 1 if k else label_end, edges[k]) for k in range(len(edges))]
     parts: list[list[str]] = [[] for _ in edges]
     corner: list[str] = []
     top = first
+    rows_from = first
     cursor = first - 1
     taken = skipped = 0
     while cursor >= 0 and taken < 5:
@@ -201,8 +207,9 @@ def _headings(
         left = [cell for cell in line.cells if cell.start <= label_limit]
         right = [cell for cell in line.cells if cell.start > label_limit]
         if line.figures or (left and (len(left) > 1 or not right)):
-            if not taken and not skipped and len(line.cells) == 1 and len(line.label.split()) <= 4:
+            if not taken and skipped < MAX_LABELS_PASSED and len(line.cells) == 1 and len(line.label.split()) <= 4:
                 skipped += 1  # "ASSETS" above "Current assets:"
+                rows_from = cursor
                 cursor -= 1
                 continue
             break
@@ -222,7 +229,9 @@ def _headings(
         taken += 1
         cursor -= 1
     headings = [re.sub(r",(?=\d{4}\b)", ", ", " ".join(p)) for p in parts]
-    return headings, " ".join(corner), top
+    if not taken:  # no headings found above: the passed labels are the page's text, not the table's
+        rows_from = first
+    return headings, " ".join(corner), top, rows_from
 
 
 def _escape(text: str) -> str:
@@ -270,14 +279,14 @@ def render_page(layout_text: str) -> str | None:
         label_end = min(min(r.figures[0].start for r in rows), min(edges))
         label_limit = max((r.cells[len(r.cells) - len(r.figures) - 1].end for r in rows if len(r.cells) > len(r.figures)),
                           default=0)
-        headings, corner, top = _headings(lines, first, edges, label_end, label_limit)
+        headings, corner, top, rows_from = _headings(lines, first, edges, label_end, label_limit)
         if not any(headings) and len(previous) == len(headings):
             headings = previous  # the rest of the page's table, after a line of text in between
         previous = headings
         out.extend(" ".join(raw[i].split()) for i in range(cursor, top))
         if out and out[-1]:
             out.append("")
-        out.extend(_table(lines, first, last, headings, corner, edges))
+        out.extend(_table(lines, rows_from, last, headings, corner, edges))
         out.append("")
         cursor = last + 1
     out.extend(" ".join(line.split()) for line in raw[cursor:])

@@ -1,0 +1,39 @@
+"""PDF statement tables rebuilt with their column headings (ingest.tables through ingest.loaders), on PDFs made here."""
+
+from __future__ import annotations
+
+from ingest.loaders import load_file
+from tests.conftest import reportlab_canvas
+
+
+def test_headings_above_group_labels_still_head_the_table(tmp_path):
+    """Segment tables put "Net revenue:" and "Client Computing" between the headings and the first row."""
+    path = tmp_path / "segments.pdf"
+    pdf, font = reportlab_canvas(path)
+    pdf.setFont(font, 9)
+    pdf.drawString(72, 760, "Net revenue and operating income for each period were as follows:")
+    pdf.drawCentredString(330, 740, "Three Months Ended")
+    pdf.drawCentredString(470, 740, "Six Months Ended")
+    pdf.drawString(72, 728, "(In Millions)")
+    for x, heading in ((300, "Jul 1, 2023"), (360, "Jul 2, 2022"), (450, "Jul 1, 2023"), (510, "Jul 2, 2022")):
+        pdf.drawRightString(x, 728, heading)
+    pdf.drawString(72, 714, "Net revenue:")
+    pdf.drawString(80, 702, "Client Computing")
+    rows = [("Desktop", "2,370", "2,289", "4,249", "4,930"), ("Notebook", "3,896", "4,751", "7,303", "10,710"),
+            ("Data Center and AI", "4,004", "4,695", "7,722", "10,769"),
+            ("Total net revenue", "12,949", "15,321", "24,664", "33,674")]
+    y = 690
+    for label, *figures in rows:
+        pdf.drawString(86 if label != "Total net revenue" else 72, y, label)
+        for x, figure in zip((300, 360, 450, 510), figures):
+            pdf.drawRightString(x, y, figure)
+        y -= 12
+    pdf.showPage()
+    pdf.save()
+
+    text = load_file(path, "segments.pdf").pages[0].text
+    heading = next(line for line in text.splitlines() if "Months Ended" in line)
+    assert heading.startswith("| (In Millions) | Three Months Ended Jul 1, 2023 | Three Months Ended Jul 2, 2022 |")
+    assert "| Six Months Ended Jul 1, 2023 | Six Months Ended Jul 2, 2022 |" in heading
+    assert "| Total net revenue | 12,949 | 15,321 | 24,664 | 33,674 |" in text
+    assert "| Net revenue: Desktop | 2,370 |" in text  # the group label above the first row labels it
