@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -141,8 +142,6 @@ class Accounts:
             return db.execute("SELECT 1 FROM users LIMIT 1").fetchone() is not None
 
     def add_user(self, name: str, password: str, admin: bool = False) -> User:
-        import re
-
         if not re.match(NAME_PATTERN, name):
             raise AccountError(f"{name!r} cannot be a user name: 1-64 letters, digits, '.', '_', '@' or '-'")
         self._check_password(password)

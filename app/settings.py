@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from core.errors import KbError
 
 ENV_PREFIX = "KB_"
+COLLECTION_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # also a folder name: no separators, no leading dot
 
 
 def _default_cache() -> Path:
@@ -36,7 +37,7 @@ class Settings(BaseSettings):
 
     # Where things live
     home: Path = Field(Path(".kb"), description="Folder for collections (indexes).")
-    collection: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Knowledge base name.")
+    collection: str = Field("default", pattern=COLLECTION_NAME, description="Knowledge base name.")
     documents_dir: Path = Field(Path("data"), description="Folder the UI ingests and uploads into.")
     model_cache: Path = Field(default_factory=_default_cache, description="Where assembled model files are kept.")
 

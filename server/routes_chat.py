@@ -20,6 +20,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
+from app.access import LOCAL_CALLER, Caller
 from app.pipeline import AnswerStream, KbError, QueuePosition
 from server.deps import CallerDep, ServiceDep, readable
 from server.openai_compat import (ChatCompletionRequest, ChatCompletionResponse, Completion, KbAnswer, kb_answer,
@@ -48,9 +49,9 @@ def list_models(service: ServiceDep, caller: CallerDep) -> ModelList:
     return ModelList(data=[Model(id=name) for name in service.library.names() if caller.may_read(name)])
 
 
-def _requester(caller_requester: str, accounts_on: bool, request: ChatCompletionRequest, http: Request) -> str:
-    if accounts_on:
-        return caller_requester
+def _requester(caller: Caller, request: ChatCompletionRequest, http: Request) -> str:
+    if caller is not LOCAL_CALLER:  # accounts on: the user, whichever key they use
+        return caller.requester
     # Without accounts everybody is "local": the request's ``user`` or the client address keeps the queue fair.
     return f"user:{request.user}" if request.user else f"client:{http.client.host if http.client else '?'}"
 
@@ -65,7 +66,7 @@ def _requester(caller_requester: str, accounts_on: bool, request: ChatCompletion
 def chat_completions(body: ChatCompletionRequest, http: Request, service: ServiceDep, caller: CallerDep):
     question, history = question_and_history(body.messages)
     pipeline = readable(service, caller, body.model)
-    requester = _requester(caller.requester, service.accounts.enabled(), body, http)
+    requester = _requester(caller, body, http)
     ahead = pipeline.turns.waiting + (1 if pipeline.turns.busy else 0)
     detail = question if service.accounts.audit_questions else ""
     service.audit(caller, "ask", body.model, detail)

@@ -17,7 +17,7 @@ from typing import Literal
 from fastapi import APIRouter, File, HTTPException, UploadFile
 from pydantic import BaseModel, Field
 
-from app.indexing import check_upload_name, save_uploads
+from app.indexing import check_upload_name, safe_document_path, save_uploads
 from app.jobs import Job
 from app.pipeline import Pipeline
 from app.access import Caller
@@ -181,8 +181,7 @@ def delete_document(name: str, source: str, service: ServiceDep, caller: CallerD
              summary="Read a document again (e.g. after changing OCR or password settings)")
 def reindex_document(name: str, source: str, service: ServiceDep, caller: CallerDep) -> JobOut:
     pipeline = writable(service, caller, name)
-    folder = service.library.documents_dir(name)
-    if not (folder / source).is_file() or source.startswith("/") or ".." in source.split("/"):
+    if not safe_document_path(service.library.documents_dir(name), source, allow_subfolders=True).is_file():
         raise HTTPException(409, f"{source!r} is not among the files uploaded to {name!r}; upload it again")
     service.audit(caller, "reindex", name, source)
     return _job_out(_ingest_job(service, pipeline, name, "reindex", caller,
