@@ -65,7 +65,7 @@ def body_rows(text: str) -> list[tuple[str, list[str]]]:
         cells = [cell.strip() for cell in match.group(1).split("|")]
         rows.append((cells[0], cells[1:]))
     return rows
-_NUMBER = re.compile(r"^[$€£¥￥]?\(?[$€£¥￥]?\s?[-+−]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)\)?%?$|^[—–-]+$")
+_NUMBER = re.compile(r"^[$€£¥￥]?\(?[$€£¥￥]?\s?[-+−]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)\)?\s?%?$|^[—–-]+$")
 _CURRENCY = re.compile(r"^[$€£¥￥]$")
 _YEAR = re.compile(r"^(?:19|20)\d\d$")
 
@@ -89,12 +89,14 @@ class _Line:
 
 
 def _cells(line: str) -> list[_Cell]:
-    """Runs separated by 2+ spaces; a lone currency sign joins the number after it."""
+    """Runs separated by 2+ spaces; a lone currency sign joins the number after it, a lone "%" the one before."""
     raw = [_Cell(m.group(0), m.start(), m.end()) for m in _CELL.finditer(line)]
     merged: list[_Cell] = []
     for cell in raw:
         if merged and _CURRENCY.match(merged[-1].text) and _NUMBER.match(cell.text):
             merged[-1] = _Cell(merged[-1].text + cell.text, merged[-1].start, cell.end)
+        elif merged and cell.text == "%" and _NUMBER.match(merged[-1].text):  # "36.7  %": the sign set apart
+            merged[-1] = _Cell(merged[-1].text + "%", merged[-1].start, cell.end)
         else:
             merged.append(cell)
     return merged
@@ -129,16 +131,21 @@ def _blocks(lines: list[_Line]) -> list[tuple[int, int]]:
         rows = 1
         cursor = index + 1
         gap = 0
+        figures_from = min(cell.start for cell in lines[index].figures)
         while cursor < len(lines):
             line = lines[cursor]
             if line.figures:
                 last, rows, gap = cursor, rows + 1, 0
+                figures_from = min(figures_from, line.figures[0].start)
             elif not line.cells:
                 gap += 1
                 if gap > 2:
                     break
-            elif len(line.label) <= 80 and len(line.cells) <= 2:
-                gap = 0  # a group label ("Net sales:") or a short note inside the table
+            elif len(line.cells) <= 2 and (len(line.label) <= 80 or line.cells[-1].end < figures_from):
+                # A group label ("Net sales:"), a short note, or a long row label wrapped onto a line of its own
+                # ("Depreciation and amortization of property and equipment and capitalized content costs,
+                # operating lease"): it ends before the figures do, where prose would run across them.
+                gap = 0
             else:
                 break
             cursor += 1
@@ -190,7 +197,10 @@ def _headings(
     Up to two short labels between the headings and the first row ("ASSETS"; "Net revenue:" over
     "Client Computing") are passed over and start the table's rows, where they label the rows below.
     """
-    spans = [(edges[k - 1] + 1 if k else label_end, edges[k]) for k in range(len(edges))]
+    # The first column reaches left to the row labels: headings centred over it may stand left of its
+    # figures, as "2023" does over "100.0 %" when a percent sign pushes the figures right.
+    first_low = min(label_end, label_limit + 1) if label_limit else label_end
+    spans = [(edges[k - 1] + 1 if k else first_low, edges[k]) for k in range(len(edges))]
     parts: list[list[str]] = [[] for _ in edges]
     corner: list[str] = []
     top = first
@@ -213,6 +223,8 @@ def _headings(
                 cursor -= 1
                 continue
             break
+        if len(line.cells) == 1 and label_end - line.cells[0].start > (line.cells[0].end - line.cells[0].start) / 2:
+            break  # a line centred on the page, mostly over the row labels: a title or "(in millions)", not a heading
         placed = [_columns_under(cell, spans, edges) for cell in right]
         if not all(placed):
             break  # text that stands over no column: a title or a note, not a heading
@@ -243,22 +255,30 @@ def _table(
 ) -> list[str]:
     out = [f"| {_escape(corner)} | " + " | ".join(_escape(h) for h in headings) + " |", "| --- |" + " --- |" * len(edges)]
     group, group_indent = "", -1
+    wrapped = ""  # a label line without figures, which the next row may continue
     for line in lines[first : last + 1]:
         if not line.cells:
+            wrapped = ""
             continue
         if not line.figures:
             label = " ".join(c.text for c in line.cells)
             if label.endswith(":"):
-                group, group_indent = label, line.indent
+                group, group_indent, wrapped = label, line.indent, ""
             else:
                 out.append(f"| {_escape(label)} |" + " |" * len(edges))
+                wrapped = label
             continue
         if line.indent <= group_indent:
             group, group_indent = "", -1
         values = [""] * len(edges)
         for cell in line.figures:
             values[_nearest(edges, cell.end)] = cell.text.replace(" ", "")
-        label = f"{group} {line.label}".strip() if group else line.label
+        own = line.label
+        if wrapped and own[:1].islower():  # "… capitalized content costs, operating lease" / "assets, and other  10,327"
+            out.pop()
+            own = f"{wrapped} {own}"
+        wrapped = ""
+        label = f"{group} {own}".strip() if group else own
         out.append(f"| {_escape(label)} | " + " | ".join(values) + " |")
     return out
 

@@ -37,3 +37,44 @@ def test_headings_above_group_labels_still_head_the_table(tmp_path):
     assert "| Six Months Ended Jul 1, 2023 | Six Months Ended Jul 2, 2022 |" in heading
     assert "| Total net revenue | 12,949 | 15,321 | 24,664 | 33,674 |" in text
     assert "| Net revenue: Desktop | 2,370 |" in text  # the group label above the first row labels it
+
+
+def test_centred_titles_wrapped_labels_and_spaced_percents_keep_the_table_whole(tmp_path):
+    """A statement whose unit line is centred above the headings, whose long row label wraps onto a line of
+    its own, and whose percentages set "%" apart: one table, headed by its periods, with whole labels."""
+    path = tmp_path / "statement.pdf"
+    pdf, font = reportlab_canvas(path)
+    pdf.setFont(font, 8)
+    pdf.drawCentredString(300, 780, "CONSOLIDATED STATEMENTS OF CASH FLOWS")
+    pdf.drawCentredString(300, 768, "(in millions, except per share data)")
+    pdf.drawCentredString(420, 756, "Nine Months Ended")
+    pdf.drawCentredString(420, 744, "September 30,")
+    for x, year in ((400, "2022"), (460, "2023")):
+        pdf.drawRightString(x, 732, year)
+    y = 720
+    lines = [
+        ("Net income (loss)", "(3,000)", "19,801"),
+        ("Depreciation and amortization of property and equipment and capitalized content costs, operating", None, None),
+        ("   lease assets, and other", "29,236", "34,843"),
+        ("Stock-based compensation", "14,015", "17,704"),
+        ("Purchases of property and equipment", "(47,053)", "(38,141)"),
+        ("Operating margin", "2.9  %", "6.4  %"),
+    ]
+    for label, *figures in lines:
+        pdf.drawString(72, y, label)
+        if figures[0]:
+            for x, figure in zip((400, 460), figures):
+                pdf.drawRightString(x, y, figure)
+        y -= 12
+    pdf.showPage()
+    pdf.save()
+
+    text = load_file(path, "statement.pdf").pages[0].text
+    heading = next(line for line in text.splitlines() if "Months Ended" in line)
+    assert heading == "|  | Nine Months Ended September 30, 2022 | Nine Months Ended September 30, 2023 |"
+    assert "(in millions, except per share data)" in text.split(heading)[0]  # stays a line above, not a heading
+    assert ("| Depreciation and amortization of property and equipment and capitalized content costs, operating "
+            "lease assets, and other | 29,236 | 34,843 |") in text
+    assert "| Purchases of property and equipment | (47,053) | (38,141) |" in text
+    assert "| Operating margin | 2.9% | 6.4% |" in text
+    assert sum(line.startswith("| --- |") for line in text.splitlines()) == 1  # one table, not two halves
