@@ -26,7 +26,6 @@ from llm.answer import citation_from_source, make_answer
 from llm.generator import Generator
 from llm.per_document import per_document_answer
 from llm.prompt import PromptBuilder
-from retrieval.question import analyse_question
 
 PER_DOCUMENT_TOKENS = 96  # one sentence with a figure per document; the model's extras are cut anyway
 
@@ -64,8 +63,7 @@ def answer_per_document(
         ticket = turns.join(requester)
         try:
             yield from (QueuePosition(ahead) for ahead in turns.positions_until_turn(ticket))
-            one_period = retrieval.scope.per_document_question
-            asked = analyse_question(one_period) if one_period else question
+            asked = retrieval.per_document or question
             for line in per_document_answer(generator, builder, asked, sources, labels,
                                             min(settings.max_answer_tokens, PER_DOCUMENT_TOKENS), settings.temperature):
                 first_line_at = first_line_at or time.perf_counter()

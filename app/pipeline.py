@@ -257,22 +257,29 @@ class Pipeline:
         else:
             scope = Scope()
         within = collection.chunk_ids_of(scope.documents) if scope.scoped else None
-        query_vector = self.embedder.embed_query(question.search_text) if first_stage.mode != "keyword" else None
+        # Across periods each document is searched for what one period's answer needs: "How has NVIDIA's
+        # revenue changed over these 10-Qs?" as "What was NVIDIA's revenue?" ("changed" finds the tables of
+        # changes in deferred revenue). Abstention still weighs the question as asked.
+        per_document = analyse_question(scope.per_document_question) if scope.across and scope.per_document_question \
+            else None
+        searched = per_document or question
+        query_vector = self.embedder.embed_query(searched.search_text) if first_stage.mode != "keyword" else None
         second_vector = None
-        if self.second_embedder and first_stage.second_weight(question) > 0 and collection.has_second_vectors:
-            second_vector = self.second_embedder.embed_query(question.search_text)
+        if self.second_embedder and first_stage.second_weight(searched) > 0 and collection.has_second_vectors:
+            second_vector = self.second_embedder.embed_query(searched.search_text)
         t1 = time.perf_counter()
-        candidates = first_stage.search(collection, question, query_vector, k or self.settings.first_stage_k,
+        candidates = first_stage.search(collection, searched, query_vector, k or self.settings.first_stage_k,
                                         second_vector=second_vector, within=within)
         t2 = time.perf_counter()
-        reranked = reranker.rerank(question, candidates)
+        reranked = reranker.rerank(searched, candidates)
         if scope.scoped:  # within named documents: the statement row over the prose that discusses it
-            reranked = prefer_asked_rows(question, reranked, self.settings.table_row_weight)
+            reranked = prefer_asked_rows(searched, reranked, self.settings.table_row_weight)
         t3 = time.perf_counter()
         timings = RetrievalTimings(embed_ms=(t1 - t0) * 1e3, first_stage_ms=(t2 - t1) * 1e3, rerank_ms=(t3 - t2) * 1e3)
         context = prompt_hits(reranked, scope, self.settings.context_chunks, self.settings.across_documents)
         return Retrieval(question=question, hits=tuple(reranked), timings=timings,
-                         evidence=measure_evidence(collection, question, context), scope=scope, context=context)
+                         evidence=measure_evidence(collection, question, context), scope=scope, context=context,
+                         per_document=per_document)
 
     def abstention_policy(self) -> AbstentionPolicy:
         reworded = self.settings.abstain_reworded_min_dense
@@ -345,7 +352,7 @@ class Pipeline:
             records = self.collection().records
             return answer_per_document(stream, question, retrieval, builder, started, generator=generator,
                                        records=records, settings=self.settings, turns=self.turns, requester=requester)
-        prompt = builder.build(question, closest, history)
+        prompt = builder.build(question, closest, history, period=self._named_period(retrieval))
         prompt_ms = (time.perf_counter() - t_prompt) * 1e3
 
         def pieces() -> Iterator[str | QueuePosition]:
@@ -385,6 +392,14 @@ class Pipeline:
 
         stream._pieces = pieces()
         return stream
+
+    def _named_period(self, retrieval: Retrieval) -> str:
+        """The period of the one document a question names by its period or as the latest, else ""."""
+        scope = retrieval.scope
+        if len(scope.documents) != 1 or not (scope.periods or scope.latest):
+            return ""
+        record = self.collection().records.get(scope.documents[0])
+        return record.period_label if record else ""
 
     def ask(self, question: str, history: Sequence[Turn] = (), documents: Sequence[str] | None = None,
             requester: str = "local") -> Answer:

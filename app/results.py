@@ -101,6 +101,9 @@ class Retrieval:
     evidence: Evidence | None = None  # how well the passages for the prompt cover the question
     scope: Scope = Scope()  # the documents the question names (searched alone when scoping filters)
     context: tuple[Hit, ...] = ()  # the hits for the prompt: the best few, or one per document across periods
+    # Across periods, the question as asked of one period ("What was NVIDIA's revenue?"): searched, and asked
+    # of each document (``app.answering.answer_per_document``). None otherwise.
+    per_document: Question | None = None
 
 
 @dataclass(frozen=True)

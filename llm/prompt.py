@@ -91,7 +91,8 @@ FOCUS = {
 
 
 # A quarter is "three months" in statement headings; the question's word must meet the heading's.
-_SYNONYMS = {"quarter": "three month", "quarterly": "three month", "季度": "三个月", "year-to-date": "", "ytd": ""}
+_SYNONYMS = {"quarter": "three month", "quarterly": "three month", "季度": "三个月", "year-to-date": "", "ytd": "",
+             "half": "six month", "上半年": "六个月"}
 
 
 def _synonym_terms(text: str) -> set[str]:
@@ -100,37 +101,52 @@ def _synonym_terms(text: str) -> set[str]:
     return set(content_keywords(" ".join(same for word, same in _SYNONYMS.items() if word in lowered)))
 
 
+# Headings abbreviate months ("Three Months Ended Apr 1, 2023") where questions and document periods spell
+# them out ("quarter ended April 1, 2023"): without this the year-earlier column ties with the asked one.
+_MONTHS = {"jan": "January", "feb": "February", "mar": "March", "apr": "April", "jun": "June", "jul": "July",
+           "aug": "August", "sep": "September", "sept": "September", "oct": "October", "nov": "November",
+           "dec": "December"}
+_MONTH_ABBREVIATION = re.compile(r"\b(" + "|".join(_MONTHS) + r")\b\.?", re.IGNORECASE)
+
+
 def _column_terms(text: str) -> set[str]:
-    return set(content_keywords(text)) | _synonym_terms(text)
+    spelled = _MONTH_ABBREVIATION.sub(lambda m: _MONTHS[m.group(1).lower()], text)
+    return set(content_keywords(spelled)) | _synonym_terms(text)
 
 
 def _asked_terms(question: Question | None, focus: str) -> set[str]:
     """What a column heading should share with: the question's keywords, the focused document's, period synonyms."""
     if question is None:
         return set()
-    return set(question.content_keywords) | (_column_terms(focus) if focus else set()) \
+    return set(question.content_keywords) | _column_terms(question.text) | (_column_terms(focus) if focus else set()) \
         | _synonym_terms(f"{question.text} {focus}" if focus else question.text)
 
 
-def _columns_asked(headings: list[str], asked: set[str]) -> set[int]:
-    """The columns whose headings share most with the question's terms, when some share more than others."""
-    if not asked:
-        return set(range(1, len(headings)))
-    overlap = {k: len(asked & _column_terms(headings[k])) for k in range(1, len(headings))}
-    if not overlap or len(set(overlap.values())) < 2:
-        return set(overlap)
-    best = max(overlap.values())
-    return {k for k, value in overlap.items() if value == best}
+def _columns_asked(headings: list[str], asked: set[str], hint: set[str] = frozenset()) -> set[int]:
+    """The columns whose headings share most with the question's terms, when some share more than others;
+    among those, the ones sharing most with ``hint`` (the named document's own period), likewise."""
+    chosen = set(range(1, len(headings)))
+    for terms in (asked, hint):
+        if not terms or len(chosen) < 2:
+            continue
+        overlap = {k: len(terms & _column_terms(headings[k])) for k in chosen}
+        best = max(overlap.values())
+        if any(value < best for value in overlap.values()):
+            chosen = {k for k, value in overlap.items() if value == best}
+    return chosen
 
 
-def linearise_tables(text: str, question: Question | None = None, focus: str = "") -> str:
+def linearise_tables(text: str, question: Question | None = None, focus: str = "", period: str = "") -> str:
     """Markdown table rows as "label — heading: value; heading: value" lines, for the model's eyes only.
 
     The 1.5B model copies a figure from the wrong column of a wide Markdown table (the six-month total
     for the quarter), even with each value next to its heading. So when the question's words (a quarter
     is "three months") match some column headings better than the others, only those columns are shown;
     a question that names no period keeps them all. ``focus``: the document the answer is about
-    (``llm.per_document``), whose period words count as the question's. Example, for any question::
+    (``llm.per_document``), whose period words count as the question's. ``period``: the period of the one
+    document the question named ("quarter ended September 30, 2023" for "Intel's latest quarter"); among
+    the columns the question's words choose, it keeps those it names (not last year's three months).
+    Example, for any question::
 
         | | Three Months Ended April 1, 2023 | Six Months Ended April 1, 2023 |
         | --- | --- | --- |
@@ -141,6 +157,7 @@ def linearise_tables(text: str, question: Question | None = None, focus: str = "
     out: list[str] = []
     headings: list[str] | None = None
     asked = _asked_terms(question, focus)
+    hint = _column_terms(period) if period else set()
     for index, line in enumerate(lines):
         match = TABLE_ROW.match(line.strip())
         if not match:
@@ -157,7 +174,7 @@ def linearise_tables(text: str, question: Question | None = None, focus: str = "
         if headings is None or len(cells) < 2:
             out.append(line)
             continue
-        shown = _columns_asked(headings, asked)
+        shown = _columns_asked(headings, asked, hint)
         values = [f"{headings[k] if k < len(headings) and headings[k] else f'column {k}'}: {value}"
                   for k, value in enumerate(cells[1:], start=1) if value and (k in shown or k >= len(headings))]
         out.append(f"{cells[0]} — " + "; ".join(values) if values else cells[0])
@@ -178,6 +195,20 @@ class Prompt:
 
 _SENTENCE_END = re.compile(r"(?<=[。！？；\n])|(?<=[.!?;])\s")
 _WORD_END = re.compile(r"\s|(?<=[\u3400-\u9fff])")
+
+
+def _units(text: str) -> set[int]:
+    """Where ``excerpt`` may cut ``text``: sentence ends in prose, line ends around table lines.
+
+    A table line is one unit: cut at its "; " ("(In Millions, Except Per Share Amounts; Unaudited) |
+    Three Months Ended …") a heading row loses its "|" start and no longer reads as the table's heading.
+    """
+    table_spans = [(m.start(), m.end()) for m in re.finditer(r"^[ \t]*\|.*$", text, re.MULTILINE)]
+    cuts = {m.start() for m in _SENTENCE_END.finditer(text) if 0 < m.start() < len(text)}
+    cuts = {cut for cut in cuts if not any(start < cut < end for start, end in table_spans)}
+    for start, end in table_spans:
+        cuts.update(point for point in (start, end) if 0 < point < len(text))
+    return cuts
 
 
 class PromptBuilder:
@@ -203,9 +234,11 @@ class PromptBuilder:
 
     def build(
         self, question: Question, hits: Sequence[Hit], history: Sequence[Turn] = (), history_turns: int = 2,
-        *, focus: str | None = None,
+        *, focus: str | None = None, period: str = "",
     ) -> Prompt:
-        """``focus``: the document the answer must be about alone (one prompt per document, ``llm.per_document``)."""
+        """``focus``: the document the answer must be about alone (one prompt per document, ``llm.per_document``).
+        ``period``: the period of the one document the question names, which picks its tables' columns
+        (``linearise_tables``)."""
         language = question.language
         closing = (FOCUS[language].format(question=question.text, document=focus) if focus
                    else CLOSING[language].format(question=question.text))
@@ -237,7 +270,7 @@ class PromptBuilder:
             text = hit.chunk.text
             if self._source_tokens and number > self._whole_sources:
                 text = self.excerpt(text, question_terms, self._source_tokens)
-            text = linearise_tables(text, question, focus or "")
+            text = linearise_tables(text, question, focus or "", period)
             block_cost = self._count(header + text + "\n\n")
             if used + block_cost > budget:
                 room = budget - used - self._count(header) - 2
@@ -262,7 +295,7 @@ class PromptBuilder:
         """
         if self._count(text) <= max_tokens:
             return text
-        cuts = [0, *(m.start() for m in _SENTENCE_END.finditer(text) if 0 < m.start() < len(text)), len(text)]
+        cuts = sorted({0, *_units(text), len(text)})
         sentences = [(start, end) for start, end in zip(cuts, cuts[1:]) if text[start:end].strip()]
         overlap = [len(question_terms.intersection(content_keywords(text[a:b]))) for a, b in sentences]
         if not any(overlap):

@@ -110,6 +110,41 @@ def test_sources_after_the_first_are_trimmed_to_the_sentences_that_match_the_que
     assert whole.prompt_tokens > prompt.prompt_tokens + 150  # what trimming saves in prompt processing
 
 
+def test_a_trimmed_table_keeps_its_heading_row_whole_and_reads_by_column(generator):
+    """A heading cell with "; " in it is not a sentence end: the trimmed table still names its columns."""
+    prose = "Revenue decreased due to lower demand in every segment. " * 6
+    table = (prose + "\n| (In Millions, Except Per Share Amounts; Unaudited) | Three Months Ended Sep 30, 2023 "
+             "| Nine Months Ended Sep 30, 2023 |\n| --- | --- | --- |\n| Net revenue | $14,158 | $38,822 |\n"
+             "| Gross margin | 5,833 | 15,054 |\n" + prose)
+    hits = [hit("The tower is 300 metres tall.", "a.md", rank=1), hit(table, "q3.pdf", 6, rank=2)]
+    builder = PromptBuilder(generator.count_tokens, 4096, 256, source_tokens=80, whole_sources=1)
+    shown = builder.build(analyse_question("What was net revenue in the three months ended Sep 30, 2023?"),
+                          hits).sources[1].text
+    assert "Net revenue — Three Months Ended Sep 30, 2023: $14,158" in shown
+    assert "$38,822" not in shown  # the column the question does not ask for is left out
+    assert "Unaudited) |" not in shown  # no heading row torn in half
+
+
+def test_the_named_documents_period_picks_among_the_columns_the_question_leaves_open():
+    from llm.prompt import linearise_tables
+
+    table = ("| | Three Months Ended Sep 30, 2023 | Three Months Ended Oct 1, 2022 | Nine Months Ended Sep 30, 2023 |\n"
+             "| --- | --- | --- | --- |\n| Net revenue | $14,158 | $15,338 | $38,822 |")
+    latest = analyse_question("What was Intel's net revenue in its most recent quarter?")
+    assert linearise_tables(table, latest) == (  # "quarter" leaves both three-month columns
+        "Net revenue — Three Months Ended Sep 30, 2023: $14,158; Three Months Ended Oct 1, 2022: $15,338")
+    period = "quarter ended September 30, 2023"
+    assert linearise_tables(table, latest, period=period) == "Net revenue — Three Months Ended Sep 30, 2023: $14,158"
+    year_ago = analyse_question("What was Intel's net revenue in the quarter ended Oct 1, 2022?")
+    assert linearise_tables(table, year_ago, period=period) == "Net revenue — Three Months Ended Oct 1, 2022: $15,338"
+    # One prompt per document across quarters: the document's "April 1, 2023" is the heading's "Apr 1, 2023".
+    first_quarter = ("| | Three Months Ended Apr 1, 2023 | Three Months Ended Apr 2, 2022 |\n| --- | --- | --- |\n"
+                     "| Research and development | 4,109 | 4,362 |")
+    across = analyse_question("Track Intel's quarterly research and development spending over these 10-Qs.")
+    assert linearise_tables(first_quarter, across, focus="quarter ended April 1, 2023") == (
+        "Research and development — Three Months Ended Apr 1, 2023: 4,109")
+
+
 def test_question_language():
     assert question_language("索引文件使用 pickle 格式吗？") == "zh"
     assert question_language("Which port does the UI use?") == "en"
