@@ -25,7 +25,7 @@ import re
 
 from core.types import Question
 from ingest.tables import body_rows
-from retrieval.keywords import NUMBER, content_keywords
+from retrieval.keywords import NUMBER, content_keywords, spelled_out_terms
 
 _LINEAR = re.compile(r"^(.+?) — (.+: .+)$")
 
@@ -54,7 +54,9 @@ def figures_in_right_rows(question: Question, sentence: str, passage: str) -> bo
     if not rows:
         return True
     asked = set(question.content_keywords)
-    overlap = [len(asked.intersection(content_keywords(label))) for label, _ in rows]
+    # "EPS" in the question names the row "Diluted earnings per share" (``retrieval.keywords.spelled_out``).
+    overlap = [len((asked | spelled_out_terms(question.acronyms, label)).intersection(content_keywords(label)))
+               for label, _ in rows]
     best = max(overlap)
     if best == 0:
         return True  # no row label says what the question asks: nothing to compare

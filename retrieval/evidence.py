@@ -18,7 +18,7 @@ evidence it can measure:
   title, organisation, period) or in its opening (a filing's cover says "FORM
   10-Q", which "these 10-Qs" refers to; its page 17 does not). An acronym of the
   question counts as held when a passage spells it out ("EPS": "earnings per
-  share").
+  share"), for coverage too.
 
 ``AbstentionPolicy`` turns these into a yes/no. Coverage alone refuses
 questions worded differently from the text ("怎样启用 GPU 加速？" over a guide
@@ -54,7 +54,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core.types import Hit, Question
-from retrieval.keywords import missing_items, spelled_out
+from retrieval.keywords import keyword_tokens, missing_items, spelled_out, spelled_out_terms
 from retrieval.store import Collection
 
 
@@ -106,11 +106,26 @@ def measure_evidence(collection: Collection, question: Question, top: Sequence[H
     if not top:
         return None
     return Evidence(
-        coverage=collection.keyword_coverage(question.keywords, [h.chunk_id for h in top if h.chunk_id is not None]),
+        coverage=collection.keyword_coverage(_covered_terms(question, top), [h.chunk_id for h in top if h.chunk_id is not None]),
         best_keyword=max(h.keyword_score or 0.0 for h in top),
         best_dense=max(h.dense_score or 0.0 for h in top),
         missing_specifics=_missing_specifics(collection, question, top),
     )
+
+
+def _covered_terms(question: Question, top: Sequence[Hit]) -> list[str]:
+    """The question's keywords, an acronym the passages spell out standing as the words that spell it:
+    "diluted EPS" over "Diluted earnings per share" is covered, not missing its rarest word."""
+    terms = list(question.keywords)
+    if not question.acronyms:
+        return terms
+    text = "\n".join(h.chunk.text for h in top)
+    for acronym in question.acronyms:
+        spelled = spelled_out_terms({acronym}, text)
+        if spelled:
+            own = set(keyword_tokens(acronym))
+            terms = [term for term in terms if term not in own] + sorted(spelled - set(terms))
+    return terms
 
 
 OPENING_CHUNKS = 2  # a document's cover: title, form, organisation, period

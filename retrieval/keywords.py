@@ -189,7 +189,8 @@ def missing_items(items: set[str], text: str) -> tuple[str, ...]:
 
 
 _ACRONYM = re.compile(r"(?<![\w&])([A-Z](?:&?[A-Z]){1,5})s?(?![\w&])")
-_JOINER = r"[\s\-]+(?:(?:and|of|the|for|to|&)[\s\-]+)?"
+# Between the spelled-out words: little words, and a short aside ("Earnings (loss) per share" writes out "EPS").
+_JOINER = r"[\s\-]+(?:\([^()]{1,20}\)[\s\-]+)?(?:(?:and|of|the|for|to|&)[\s\-]+)?"
 
 
 def acronyms(text: str) -> set[str]:
@@ -203,11 +204,31 @@ def spelled_out(acronym: str, text: str) -> bool:
 
     Two letters need an "&" ("R&D"): a plain pair of initials ("AI") would match too many word pairs.
     """
+    pattern = _spelling(acronym)
+    return pattern is not None and pattern.search(text) is not None
+
+
+@lru_cache(maxsize=256)
+def _spelling(acronym: str) -> re.Pattern[str] | None:
+    """The words that write ``acronym`` out, or None for one too short to tell (see ``spelled_out``)."""
     letters = [c for c in acronym if c.isalpha()]
     if len(letters) < 2 or (len(letters) == 2 and "&" not in acronym):
-        return False
-    pattern = r"\b" + _JOINER.join(f"{letter}[a-z]+" for letter in letters) + r"\b"
-    return re.search(pattern, text, re.IGNORECASE) is not None
+        return None
+    return re.compile(r"\b" + _JOINER.join(f"{letter}[a-z]+" for letter in letters) + r"\b", re.IGNORECASE)
+
+
+def spelled_out_terms(acronyms: frozenset[str] | set[str], text: str) -> set[str]:
+    """The content keywords of the words in ``text`` that spell out one of ``acronyms`` (``spelled_out``).
+
+    A question's "EPS" meets a row labelled "Diluted earnings per share" through these:
+    spelled_out_terms({"eps"}, "Diluted earnings per share") -> {"earn", "share"} (stemmed).
+    """
+    terms: set[str] = set()
+    for acronym in acronyms:
+        pattern = _spelling(acronym)
+        for match in pattern.finditer(text) if pattern else ():
+            terms.update(content_keywords(re.sub(r"\([^()]*\)", " ", match.group(0))))  # not the aside's words
+    return terms
 
 
 def as_written(items: Sequence[str], text: str) -> list[str]:

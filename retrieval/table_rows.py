@@ -21,6 +21,9 @@ development") beats one of one ("Total")::
     | Total operating expenses | 14,316 | 13,355 | -> 0 (no word of the question)
     a passage of prose                           -> 0
 
+An acronym of the question counts as the words that spell it out: "R&D" meets
+"Research and development", "EPS" meets "Diluted earnings per share".
+
 Only for scoped questions: across a whole collection a matching row label is
 too weak a signal (measured: the right document dropped out of the sources on
 the Chinese set without scoping). Weight 1.0 chosen on the even-numbered
@@ -39,19 +42,19 @@ from functools import lru_cache
 
 from core.types import Hit, Question
 from ingest.tables import body_rows
-from retrieval.keywords import NUMBER, content_keywords
+from retrieval.keywords import NUMBER, content_keywords, spelled_out_terms
 
 
 @lru_cache(maxsize=8192)  # the same passages come back question after question
-def row_labels(text: str) -> tuple[frozenset[str], ...]:
-    """The keywords of each body row's label (its first cell), for rows of Markdown tables that hold a number."""
+def row_labels(text: str) -> tuple[tuple[str, frozenset[str]], ...]:
+    """Each body row's label (its first cell) and its keywords, for rows of Markdown tables that hold a number."""
     labels = []
     for label, cells in body_rows(text):
         if not any(NUMBER.search(cell) for cell in cells):
             continue
         terms = frozenset(term for term in content_keywords(label) if not NUMBER.fullmatch(term))
         if terms:
-            labels.append(terms)
+            labels.append((label, terms))
     return tuple(labels)
 
 
@@ -60,11 +63,14 @@ def measure_words(question: Question) -> frozenset[str]:
     return frozenset(question.keywords) - question.specific_items
 
 
-def row_match(asked: frozenset[str], text: str) -> float:
-    """How well the best table row of ``text`` names the measure ``asked`` (``measure_words``; 0: no such row)."""
+def row_match(asked: frozenset[str], text: str, acronyms: frozenset[str] = frozenset()) -> float:
+    """How well the best table row of ``text`` names the measure ``asked`` (``measure_words``; 0: no such row).
+
+    ``acronyms``: the question's ("eps"), which a label matches by spelling them out ("Diluted earnings per share").
+    """
     best = 0.0
-    for terms in row_labels(text):
-        matched = len(terms & asked)
+    for label, terms in row_labels(text):
+        matched = len(terms & (asked | spelled_out_terms(acronyms, label) if acronyms else asked))
         if matched:
             best = max(best, matched / len(terms) * matched / (matched + 1))
     return best
@@ -75,5 +81,6 @@ def prefer_asked_rows(question: Question, hits: Sequence[Hit], weight: float) ->
     if weight <= 0:
         return list(hits)
     asked = measure_words(question)  # once per question, not per candidate
-    rescored = [replace(hit, rerank_score=hit.score + weight * row_match(asked, hit.chunk.text)) for hit in hits]
+    rescored = [replace(hit, rerank_score=hit.score + weight * row_match(asked, hit.chunk.text, question.acronyms))
+                for hit in hits]
     return sorted(rescored, key=lambda hit: (-hit.rerank_score, hit.first_stage_rank))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from llm.answer_support import answer_support
 from retrieval.evidence import AbstentionPolicy, Evidence
 from retrieval.keyword_index import KeywordIndex
@@ -93,4 +95,7 @@ def test_an_acronym_spelled_out_or_a_word_on_the_cover_is_not_missing(tmp_path):
     assert missing("Acme's diluted EPS in the 10-K")  # a form the cover does not name
     assert spelled_out("r&d", pages[3]) and not spelled_out("ai", "an important point")  # two letters need "&"
     assert missing("Acme's ROE for the quarter") == ("roe",)
+    # Coverage, too, takes the acronym as the words that spell it out: the passage covers "diluted EPS" whole.
+    assert measure_evidence(collection, analyse_question("diluted EPS"), statement).coverage == pytest.approx(1.0)
+    assert measure_evidence(collection, analyse_question("diluted ROE"), statement).coverage < 0.6
 

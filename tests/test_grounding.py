@@ -197,6 +197,28 @@ def test_a_figure_from_the_wrong_table_row_is_flagged():
     assert figures_in_right_rows(analyse_question("What is the GPU speed?"), "It is 5 times faster [1].", "It is 5 times faster.")
 
 
+def test_an_acronym_in_the_question_names_the_row_that_spells_it_out():
+    """"EPS" and "R&D" are the rows "Earnings (loss) per share …—diluted" and "Research and development",
+    for the figure check and for the table-row preference of retrieval alike."""
+    from llm.figures import figures_in_right_rows
+    from retrieval.table_rows import prefer_asked_rows
+
+    statement = (
+        "| | Three Months Ended Sep 30, 2023 | Nine Months Ended Sep 30, 2023 |\n| --- | --- | --- |\n"
+        "| Research and development | 3,870 | 12,059 |\n| Net income (loss) | 297 | (2,000) |\n"
+        "| Earnings (loss) per share attributable to Intel—diluted | $0.07 | $(0.23) |"
+    )
+    eps = analyse_question("What diluted EPS did Intel report for Q3 2023?")
+    assert figures_in_right_rows(eps, "Diluted EPS was $0.07 [1].", statement)
+    assert not figures_in_right_rows(eps, "Diluted EPS was $3,870 [1].", statement)
+
+    prose = "R&D spending increased as we invested in new process technology, and R&D remains a priority."
+    hits = [Hit(Chunk("q3.pdf", 13, (), 0, len(prose), prose), 0.9, 1),
+            Hit(Chunk("q3.pdf", 6, (), 0, len(statement), statement), 0.8, 2)]
+    ranked = prefer_asked_rows(analyse_question("How much did Intel spend on R&D in Q3 2023?"), hits, weight=1.0)
+    assert [hit.chunk.page for hit in ranked] == [6, 13]  # without the spelled-out row the prose stays first
+
+
 def test_the_row_check_reads_tables_as_the_prompt_shows_them():
     from llm.figures import figures_in_right_rows
     from llm.prompt import linearise_tables
