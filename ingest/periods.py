@@ -11,6 +11,7 @@ Worked examples::
     find_periods("the quarter ended April 1, 2023")     -> [Period(year=2023, end=date(2023, 4, 1))]
     find_periods("second quarter of fiscal 2023")       -> [Period(year=2023, quarter=2)]
     find_periods("2018 年第一季度报告")                     -> [Period(year=2018, quarter=1)]
+    find_periods_to_date("first half of fiscal 2023")   -> [Period(year=2023, quarter=2)]
     find_periods("TiDB 7.5.0 Release Notes")            -> [Period(version=(7, 5, 0))]
     find_dates("发版日期：2023 年 12 月 1 日")               -> [date(2023, 12, 1)]
 
@@ -56,7 +57,15 @@ _FISCAL_YEAR_ORDINAL = re.compile(
     rf"\b(?:fiscal\s+(?:year\s+)?|fy\s*){_YEAR}\s+(first|second|third|fourth|1st|2nd|3rd|4th)\s+quarter\b", re.IGNORECASE
 )
 _CHINESE_QUARTER = re.compile(rf"{_YEAR}\s*年?\s*(?:度)?\s*第?\s*([一二三四1-4])\s*季度?")
-_CHINESE_HALF = re.compile(rf"{_YEAR}\s*年\s*(半年|上半年|中期)")
+# Year to date, named by the report that covers it: "first half of 2023" is what the Q2 report states.
+_TO_DATE = re.compile(
+    rf"\b(?:first|1st)\s+(half|three\s+months|six\s+months|nine\s+months)\s+(?:of\s+)?(?:(?:its|the|their|our)\s+)?"
+    rf"(?:fiscal\s+(?:year\s+)?|fy\s*)?{_YEAR}\b|\b(h1|h2)\s*(?:fy\s*)?{_YEAR}\b",
+    re.IGNORECASE,
+)
+_TO_DATE_QUARTER = {"half": 2, "three months": 1, "six months": 2, "nine months": 3, "h1": 2, "h2": 4}
+_CHINESE_TO_DATE = re.compile(rf"{_YEAR}\s*年\s*(?:度\s*)?(上半年|半年度?|中期|前三季度|前三个季度)")
+_CHINESE_TO_DATE_QUARTER = {"上半年": 2, "半年": 2, "半年度": 2, "中期": 2, "前三季度": 3, "前三个季度": 3}
 _ENDED = re.compile(r"\b(?:ended|ending|end(?:ed)?\s+on|as\s+of)\s*$", re.IGNORECASE)
 _VERSION = re.compile(r"(?<![\w.])[vV](\d+)(?:\.(\d+))?(?:\.(\d+))?(?![\w.]*\d)|(?<![\w.])(\d+)\.(\d+)\.(\d+)(?![\w.]*\d)")
 # "TiDB 7.5", "Python 3.11": a product-like word (Latin letters, or one capitalised) right before "N.N".
@@ -148,6 +157,25 @@ def find_quarters(text: str) -> list[Period]:
     for _, period in sorted(found, key=lambda item: item[0]):
         unique.setdefault(period)
     return list(unique)
+
+
+def find_periods_to_date(text: str) -> list[Period]:
+    """Year-to-date periods as the quarter whose report covers them: "first half of 2023" -> 2023 Q2,
+    "first nine months of fiscal 2024" -> 2024 Q3, "2023年上半年" -> 2023 Q2, "2023年前三季度" -> 2023 Q3.
+
+    Only for what a question asks: a document's own text speaks of last year's half-year too, so ingest
+    does not read its period from these.
+    """
+    found: list[tuple[int, Period]] = []
+    for match in _TO_DATE.finditer(text):
+        if match.group(1):
+            span = " ".join(match.group(1).lower().split())
+            found.append((match.start(), Period(year=int(match.group(2)), quarter=_TO_DATE_QUARTER[span])))
+        else:
+            found.append((match.start(), Period(year=int(match.group(4)), quarter=_TO_DATE_QUARTER[match.group(3).lower()])))
+    for match in _CHINESE_TO_DATE.finditer(text):
+        found.append((match.start(), Period(year=int(match.group(1)), quarter=_CHINESE_TO_DATE_QUARTER[match.group(2)])))
+    return list(dict.fromkeys(period for _, period in sorted(found, key=lambda item: item[0])))
 
 
 def find_versions(text: str, *, named: bool = False) -> list[tuple[int, ...]]:

@@ -55,7 +55,7 @@ from functools import lru_cache
 from datetime import date
 
 from core.types import Hit, Question
-from ingest.periods import find_dates, find_quarters, find_versions, find_years, version_matches
+from ingest.periods import find_dates, find_periods_to_date, find_quarters, find_versions, find_years, version_matches
 from ingest.records import DocumentRecord
 from retrieval.keywords import chinese_words
 
@@ -133,6 +133,7 @@ def _words(text: str) -> set[str]:
 
 def _named_periods(question: str) -> tuple[list, list[date], list[int], list[tuple[int, ...]]]:
     quarters = find_quarters(question)
+    quarters += [period for period in find_periods_to_date(question) if period not in quarters]  # "first half of 2023"
     dates = find_dates(question)
     versions = find_versions(question, named=True)
     # A year counts alone only when no quarter or date already says it.

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import date
 
 from core.types import LoadedFile, Page
-from ingest.periods import Period, find_dates, find_quarters, find_versions, find_years, period_end_dates
+from ingest.periods import (Period, find_dates, find_periods_to_date, find_quarters, find_versions, find_years,
+                            period_end_dates)
 from ingest.records import describe_document
 from retrieval.scope import prompt_hits, scope_question
 from retrieval.question import analyse_question
@@ -106,6 +107,16 @@ def test_a_span_of_periods_takes_every_period_between_its_ends():
     assert trended.across and len(trended.documents) == 3
 
 
+def test_a_year_to_date_period_is_the_report_that_covers_it():
+    assert find_periods_to_date("R&D in the first half of fiscal 2023") == [Period(year=2023, quarter=2)]
+    assert find_periods_to_date("2023年前三季度的营业收入") == [Period(year=2023, quarter=3)]
+    half = scope_question(analyse_question("How much did Acme spend on R&D in the first half of 2023?"), FILINGS)
+    assert half.documents == ("2023 Q2 ACME.pdf",)
+    nine = scope_question(analyse_question("Globex's capital spending in the first nine months of 2023"), FILINGS)
+    assert nine.documents == ("2023 Q3 GLOBEX.pdf",)
+    assert scope_question(analyse_question("Acme 2023年上半年的研发费用"), FILINGS).documents == ("2023 Q2 ACME.pdf",)
+
+
 def test_questions_naming_nothing_or_a_missing_period_are_not_scoped():
     assert not scope_question(analyse_question("What is revenue recognition?"), FILINGS).scoped
     assert not scope_question(analyse_question("What was Acme's revenue in Q4 2021?"), FILINGS).scoped  # no such filing
@@ -166,3 +177,50 @@ def test_within_a_named_document_the_table_row_asked_for_beats_the_prose_about_i
     assert retrieval.scope.documents == ("2024 Q3 INITECH.md",)
     assert retrieval.context[0].chunk.heading_path[-1] == "Statement of operations"
     assert "9,318" in retrieval.context[0].chunk.text
+
+
+CHANGES_REPORT = """# Initech quarterly report, {quarter} 2024
+
+Initech Inc.
+
+For the quarterly period ended {ended}.
+
+## Deferred revenue
+
+The following table shows how deferred revenue changed over the periods presented, with the changes
+in each period: revenue deferred during the period and revenue recognised from the opening balance.
+
+| (In millions) | Three Months Ended {ended} |
+| --- | --- |
+| Balance at the start of the period | 410 |
+| Revenue deferred during the period | 95 |
+| Revenue recognised during the period | (88) |
+
+## Statement of operations
+
+| (In millions) | Three Months Ended {ended} |
+| --- | --- |
+| Revenue | {revenue} |
+| Cost of sales | 4,102 |
+| Operating income | 1,377 |
+"""
+
+
+def test_across_periods_each_document_is_searched_for_one_periods_answer(make_pipeline, tmp_path):
+    """"changed over the periods" must not pick each report's table of changes: the per-period question
+    ("What was Initech's revenue?") is what each document is searched for."""
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    for quarter, ended, revenue in (("Q1", "March 31, 2024", "8,861"), ("Q2", "June 30, 2024", "9,102"),
+                                    ("Q3", "September 30, 2024", "9,318")):
+        (folder / f"2024 {quarter} INITECH.md").write_text(
+            CHANGES_REPORT.format(quarter=quarter, ended=ended, revenue=revenue), encoding="utf-8")
+    hooli = CHANGES_REPORT.format(quarter="Q3", ended="September 30, 2024", revenue="12,540").replace("Initech", "Hooli")
+    (folder / "2024 Q3 HOOLI.md").write_text(hooli, encoding="utf-8")
+    pipeline = make_pipeline()
+    pipeline.ingest(folder, progress=False)
+    retrieval = pipeline.retrieve("How has Initech's revenue changed over the periods in these reports?")
+    assert retrieval.scope.across and retrieval.per_document is not None
+    assert [hit.chunk.source for hit in retrieval.context] == ["2024 Q1 INITECH.md", "2024 Q2 INITECH.md",
+                                                               "2024 Q3 INITECH.md"]
+    assert [hit.chunk.heading_path[-1] for hit in retrieval.context] == ["Statement of operations"] * 3
