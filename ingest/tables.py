@@ -15,8 +15,9 @@ be found again:
 3. the lines right above the block whose text lies over the figure columns are
    its headings; each heading cell belongs to every column its span overlaps, so
    "Three Months Ended" spanning two columns heads both;
-4. the block becomes a Markdown table: the first cell is the row label (under
-   its group label, "Net sales: Products"), then one cell per column.
+4. the block becomes a Markdown table: the first cell is the row label under
+   its group labels ("Net sales: Products"; a label line without a colon heads
+   the rows indented below it: "AWS: Operating income"), then one cell per column.
 
 Worked example (layout text, positions kept)::
 
@@ -254,22 +255,30 @@ def _table(
     lines: list[_Line], first: int, last: int, headings: list[str], corner: str, edges: list[int]
 ) -> list[str]:
     out = [f"| {_escape(corner)} | " + " | ".join(_escape(h) for h in headings) + " |", "| --- |" + " --- |" * len(edges)]
-    group, group_indent = "", -1
+    groups: list[tuple[str, int]] = []  # the group labels above the current row, outermost first, with indents
     wrapped = ""  # a label line without figures, which the next row may continue
-    for line in lines[first : last + 1]:
+    block = lines[first : last + 1]
+    for index, line in enumerate(block):
         if not line.cells:
             wrapped = ""
             continue
         if not line.figures:
             label = " ".join(c.text for c in line.cells)
-            if label.endswith(":"):
-                group, group_indent, wrapped = label, line.indent, ""
+            following = next((other for other in block[index + 1 :] if other.cells), None)
+            # "Net sales:", or a segment name ("AWS") over rows indented below it: the rows' group.
+            heads_indented = (following is not None and bool(following.figures) and following.indent > line.indent
+                              and not following.label[:1].islower())
+            if label.endswith(":") or heads_indented:
+                while groups and groups[-1][1] >= line.indent:
+                    groups.pop()
+                groups.append((label.rstrip(":") + ":", line.indent))
+                wrapped = ""
             else:
                 out.append(f"| {_escape(label)} |" + " |" * len(edges))
                 wrapped = label
             continue
-        if line.indent <= group_indent:
-            group, group_indent = "", -1
+        while groups and line.indent <= groups[-1][1]:
+            groups.pop()
         values = [""] * len(edges)
         for cell in line.figures:
             values[_nearest(edges, cell.end)] = cell.text.replace(" ", "")
@@ -278,7 +287,7 @@ def _table(
             out.pop()
             own = f"{wrapped} {own}"
         wrapped = ""
-        label = f"{group} {own}".strip() if group else own
+        label = " ".join([*(group for group, _ in groups), own])
         out.append(f"| {_escape(label)} | " + " | ".join(values) + " |")
     return out
 

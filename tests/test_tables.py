@@ -36,7 +36,8 @@ def test_headings_above_group_labels_still_head_the_table(tmp_path):
     assert heading.startswith("| (In Millions) | Three Months Ended Jul 1, 2023 | Three Months Ended Jul 2, 2022 |")
     assert "| Six Months Ended Jul 1, 2023 | Six Months Ended Jul 2, 2022 |" in heading
     assert "| Total net revenue | 12,949 | 15,321 | 24,664 | 33,674 |" in text
-    assert "| Net revenue: Desktop | 2,370 |" in text  # the group label above the first row labels it
+    # the group labels above the first row label it, the indented segment name ("Client Computing") too
+    assert "| Net revenue: Client Computing: Desktop | 2,370 |" in text
 
 
 def test_centred_titles_wrapped_labels_and_spaced_percents_keep_the_table_whole(tmp_path):
