@@ -48,7 +48,7 @@ from core.files import file_sha256
 from core.types import FileFailure, LoadedFile
 from ingest.chunking import Chunker
 from ingest.isolation import IsolatedLoader, PendingLoad
-from ingest.loaders import SUPPORTED_SUFFIXES, LoadError, LoadOptions
+from ingest.loaders import READER_VERSION, SUPPORTED_SUFFIXES, LoadError, LoadOptions
 from ingest.records import describe_document
 from retrieval.embedders import Embedder
 from retrieval.store import Collection, WriteLock
@@ -226,6 +226,7 @@ class Indexer:
         added: list[str] = []
         updated: list[str] = []
         unchanged: list[str] = []
+        reread: list[str] = []
         failed: list[FileFailure] = list(failed_early)
         warnings: list[FileFailure] = []
         removed: list[str] = []
@@ -254,9 +255,11 @@ class Indexer:
                     for source in sources:
                         previous = indexed.get(source)
                         if previous and previous.content_sha256 == content_hash(source):
-                            unchanged.append(source)
-                        else:
-                            todo.append((source, previous is not None))
+                            if previous.reader_version >= READER_VERSION:
+                                unchanged.append(source)
+                                continue
+                            reread.append(source)  # same file, but this version extracts better text from it
+                        todo.append((source, previous is not None))
 
                 if todo:
                     with stage("loading_models"):  # counting a token loads a lazy model: not the chunker's time
@@ -307,7 +310,7 @@ class Indexer:
                     with stage("second_embedding"):
                         second = self._embed(self.second_embedder, texts) if self.second_embedder else None
                     collection.put_file(job.source, loaded.content_sha256, chunks, vectors, len(loaded.pages), second,
-                                        record=record)
+                                        record=record, reader_version=READER_VERSION)
                     (updated if was_indexed[job.source] else added).append(job.source)
                     chunks_embedded += len(chunks)
                     pages_read += len(loaded.pages)
@@ -338,6 +341,7 @@ class Indexer:
                         collection.save()
         return IngestReport(
             added=tuple(added), updated=tuple(updated), removed=tuple(removed), unchanged=tuple(unchanged),
+            reread=tuple(source for source in reread if source in updated),
             failed=tuple(failed), warnings=tuple(warnings), chunks_embedded=chunks_embedded,
             pages_read=pages_read, ocr_pages=ocr_pages, seconds=time.perf_counter() - started,
             embed_seconds=seconds["embedding"] + seconds["second_embedding"], interrupted=interrupted,

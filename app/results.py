@@ -59,6 +59,7 @@ class IngestReport:
     updated: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     unchanged: tuple[str, ...] = ()
+    reread: tuple[str, ...] = ()  # among ``updated``: unchanged files read again by a newer reader (better tables)
     failed: tuple[FileFailure, ...] = ()
     warnings: tuple[FileFailure, ...] = ()  # files indexed with a problem, e.g. pages OCR could not read
     chunks_embedded: int = 0
@@ -77,7 +78,9 @@ class IngestReport:
     def summary(self) -> str:
         upgraded = (f"the collection was indexed by an older version (format {self.upgraded_from_format}); "
                     "it was rebuilt from the files of this ingest. ") if self.upgraded_from_format else ""
-        return upgraded + (
+        reread = (f"{len(self.reread)} unchanged files were read again: this version extracts their text better "
+                  "(tables). ") if self.reread else ""
+        return upgraded + reread + (
             f"added {len(self.added)}, updated {len(self.updated)}, removed {len(self.removed)}, "
             f"unchanged {len(self.unchanged)}, failed {len(self.failed)}; "
             f"{self.pages_read} pages read ({self.ocr_pages} by OCR), "

@@ -49,6 +49,10 @@ from ingest.tables import looks_tabular, render_page
 from ingest.text_quality import diagnose, undouble
 
 SUPPORTED_SUFFIXES = (".pdf", ".md", ".markdown", ".txt", ".docx", ".html", ".htm")
+# Raised whenever the text or chunks a file gives change (table rebuilding, headings, chunk boundaries).
+# The manifest keeps the version each file was read with; ``kb ingest`` reads older ones again, so a
+# collection gains the better text without being rebuilt by hand. 1: files indexed before it was recorded.
+READER_VERSION = 2
 
 
 @dataclass(frozen=True)

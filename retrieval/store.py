@@ -4,7 +4,7 @@ Layout of a collection folder::
 
     CURRENT              name of the live generation, replaced atomically
     gen-000007/
-        manifest.json    format version, embedder identity, files and their hashes, document records
+        manifest.json    format version, embedder identity, files (hash, reader version), document records
         vectors.faiss    FAISS IndexIDMap2(IndexFlatIP) or IVF, written by faiss itself
         chunks.jsonl     one chunk per line, keyed by its FAISS id
         keywords.npz     the BM25 keyword index (``retrieval.keyword_index``)
@@ -119,6 +119,7 @@ class IndexedFile:
     content_sha256: str
     chunk_ids: tuple[int, ...]
     pages: int  # pages (PDF) or sections (Markdown) that gave text
+    reader_version: int = 1  # ``ingest.loaders.READER_VERSION`` it was read with (1: before that was kept)
 
 
 class Collection:
@@ -225,7 +226,8 @@ class Collection:
         self._index = index
         self._chunks = chunks
         self._files = {
-            source: IndexedFile(source, row["content_sha256"], tuple(row["chunk_ids"]), row["pages"])
+            source: IndexedFile(source, row["content_sha256"], tuple(row["chunk_ids"]), row["pages"],
+                                row.get("reader_version", 1))
             for source, row in manifest["files"].items()
         }
         self._records = {
@@ -370,7 +372,7 @@ class Collection:
     # ----- changing (in memory until save) -------------------------------
     def put_file(
         self, source: str, content_sha256: str, chunks: Sequence[Chunk], vectors: np.ndarray, pages: int,
-        second_vectors: np.ndarray | None = None, record: DocumentRecord | None = None,
+        second_vectors: np.ndarray | None = None, record: DocumentRecord | None = None, reader_version: int = 1,
     ) -> None:
         """Add a file, replacing whatever was indexed for it before."""
         if len(chunks) != len(vectors):
@@ -386,7 +388,7 @@ class Collection:
             self._keywords.add(chunk_id, chunk.embedding_text)
         if second_vectors is not None and self._second is not None:
             self.put_second_vectors(ids.tolist(), second_vectors)
-        self._files[source] = IndexedFile(source, content_sha256, tuple(ids.tolist()), pages)
+        self._files[source] = IndexedFile(source, content_sha256, tuple(ids.tolist()), pages, reader_version)
         if record is not None:
             self._records[source] = record
 
@@ -434,7 +436,8 @@ class Collection:
             "second_embedder": self.second_identity.record() if self._second is not None else None,
             "vector_index": {"kind": self.index_kind, "trained_on": self._index.trained_on},
             "files": {
-                source: {"content_sha256": f.content_sha256, "chunk_ids": list(f.chunk_ids), "pages": f.pages}
+                source: {"content_sha256": f.content_sha256, "chunk_ids": list(f.chunk_ids), "pages": f.pages,
+                         "reader_version": f.reader_version}
                 for source, f in sorted(self._files.items())
             },
             "documents": {source: asdict(record) for source, record in sorted(self._records.items())},

@@ -88,6 +88,32 @@ def test_reingest_is_incremental(make_pipeline, tmp_path):
     assert kept.removed == ()
 
 
+def test_files_read_by_an_older_reader_are_read_again(make_pipeline, tmp_path):
+    """A collection indexed before a better text extraction gains it on the next ``kb ingest``, without
+    the user rebuilding it: the manifest keeps the reader version each file was read with."""
+    import json
+
+    docs = tmp_path / "docs"
+    write(docs / "a.md", "# A\n\nApples are red.\n")
+    make_pdf(docs / "c.pdf", ["Cherries are dark red."])
+    pipeline = make_pipeline()
+    pipeline.ingest(docs, progress=False)
+    folder = pipeline.settings.collection_dir
+    manifest_path = folder / (folder / "CURRENT").read_text().strip() / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    for row in manifest["files"].values():  # as the manifest of a version that did not record it
+        del row["reader_version"]
+    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    pipeline = make_pipeline()  # a new process on the old collection
+
+    again = pipeline.ingest(docs, progress=False)
+    assert sorted(again.reread) == sorted(again.updated) == ["a.md", "c.pdf"] and again.unchanged == ()
+    assert "2 unchanged files were read again" in again.summary()
+    assert "Cherries" in pipeline.retrieve("cherry colour").hits[0].chunk.text
+    third = pipeline.ingest(docs, progress=False)
+    assert sorted(third.unchanged) == ["a.md", "c.pdf"] and third.reread == () and third.chunks_embedded == 0
+
+
 def test_failed_file_keeps_its_previous_chunks(make_pipeline, tmp_path):
     docs = tmp_path / "docs"
     make_pdf(docs / "manual.pdf", ["The pump runs at 3000 rpm."])
