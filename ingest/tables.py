@@ -45,6 +45,7 @@ import statistics
 from dataclasses import dataclass
 
 MIN_ROWS = 3  # fewer figure rows than this is not a table worth rebuilding
+MAX_BLANK_LINES = 4  # blank lines a table's rows may have between them (Microsoft's statements: 4 after a total)
 # A Markdown table's lines, as chunking, the prompt and the figure check read them: "| a | b |" and "| --- | --- |".
 TABLE_ROW = re.compile(r"^\|(.*)\|\s*$")
 TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)+\|?\s*$")
@@ -66,7 +67,7 @@ def body_rows(text: str) -> list[tuple[str, list[str]]]:
         cells = [cell.strip() for cell in match.group(1).split("|")]
         rows.append((cells[0], cells[1:]))
     return rows
-_NUMBER = re.compile(r"^[$€£¥￥]?\(?[$€£¥￥]?\s?[-+−]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)\)?\s?%?$|^[—–-]+$")
+_NUMBER = re.compile(r"^[$€£¥￥]?\(?[$€£¥￥]?\s?[-+−]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)\s?\)?\s?%?$|^[—–-]+$")
 _CURRENCY = re.compile(r"^[$€£¥￥]$")
 _YEAR = re.compile(r"^(?:19|20)\d\d$")
 
@@ -90,14 +91,14 @@ class _Line:
 
 
 def _cells(line: str) -> list[_Cell]:
-    """Runs separated by 2+ spaces; a lone currency sign joins the number after it, a lone "%" the one before."""
+    """Runs separated by 2+ spaces; a lone currency sign joins the number after it, a lone "%" or ")" the one before."""
     raw = [_Cell(m.group(0), m.start(), m.end()) for m in _CELL.finditer(line)]
     merged: list[_Cell] = []
     for cell in raw:
         if merged and _CURRENCY.match(merged[-1].text) and _NUMBER.match(cell.text):
             merged[-1] = _Cell(merged[-1].text + cell.text, merged[-1].start, cell.end)
-        elif merged and cell.text == "%" and _NUMBER.match(merged[-1].text):  # "36.7  %": the sign set apart
-            merged[-1] = _Cell(merged[-1].text + "%", merged[-1].start, cell.end)
+        elif merged and cell.text in ("%", ")") and _NUMBER.match(merged[-1].text + cell.text):
+            merged[-1] = _Cell(merged[-1].text + cell.text, merged[-1].start, cell.end)  # "36.7  %", "(174   )"
         else:
             merged.append(cell)
     return merged
@@ -140,7 +141,7 @@ def _blocks(lines: list[_Line]) -> list[tuple[int, int]]:
                 figures_from = min(figures_from, line.figures[0].start)
             elif not line.cells:
                 gap += 1
-                if gap > 2:
+                if gap > MAX_BLANK_LINES:
                     break
             elif len(line.cells) <= 2 and (len(line.label) <= 80 or line.cells[-1].end < figures_from):
                 # A group label ("Net sales:"), a short note, or a long row label wrapped onto a line of its own
@@ -183,6 +184,23 @@ def _columns_under(cell: _Cell, spans: list[tuple[int, int]], edges: list[int]) 
     return [k for k, (lo, hi) in enumerate(spans) if cell.start <= hi and cell.end >= lo]
 
 
+def _even_groups(cells: list[_Cell], spans: list[tuple[int, int]]) -> list[list[int]] | None:
+    """"Three Months Ended   Nine Months Ended" over four columns: each cell heads an equal group of
+    columns, when each one's centre lies over its group. None when the line is not such a line.
+
+    Position alone can mislead here: a centred heading may end right at one column's edge.
+    """
+    if not 1 < len(cells) < len(spans) or len(spans) % len(cells):
+        return None
+    size = len(spans) // len(cells)
+    groups = [list(range(k * size, (k + 1) * size)) for k in range(len(cells))]
+    for cell, group in zip(cells, groups):
+        centre = (cell.start + cell.end) / 2
+        if not spans[group[0]][0] - 2 <= centre <= spans[group[-1]][1] + 4:
+            return None
+    return groups
+
+
 MAX_LABELS_PASSED = 2  # short group labels between the headings and the first row ("Net revenue:", "Client Computing")
 
 
@@ -211,8 +229,9 @@ def _headings(
     while cursor >= 0 and taken < 5:
         line = lines[cursor]
         if not line.cells:
-            if taken or first - cursor > 3:
-                break
+            blank_run = 1 + next((k for k in range(cursor) if lines[cursor - 1 - k].cells), cursor)
+            if (not taken and first - cursor > MAX_BLANK_LINES + 1) or (taken and blank_run > MAX_BLANK_LINES):
+                break  # the blank lines above a heading line end the headings; Microsoft's have 4 between
             cursor -= 1
             continue
         left = [cell for cell in line.cells if cell.start <= label_limit]
@@ -226,7 +245,7 @@ def _headings(
             break
         if len(line.cells) == 1 and label_end - line.cells[0].start > (line.cells[0].end - line.cells[0].start) / 2:
             break  # a line centred on the page, mostly over the row labels: a title or "(in millions)", not a heading
-        placed = [_columns_under(cell, spans, edges) for cell in right]
+        placed = _even_groups(right, spans) or [_columns_under(cell, spans, edges) for cell in right]
         if not all(placed):
             break  # text that stands over no column: a title or a note, not a heading
         for cell, columns in zip(reversed(right), reversed(placed)):

@@ -79,3 +79,40 @@ def test_centred_titles_wrapped_labels_and_spaced_percents_keep_the_table_whole(
     assert "| Purchases of property and equipment | (47,053) | (38,141) |" in text
     assert "| Operating margin | 2.9% | 6.4% |" in text
     assert sum(line.startswith("| --- |") for line in text.splitlines()) == 1  # one table, not two halves
+
+
+def test_rows_far_apart_and_headings_over_column_pairs(tmp_path):
+    """Microsoft's statements: blank lines between rows and between heading lines, "(174   )" with its
+    parenthesis set apart, and "Three Months Ended" centred over two columns, ending at one's edge."""
+    path = tmp_path / "income.pdf"
+    pdf, font = reportlab_canvas(path)
+    pdf.setFont(font, 8)
+    columns = (330, 390, 450, 510)
+    pdf.drawCentredString(372, 760, "Three Months Ended")
+    pdf.drawCentredString(492, 760, "Nine Months Ended")
+    pdf.drawString(72, 750, "(In millions) (Unaudited)")
+    pdf.drawCentredString(376, 750, "March 31,")
+    pdf.drawCentredString(496, 750, "March 31,")
+    for x, year in zip(columns, ("2023", "2022", "2023", "2022")):
+        pdf.drawRightString(x + 4, 705, year)
+    y = 660
+    for label, figures in (("Total revenue", ("52,857", "49,360", "155,726", "146,405")),
+                           ("Research and development", ("6,984", "6,306", "20,456", "17,663")),
+                           ("Other income (expense), net", ("321", "(174", "315", "380")),
+                           ("Net income", ("18,299", "16,728", "52,280", "55,998"))):
+        pdf.drawString(72, y, label)
+        for x, figure in zip(columns, figures):
+            pdf.drawRightString(x, y, figure)
+        if figures[1].startswith("(") and not figures[1].endswith(")"):
+            pdf.drawString(columns[1] + 8, y, ")")
+        y -= 45  # four blank lines in the layout text
+    pdf.showPage()
+    pdf.save()
+
+    text = load_file(path, "income.pdf").pages[0].text
+    heading = next(line for line in text.splitlines() if "Months Ended" in line)
+    assert heading == ("| (In millions) (Unaudited) | Three Months Ended March 31, 2023 | Three Months Ended March 31, 2022 "
+                       "| Nine Months Ended March 31, 2023 | Nine Months Ended March 31, 2022 |")
+    assert "| Other income (expense), net | 321 | (174) | 315 | 380 |" in text
+    assert "| Net income | 18,299 | 16,728 | 52,280 | 55,998 |" in text
+    assert sum(line.startswith("| --- |") for line in text.splitlines()) == 1
