@@ -49,7 +49,7 @@ from retrieval.evidence import AbstentionPolicy, measure_evidence
 from retrieval.fusion import FirstStage
 from retrieval.question import analyse_question
 from retrieval.rerank import Reranker, load_reranker
-from retrieval.scope import Scope, prompt_hits, scope_question
+from retrieval.scope import Scope, named_period, prompt_hits, scope_question
 from retrieval.table_rows import prefer_asked_rows
 from retrieval.store import Collection, CollectionMissingError, WriteLock
 
@@ -352,7 +352,7 @@ class Pipeline:
             records = self.collection().records
             return answer_per_document(stream, question, retrieval, builder, started, generator=generator,
                                        records=records, settings=self.settings, turns=self.turns, requester=requester)
-        prompt = builder.build(question, closest, history, period=self._named_period(retrieval))
+        prompt = builder.build(question, closest, history, period=named_period(retrieval.scope, self.collection().records))
         prompt_ms = (time.perf_counter() - t_prompt) * 1e3
 
         def pieces() -> Iterator[str | QueuePosition]:
@@ -392,14 +392,6 @@ class Pipeline:
 
         stream._pieces = pieces()
         return stream
-
-    def _named_period(self, retrieval: Retrieval) -> str:
-        """The period of the one document a question names by its period or as the latest, else ""."""
-        scope = retrieval.scope
-        if len(scope.documents) != 1 or not (scope.periods or scope.latest):
-            return ""
-        record = self.collection().records.get(scope.documents[0])
-        return record.period_label if record else ""
 
     def ask(self, question: str, history: Sequence[Turn] = (), documents: Sequence[str] | None = None,
             requester: str = "local") -> Answer:

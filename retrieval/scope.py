@@ -73,6 +73,10 @@ _ACROSS = re.compile(
     r"trend(?:ed|ing|s)?)\b|各季度|每个?季度|各个?季度|逐季|历个?季度|各期|各个?版本|每个版本|历个?版本|各次|历次",
     re.IGNORECASE,
 )
+# A comparison with another period of the same document: "compared with Q2 2022", "the year-earlier quarter".
+_COMPARES = re.compile(
+    r"\b(compar\w*|versus|vs\.?|year[\s-]+(?:ago|earlier|before)|prior[\s-]+(?:year|period|quarter)|previous|"
+    r"preceding|last\s+year)\b|同比|环比|相比|比较|对比|上年同期|去年同期", re.IGNORECASE)
 _GENERIC = frozenset(
     "the and for with from inc corp corporation company co ltd limited llc plc group holdings of report reports "
     "annual quarterly form notes note doc docs document final draft copy version release new".split()
@@ -93,6 +97,7 @@ class Scope:
     latest: bool = False
     across: bool = False
     several: bool = False  # names more than one organisation: each document in scope gets a passage
+    compares: bool = False  # compares periods ("Q2 2023 compared with Q2 2022", "the year-earlier quarter")
     # For ``across``: the question as asked of one document ("How has X changed over the quarters?" ->
     # "What was X?"); asked of each document as it is, the small model computes a change instead of a figure.
     per_document_question: str = ""
@@ -238,7 +243,21 @@ def scope_question(question: Question, records: Mapping[str, DocumentRecord]) ->
     period_labels = [q.label for q in quarters] + [d.isoformat() for d in dates] + [str(y) for y in years] + [
         "v" + ".".join(map(str, v)) for v in versions]
     return Scope(documents=tuple(ordered), names=tuple(named_words), periods=tuple(period_labels),
-                 latest=latest, across=across, several=several, per_document_question=single_period_question(text) if across else "")
+                 latest=latest, across=across, several=several, compares=bool(_COMPARES.search(text)),
+                 per_document_question=single_period_question(text) if across else "")
+
+
+def named_period(scope: Scope, records: Mapping[str, DocumentRecord]) -> str:
+    """The period of the one document a question names by one period or as the latest, else "": its tables
+    then show that period's columns (``llm.prompt.linearise_tables``), not last year's beside them.
+
+    Not when the question compares periods ("Q2 2023 compared with Q2 2022", "the year-earlier quarter"):
+    the other period's column must stay.
+    """
+    if len(scope.documents) != 1 or scope.compares or len(scope.periods) > 1 or not (scope.periods or scope.latest):
+        return ""
+    record = records.get(scope.documents[0])
+    return record.period_label if record else ""
 
 
 def prompt_hits(hits: Sequence[Hit], scope: Scope, best: int, across: int) -> tuple[Hit, ...]:

@@ -224,3 +224,22 @@ def test_across_periods_each_document_is_searched_for_one_periods_answer(make_pi
     assert [hit.chunk.source for hit in retrieval.context] == ["2024 Q1 INITECH.md", "2024 Q2 INITECH.md",
                                                                "2024 Q3 INITECH.md"]
     assert [hit.chunk.heading_path[-1] for hit in retrieval.context] == ["Statement of operations"] * 3
+
+
+def test_the_named_documents_period_chooses_the_column_unless_the_question_compares():
+    """"Its latest quarter" shows the model this quarter's column only; a comparison keeps last year's."""
+    from llm.prompt import linearise_tables
+    from retrieval.scope import named_period
+
+    table = ("| (In millions) | Three Months Ended September 30, 2023 | Three Months Ended September 30, 2022 |\n"
+             "| --- | --- | --- |\n| Net revenue | 9,318 | 8,861 |")
+
+    def shown(question: str) -> str:
+        analysed = analyse_question(question)
+        return linearise_tables(table, analysed, period=named_period(scope_question(analysed, FILINGS), FILINGS))
+
+    assert shown("What was Globex's net revenue in its latest quarter?") == (
+        "Net revenue — Three Months Ended September 30, 2023: 9,318")
+    assert "8,861" in shown("How did Globex's latest quarterly net revenue compare with the year-earlier quarter?")
+    assert "8,861" in shown("Globex net revenue in Q3 2023 versus Q3 2022")
+    assert named_period(scope_question(analyse_question("Globex revenue in 2023"), FILINGS), FILINGS) == ""  # 3 filings
