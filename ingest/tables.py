@@ -190,6 +190,9 @@ def _even_groups(cells: list[_Cell], spans: list[tuple[int, int]]) -> list[list[
 
     Position alone can mislead here: a centred heading may end right at one column's edge.
     """
+    if len(cells) == 1 and len(spans) == 2 and _PERIOD_WORDS.search(cells[0].text) \
+            and spans[0][0] - 2 <= cells[0].start and cells[0].end <= spans[1][1] + 4:
+        return [[0, 1]]  # "Three Months Ended" over a quarter and its year-earlier quarter, wherever it stands
     if not 1 < len(cells) < len(spans) or len(spans) % len(cells):
         return None
     size = len(spans) // len(cells)

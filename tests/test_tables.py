@@ -116,3 +116,26 @@ def test_rows_far_apart_and_headings_over_column_pairs(tmp_path):
     assert "| Other income (expense), net | 321 | (174) | 315 | 380 |" in text
     assert "| Net income | 18,299 | 16,728 | 52,280 | 55,998 |" in text
     assert sum(line.startswith("| --- |") for line in text.splitlines()) == 1
+
+
+def test_one_period_heading_over_two_columns_heads_both_wherever_it_stands(tmp_path):
+    """Intel's first-quarter statements: "Three Months Ended" starts right of the first column's figures."""
+    path = tmp_path / "q1.pdf"
+    pdf, font = reportlab_canvas(path)
+    pdf.setFont(font, 8)
+    pdf.drawString(402, 760, "Three Months Ended")
+    pdf.drawString(72, 750, "(In Millions; Unaudited)")
+    pdf.drawRightString(398, 750, "Apr 1, 2023")
+    pdf.drawRightString(520, 750, "Apr 2, 2022")
+    y = 738
+    for label, this, last in (("Net revenue", "$11,715", "$18,353"), ("Cost of sales", "7,707", "9,109"),
+                              ("Research and development", "4,109", "4,362")):
+        pdf.drawString(72, y, label)
+        pdf.drawRightString(400, y, this)
+        pdf.drawRightString(522, y, last)
+        y -= 12
+    pdf.showPage()
+    pdf.save()
+
+    text = load_file(path, "q1.pdf").pages[0].text
+    assert "| (In Millions; Unaudited) | Three Months Ended Apr 1, 2023 | Three Months Ended Apr 2, 2022 |" in text
