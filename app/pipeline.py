@@ -259,7 +259,8 @@ class Pipeline:
         within = collection.chunk_ids_of(scope.documents) if scope.scoped else None
         # Across periods each document is searched for what one period's answer needs: "How has NVIDIA's
         # revenue changed over these 10-Qs?" as "What was NVIDIA's revenue?" ("changed" finds the tables of
-        # changes in deferred revenue). Abstention still weighs the question as asked.
+        # changes in deferred revenue). Abstention weighs that question too: "over the quarters in Amazon's
+        # 10-Qs" says how to answer, not what a passage must hold.
         per_document = analyse_question(scope.per_document_question) if scope.across and scope.per_document_question \
             else None
         searched = per_document or question
@@ -278,7 +279,7 @@ class Pipeline:
         timings = RetrievalTimings(embed_ms=(t1 - t0) * 1e3, first_stage_ms=(t2 - t1) * 1e3, rerank_ms=(t3 - t2) * 1e3)
         context = prompt_hits(reranked, scope, self.settings.context_chunks, self.settings.across_documents)
         return Retrieval(question=question, hits=tuple(reranked), timings=timings,
-                         evidence=measure_evidence(collection, question, context), scope=scope, context=context,
+                         evidence=measure_evidence(collection, searched, context), scope=scope, context=context,
                          per_document=per_document)
 
     def abstention_policy(self) -> AbstentionPolicy:

@@ -224,6 +224,10 @@ def test_across_periods_each_document_is_searched_for_one_periods_answer(make_pi
     assert [hit.chunk.source for hit in retrieval.context] == ["2024 Q1 INITECH.md", "2024 Q2 INITECH.md",
                                                                "2024 Q3 INITECH.md"]
     assert [hit.chunk.heading_path[-1] for hit in retrieval.context] == ["Statement of operations"] * 3
+    # Abstention weighs the one-period question as well: "over the periods in these reports" is no word a
+    # passage must hold, but a measure the reports lack still is.
+    assert not pipeline.would_abstain(pipeline.retrieve("How has Initech's revenue moved over the quarters in these filings?"))
+    assert pipeline.would_abstain(pipeline.retrieve("How has Initech's headcount changed over the periods in these reports?"))
 
 
 def test_the_named_documents_period_chooses_the_column_unless_the_question_compares():
