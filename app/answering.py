@@ -49,12 +49,17 @@ def answer_per_document(
     generator: Generator, records: Mapping[str, DocumentRecord], settings: Settings, turns: GenerationTurns,
     requester: str,
 ) -> AnswerStream:
-    """One line per document of ``retrieval.context``, labelled by its period (or title)."""
+    """One line per document of ``retrieval.context``, labelled by its period (or title), and by its
+    organisation when the documents are of several ("Amazon.com, Inc. · quarter ended September 30, 2023")."""
     sources = tuple(Source(number, hit, hit.chunk.text) for number, hit in enumerate(retrieval.context, start=1))
+    shown = [records.get(source.hit.chunk.source) for source in sources]
+    several = len({record.organisation for record in shown if record and record.organisation}) > 1
     labels = []
-    for source in sources:
-        record = records.get(source.hit.chunk.source)
-        labels.append((record.period_label or record.title) if record else source.hit.chunk.source)
+    for source, record in zip(sources, shown):
+        label = (record.period_label or record.title) if record else source.hit.chunk.source
+        # "Amazon.com, Inc" without its final ".": a sentence end inside the label would split the line.
+        labels.append(f"{record.organisation.rstrip('.')} · {label}" if several and record and record.organisation
+                      else label)
 
     def pieces() -> Iterator[str | QueuePosition]:
         first_line_at = None

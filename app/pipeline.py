@@ -349,7 +349,7 @@ class Pipeline:
             generator.count_tokens, generator.info.context_window, self.settings.max_answer_tokens,
             source_tokens=self.settings.source_tokens or None, whole_sources=self.settings.whole_sources,
         )
-        if retrieval.scope.across and len(closest) > 1:
+        if (retrieval.scope.across or retrieval.scope.one_each) and len(closest) > 1:
             records = self.collection().records
             return answer_per_document(stream, question, retrieval, builder, started, generator=generator,
                                        records=records, settings=self.settings, turns=self.turns, requester=requester)

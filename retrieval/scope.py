@@ -21,7 +21,8 @@ collection's ``DocumentRecord``s:
 - "latest", "most recent", "最新", "最近一期": the newest document by its date,
   per organisation named.
 - several organisations ("Compare Amazon, Intel and Microsoft …"): the answer needs
-  each one's passage (``Scope.several``), however far another one's passages outrank it.
+  each one's passage (``Scope.several``), however far another one's passages outrank it; with one
+  document each (``Scope.one_each``) each is asked alone, one line per organisation, as periods are.
 - across periods ("over the quarters", "each quarter", "各季度", "各版本"): the
   answer needs one passage from each document in scope, in date order
   (``Scope.across``).
@@ -97,6 +98,7 @@ class Scope:
     latest: bool = False
     across: bool = False
     several: bool = False  # names more than one organisation: each document in scope gets a passage
+    one_each: bool = False  # ``several``, one document each: answered one document at a time, like ``across``
     compares: bool = False  # compares periods ("Q2 2023 compared with Q2 2022", "the year-earlier quarter")
     # For ``across``: the question as asked of one document ("How has X changed over the quarters?" ->
     # "What was X?"); asked of each document as it is, the small model computes a change instead of a figure.
@@ -239,11 +241,16 @@ def scope_question(question: Question, records: Mapping[str, DocumentRecord]) ->
     across = bool(_ACROSS.search(text)) and len(dated) > 1
     if across:
         ordered = dated  # one passage per period: undated pages have no period to report
-    several = not across and len({frozenset(group) for group in by_name.values()}) > 1
+    groups = {frozenset(group & in_scope) for group in by_name.values()}
+    several = not across and len(groups) > 1
+    # Several organisations with one document each ("Compare Amazon, Intel and Microsoft in Q3 2023"): each
+    # is asked alone, as periods are; given together, the 1.5B model mixes up whose figure is whose.
+    one_each = several and all(len(group) == 1 for group in groups) and len(groups) == len(in_scope)
     period_labels = [q.label for q in quarters] + [d.isoformat() for d in dates] + [str(y) for y in years] + [
         "v" + ".".join(map(str, v)) for v in versions]
     return Scope(documents=tuple(ordered), names=tuple(named_words), periods=tuple(period_labels),
-                 latest=latest, across=across, several=several, compares=bool(_COMPARES.search(text)),
+                 latest=latest, across=across, several=several, one_each=one_each,
+                 compares=bool(_COMPARES.search(text)),
                  per_document_question=single_period_question(text) if across else "")
 
 
@@ -261,14 +268,14 @@ def named_period(scope: Scope, records: Mapping[str, DocumentRecord]) -> str:
 
 
 def prompt_hits(hits: Sequence[Hit], scope: Scope, best: int, across: int) -> tuple[Hit, ...]:
-    """The hits for the prompt: the ``best`` first; across periods, each document's best, oldest first
-    (the newest ``across`` documents when there are more)."""
+    """The hits for the prompt: the ``best`` first; across periods, or several organisations with one
+    document each, each document's best, oldest first (the newest ``across`` documents when there are more)."""
     if not scope.across and not scope.several:
         return tuple(hits[:best])
     first: dict[str, Hit] = {}
     for hit in hits:
         first.setdefault(hit.chunk.source, hit)
-    if scope.across:
+    if scope.across or scope.one_each:
         ordered = [first[source] for source in scope.documents if source in first]
         return tuple(ordered[-across:])
     in_scope = set(scope.documents)

@@ -131,6 +131,19 @@ def test_a_question_across_quarters_lists_each_period_with_its_citation(pipeline
     assert [citation.source for citation in answer.citations] == ["2023 Q1 ACME.pdf", "2023 Q2 ACME.pdf", "2023 Q3 ACME.pdf"]
 
 
+def test_a_question_comparing_organisations_gets_one_cited_line_each(pipeline):
+    """Acme's Q2 2023 report ends June 30, Globex's July 1: "the second quarter of 2023" names one each."""
+    stream = pipeline.ask_stream("Compare net revenue at Acme and Globex in the second quarter of 2023.")
+    "".join(stream)
+    answer = stream.answer
+    assert stream.retrieval.scope.one_each
+    assert [hit.chunk.source for hit in stream.retrieval.context] == ["2023 Q2 ACME.pdf", "2023 Q2 GLOBEX.pdf"]
+    lines = answer.text.splitlines()
+    assert len(lines) == 2
+    for line, organisation, figure, number in zip(lines, ("Acme Corporation", "Globex Inc"), ("1,420", "9,213"), (1, 2)):
+        assert line.startswith(f"- {organisation} · quarter ended") and figure in line and f"[{number}]" in line
+
+
 def test_an_explicit_document_filter_is_obeyed(pipeline):
     retrieval = pipeline.retrieve("net revenue", documents=["2023 Q1 GLOBEX.pdf"])
     assert {hit.chunk.source for hit in retrieval.hits} == {"2023 Q1 GLOBEX.pdf"}

@@ -80,12 +80,18 @@ def test_a_question_naming_an_organisation_and_period_is_scoped_to_that_document
 def test_several_organisations_each_get_a_passage_however_far_down_they_rank():
     from core.types import Chunk, Hit
 
-    scope = scope_question(analyse_question("Compare Acme and Globex revenue in Q1 2023"), FILINGS)
+    scope = scope_question(analyse_question("Compare Acme and Globex revenue in Q1 2023 and Q2 2023"), FILINGS)
+    assert scope.several and not scope.one_each  # two filings each
     hits = [Hit(chunk=Chunk(source, 1, (), 0, 1, f"{source} {n}"), first_stage_score=1.0 - rank / 10, first_stage_rank=rank + 1)
             for rank, (source, n) in enumerate([("2023 Q1 ACME.pdf", n) for n in range(6)] + [("2023 Q1 GLOBEX.pdf", 0)])]
     chosen = prompt_hits(hits, scope, best=5, across=6)
     assert [h.chunk.text for h in chosen] == ["2023 Q1 ACME.pdf 0", "2023 Q1 ACME.pdf 1", "2023 Q1 ACME.pdf 2",
                                               "2023 Q1 ACME.pdf 3", "2023 Q1 GLOBEX.pdf 0"]
+    # One filing each: each is answered alone, from its own best passage.
+    one_each = scope_question(analyse_question("Compare Acme and Globex revenue in Q1 2023"), FILINGS)
+    assert one_each.one_each
+    assert [h.chunk.text for h in prompt_hits(hits, one_each, best=5, across=6)] == ["2023 Q1 ACME.pdf 0",
+                                                                                      "2023 Q1 GLOBEX.pdf 0"]
 
 
 def test_latest_and_across_periods():
