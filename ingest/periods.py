@@ -39,6 +39,9 @@ MONTHS = {
     for name in names
 }
 _MONTH = r"(january|february|march|april|may|june|july|august|september|october|november|december|jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec)\.?"
+_MONTH_NAME = {number: max((name for name, same in MONTHS.items() if same == number), key=len).capitalize()
+               for number in set(MONTHS.values())}
+_MONTH_WORD = re.compile(rf"\b{_MONTH}(?![a-z])", re.IGNORECASE)
 _YEAR = r"((?:19|20)\d\d)"
 _ENGLISH_DATE = re.compile(rf"\b{_MONTH}\s+(\d{{1,2}}),?\s+{_YEAR}\b", re.IGNORECASE)
 _ISO_DATE = re.compile(rf"\b{_YEAR}[-/.](\d{{1,2}})[-/.](\d{{1,2}})\b")
@@ -138,6 +141,11 @@ def period_end_dates(text: str) -> list[date]:
             if parsed:
                 ends.append(parsed)
     return ends
+
+
+def spell_months(text: str) -> str:
+    """Month names written out: "Three Months Ended Apr 1, 2023" -> "Three Months Ended April 1, 2023"."""
+    return _MONTH_WORD.sub(lambda match: _MONTH_NAME[MONTHS[match.group(1).lower()]], text)
 
 
 def find_quarters(text: str) -> list[Period]:

@@ -52,7 +52,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
+from ingest.periods import spell_months
 from ingest.tables import TABLE_ROW, TABLE_RULE
 from llm.generator import ChatMessage
 from core.types import Hit, Question, Source, Turn
@@ -101,25 +103,22 @@ def _synonym_terms(text: str) -> set[str]:
     return set(content_keywords(" ".join(same for word, same in _SYNONYMS.items() if word in lowered)))
 
 
-# Headings abbreviate months ("Three Months Ended Apr 1, 2023") where questions and document periods spell
-# them out ("quarter ended April 1, 2023"): without this the year-earlier column ties with the asked one.
-_MONTHS = {"jan": "January", "feb": "February", "mar": "March", "apr": "April", "jun": "June", "jul": "July",
-           "aug": "August", "sep": "September", "sept": "September", "oct": "October", "nov": "November",
-           "dec": "December"}
-_MONTH_ABBREVIATION = re.compile(r"\b(" + "|".join(_MONTHS) + r")\b\.?", re.IGNORECASE)
-
-
-def _column_terms(text: str) -> set[str]:
-    spelled = _MONTH_ABBREVIATION.sub(lambda m: _MONTHS[m.group(1).lower()], text)
-    return set(content_keywords(spelled)) | _synonym_terms(text)
+@lru_cache(maxsize=4096)  # a table's headings come back for every row and every question
+def _column_terms(text: str) -> frozenset[str]:
+    # Headings abbreviate months ("Three Months Ended Apr 1, 2023") where questions and document periods spell
+    # them out ("quarter ended April 1, 2023"): without that the year-earlier column ties with the asked one.
+    return frozenset(content_keywords(spell_months(text))) | _synonym_terms(text)
 
 
 def _asked_terms(question: Question | None, focus: str) -> set[str]:
     """What a column heading should share with: the question's keywords, the focused document's, period synonyms."""
     if question is None:
         return set()
-    return set(question.content_keywords) | _column_terms(question.text) | (_column_terms(focus) if focus else set()) \
-        | _synonym_terms(f"{question.text} {focus}" if focus else question.text)
+    terms = set(question.content_keywords) | _synonym_terms(question.text)
+    spelled = spell_months(question.text)
+    if spelled != question.text:  # "Sep 30, 2023" asked: its keywords as the headings' would be
+        terms |= set(content_keywords(spelled))
+    return terms | (_column_terms(focus) if focus else set())
 
 
 def _columns_asked(headings: list[str], asked: set[str], hint: set[str] = frozenset()) -> set[int]:
@@ -156,6 +155,7 @@ def linearise_tables(text: str, question: Question | None = None, focus: str = "
     lines = text.split("\n")
     out: list[str] = []
     headings: list[str] | None = None
+    shown: set[int] = set()  # the heading row's columns the question asks for, chosen once per table
     asked = _asked_terms(question, focus)
     hint = _column_terms(period) if period else set()
     for index, line in enumerate(lines):
@@ -168,13 +168,13 @@ def linearise_tables(text: str, question: Question | None = None, focus: str = "
         following = lines[index + 1].strip() if index + 1 < len(lines) else ""
         if TABLE_RULE.match(following):
             headings = cells  # the heading row: it names the columns of the rows below
+            shown = _columns_asked(headings, asked, hint)
             continue
         if TABLE_RULE.match(line.strip()):
             continue
         if headings is None or len(cells) < 2:
             out.append(line)
             continue
-        shown = _columns_asked(headings, asked, hint)
         values = [f"{headings[k] if k < len(headings) and headings[k] else f'column {k}'}: {value}"
                   for k, value in enumerate(cells[1:], start=1) if value and (k in shown or k >= len(headings))]
         out.append(f"{cells[0]} — " + "; ".join(values) if values else cells[0])
