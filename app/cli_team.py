@@ -33,8 +33,6 @@ feedback = typer.Typer(no_args_is_help=True, help="Thumbs up and down given in t
 PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input.")]
 
 
-
-
 def _accounts() -> Accounts:
     settings = _settings()
     return Accounts(settings.home, audit_questions=settings.audit_questions)

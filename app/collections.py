@@ -40,8 +40,8 @@ from core.errors import KbError
 from retrieval.store import Collection, WriteLock
 
 FAILURES_FILE = ".failures.json"
-_NAME = re.compile(COLLECTION_NAME)
 FAILURES_FORMAT = 1
+_NAME = re.compile(COLLECTION_NAME)
 
 
 class UnknownCollectionError(KbError, LookupError):
