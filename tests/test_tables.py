@@ -6,6 +6,23 @@ from ingest.loaders import load_file
 from tests.conftest import reportlab_canvas
 
 
+def _draw_rows(pdf, rows, edges: tuple[int, ...], y: int, step: int = 12) -> None:
+    """Each (label, figure, …) row: the label at x=72, its figures right-aligned at ``edges``; a row of
+    the label alone is a label line (a wrapped label, a group)."""
+    for label, *figures in rows:
+        pdf.drawString(72, y, label)
+        for x, figure in zip(edges, figures):
+            pdf.drawRightString(x, y, figure)
+        y -= step
+
+
+def _page_text(pdf, path) -> str:
+    """The one page drawn on ``pdf``, as the loader reads it back."""
+    pdf.showPage()
+    pdf.save()
+    return load_file(path, path.name).pages[0].text
+
+
 def test_headings_above_group_labels_still_head_the_table(tmp_path):
     """Segment tables put "Net revenue:" and "Client Computing" between the headings and the first row."""
     path = tmp_path / "segments.pdf"
@@ -28,10 +45,8 @@ def test_headings_above_group_labels_still_head_the_table(tmp_path):
         for x, figure in zip((300, 360, 450, 510), figures):
             pdf.drawRightString(x, y, figure)
         y -= 12
-    pdf.showPage()
-    pdf.save()
 
-    text = load_file(path, "segments.pdf").pages[0].text
+    text = _page_text(pdf, path)
     heading = next(line for line in text.splitlines() if "Months Ended" in line)
     assert heading.startswith("| (In Millions) | Three Months Ended Jul 1, 2023 | Three Months Ended Jul 2, 2022 |")
     assert "| Six Months Ended Jul 1, 2023 | Six Months Ended Jul 2, 2022 |" in heading
@@ -52,25 +67,16 @@ def test_centred_titles_wrapped_labels_and_spaced_percents_keep_the_table_whole(
     pdf.drawCentredString(420, 744, "September 30,")
     for x, year in ((400, "2022"), (460, "2023")):
         pdf.drawRightString(x, 732, year)
-    y = 720
-    lines = [
+    _draw_rows(pdf, [
         ("Net income (loss)", "(3,000)", "19,801"),
-        ("Depreciation and amortization of property and equipment and capitalized content costs, operating", None, None),
+        ("Depreciation and amortization of property and equipment and capitalized content costs, operating",),
         ("   lease assets, and other", "29,236", "34,843"),
         ("Stock-based compensation", "14,015", "17,704"),
         ("Purchases of property and equipment", "(47,053)", "(38,141)"),
         ("Operating margin", "2.9  %", "6.4  %"),
-    ]
-    for label, *figures in lines:
-        pdf.drawString(72, y, label)
-        if figures[0]:
-            for x, figure in zip((400, 460), figures):
-                pdf.drawRightString(x, y, figure)
-        y -= 12
-    pdf.showPage()
-    pdf.save()
+    ], (400, 460), y=720)
 
-    text = load_file(path, "statement.pdf").pages[0].text
+    text = _page_text(pdf, path)
     heading = next(line for line in text.splitlines() if "Months Ended" in line)
     assert heading == "|  | Nine Months Ended September 30, 2022 | Nine Months Ended September 30, 2023 |"
     assert "(in millions, except per share data)" in text.split(heading)[0]  # stays a line above, not a heading
@@ -95,21 +101,14 @@ def test_rows_far_apart_and_headings_over_column_pairs(tmp_path):
     pdf.drawCentredString(496, 750, "March 31,")
     for x, year in zip(columns, ("2023", "2022", "2023", "2022")):
         pdf.drawRightString(x + 4, 705, year)
-    y = 660
-    for label, figures in (("Total revenue", ("52,857", "49,360", "155,726", "146,405")),
-                           ("Research and development", ("6,984", "6,306", "20,456", "17,663")),
-                           ("Other income (expense), net", ("321", "(174", "315", "380")),
-                           ("Net income", ("18,299", "16,728", "52,280", "55,998"))):
-        pdf.drawString(72, y, label)
-        for x, figure in zip(columns, figures):
-            pdf.drawRightString(x, y, figure)
-        if figures[1].startswith("(") and not figures[1].endswith(")"):
-            pdf.drawString(columns[1] + 8, y, ")")
-        y -= 45  # four blank lines in the layout text
-    pdf.showPage()
-    pdf.save()
+    _draw_rows(pdf, [("Total revenue", "52,857", "49,360", "155,726", "146,405"),
+                     ("Research and development", "6,984", "6,306", "20,456", "17,663"),
+                     ("Other income (expense), net", "321", "(174", "315", "380"),
+                     ("Net income", "18,299", "16,728", "52,280", "55,998")],
+               columns, y=660, step=45)  # four blank lines between rows in the layout text
+    pdf.drawString(columns[1] + 8, 660 - 2 * 45, ")")  # "(174   )": its parenthesis set apart
 
-    text = load_file(path, "income.pdf").pages[0].text
+    text = _page_text(pdf, path)
     heading = next(line for line in text.splitlines() if "Months Ended" in line)
     assert heading == ("| (In millions) (Unaudited) | Three Months Ended March 31, 2023 | Three Months Ended March 31, 2022 "
                        "| Nine Months Ended March 31, 2023 | Nine Months Ended March 31, 2022 |")
@@ -127,15 +126,8 @@ def test_one_period_heading_over_two_columns_heads_both_wherever_it_stands(tmp_p
     pdf.drawString(72, 750, "(In Millions; Unaudited)")
     pdf.drawRightString(398, 750, "Apr 1, 2023")
     pdf.drawRightString(520, 750, "Apr 2, 2022")
-    y = 738
-    for label, this, last in (("Net revenue", "$11,715", "$18,353"), ("Cost of sales", "7,707", "9,109"),
-                              ("Research and development", "4,109", "4,362")):
-        pdf.drawString(72, y, label)
-        pdf.drawRightString(400, y, this)
-        pdf.drawRightString(522, y, last)
-        y -= 12
-    pdf.showPage()
-    pdf.save()
+    _draw_rows(pdf, [("Net revenue", "$11,715", "$18,353"), ("Cost of sales", "7,707", "9,109"),
+                     ("Research and development", "4,109", "4,362")], (400, 522), y=738)
 
-    text = load_file(path, "q1.pdf").pages[0].text
+    text = _page_text(pdf, path)
     assert "| (In Millions; Unaudited) | Three Months Ended Apr 1, 2023 | Three Months Ended Apr 2, 2022 |" in text
