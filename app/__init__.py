@@ -1,1 +1,1 @@
-"""Settings, the pipeline that wires the stages, and the command line."""
+"""The pipeline that wires the stages (``app.pipeline``), its settings, results, indexing and generation turns."""

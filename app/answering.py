@@ -21,7 +21,7 @@ from app.results import AnswerStream, AskTimings, QueuePosition, Retrieval, Retr
 from app.settings import Settings
 from app.turns import GenerationTurns
 from core.types import Answer, Question, Source
-from ingest.records import DocumentRecord
+from text.documents import DocumentRecord
 from llm.answer import citation_from_source, make_answer
 from llm.generator import Generator
 from llm.per_document import per_document_answer

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from app.answering import answer_per_document, fixed_answer
-from app.indexing import Indexer, UnsafeFileNameError, safe_document_path, save_uploads
+from app.indexing import SUPPORTED_SUFFIXES, Indexer, UnsafeFileNameError, safe_document_path, save_uploads
 from app.results import (AnswerStream, AskTimings, CollectionStatus, IngestProgress, IngestReport, QueuePosition,
                          Retrieval, RetrievalTimings)
 from app.settings import Settings
@@ -43,7 +43,7 @@ from llm.model_server import ServerGenerator
 from llm.models import resolve_model_path
 from llm.prompt import PromptBuilder
 from llm.refusals import DRAFT_WITHDRAWN, EMPTY_COLLECTION, NOT_IN_DOCUMENTS, NOTHING_FOUND, not_in_documents
-from retrieval import keywords
+from text import keywords
 from retrieval.embedders import Embedder, load_embedder
 from retrieval.evidence import AbstentionPolicy, measure_evidence
 from retrieval.fusion import FirstStage
@@ -56,7 +56,7 @@ from retrieval.store import Collection, CollectionMissingError, WriteLock
 # What the CLI and the UI take from here besides the pipeline: its result types and the one error type.
 __all__ = [
     "Answer", "AnswerStream", "AskTimings", "Citation", "CollectionStatus", "IngestProgress", "IngestReport", "KbError",
-    "Pipeline", "QueuePosition", "Retrieval", "RetrievalTimings", "Turn", "UnsafeFileNameError",
+    "Pipeline", "QueuePosition", "Retrieval", "RetrievalTimings", "SUPPORTED_SUFFIXES", "Turn", "UnsafeFileNameError",
 ]
 
 class Pipeline:

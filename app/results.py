@@ -14,9 +14,8 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 
-from core.types import Answer, FileFailure, Hit, Question
-from ingest.records import DocumentRecord
-from retrieval.evidence import Evidence
+from core.types import Answer, Evidence, FileFailure, Hit, Question
+from text.documents import DocumentRecord
 from retrieval.scope import Scope
 
 

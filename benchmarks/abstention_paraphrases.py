@@ -5,7 +5,7 @@ sources, the question's names and numbers missing from them) and what
 ``AbstentionPolicy`` decides from it, for coverage alone (``d=None``) and for
 "coverage, or best cosine >= d" with no guard, with the ``neutral`` guard
 (numbers, identifiers, Latin names must be in the sources) and with the
-``names`` guard (also Chinese names: ``retrieval.keywords.specific_items``,
+``names`` guard (also Chinese names: ``text.keywords.specific_items``,
 the default).
 
 - ``--sample``: hand-written questions on the sample documents (the collection
@@ -61,8 +61,9 @@ from app.pipeline import Pipeline  # noqa: E402
 from app.settings import load_settings  # noqa: E402
 from evaluation.beir import read_beir  # noqa: E402
 from llm.answer_support import answer_support  # noqa: E402
-from retrieval.evidence import AbstentionPolicy, Evidence  # noqa: E402
-from retrieval.keywords import language_neutral_items, missing_items, specific_items  # noqa: E402
+from core.types import Evidence  # noqa: E402
+from retrieval.evidence import AbstentionPolicy  # noqa: E402
+from text.keywords import language_neutral_items, missing_items, specific_items  # noqa: E402
 from retrieval.question import analyse_question  # noqa: E402
 
 ANSWERABLE = [
@@ -95,7 +96,7 @@ def missing_specifics(question: str, passages_text: str, names: bool = False) ->
 
 def refuses(evidence: dict, min_coverage: float, dense_override: float | None, specifics: str = "") -> bool:
     """What ``AbstentionPolicy`` decides; ``specifics``: "" no guard, "neutral" numbers, identifiers and Latin
-    names only, "names" also Chinese names (the default, ``retrieval.keywords.specific_items``)."""
+    names only, "names" also Chinese names (the default, ``text.keywords.specific_items``)."""
     missing = evidence[f"missing_{specifics}"] if specifics else 0
     policy = AbstentionPolicy(min_coverage, reworded_min_dense=dense_override)
     return not policy.supports(Evidence(evidence["coverage"], 0.0, evidence["best_dense"], ("?",) * missing))

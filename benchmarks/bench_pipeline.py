@@ -523,7 +523,7 @@ def run_question(pipeline, question: str) -> dict:
 def cmd_query(args: argparse.Namespace) -> None:
     from app.pipeline import Pipeline
     from app.settings import load_settings
-    from retrieval import keywords
+    from text import keywords
 
     questions = read_questions(args.questions)
     if args.limit_questions is not None:

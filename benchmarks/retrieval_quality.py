@@ -74,7 +74,7 @@ if str(REPO) not in sys.path:
 from app.settings import load_settings  # noqa: E402
 from core.types import Chunk  # noqa: E402
 from retrieval.embedders import Embedder, load_embedder  # noqa: E402
-from retrieval.keywords import warm_up as warm_up_keywords  # noqa: E402
+from text.keywords import warm_up as warm_up_keywords  # noqa: E402
 import retrieval.rerank as rerank_module  # noqa: E402
 from retrieval.rerank import LexicalFusionReranker, NoReranker, Reranker  # noqa: E402
 from retrieval.store import Collection  # noqa: E402

@@ -9,7 +9,7 @@ types and none has to reach into another stage's module for them.
 - ``Turn``: one earlier exchange of a conversation.
 - ``Question``: a question analysed once (``retrieval.question.analyse_question``): its language,
   its keywords, its names and numbers, the standalone form of a follow-up.
-- ``Hit``: a retrieved chunk with the scores each stage gave it.
+- ``Hit``: a retrieved chunk with the scores each stage gave it; ``Evidence``: how well the hits cover the question.
 - ``Source``: a hit as shown to the model under its number.
 - ``Citation``, ``SentenceSupport``, ``EvidenceSpan``, ``Answer``: the answer with what grounds it.
 
@@ -166,6 +166,16 @@ class Hit:
     def score(self) -> float:
         """The score that ordered this hit last."""
         return self.rerank_score if self.rerank_score is not None else self.first_stage_score
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """How well the passages for the prompt cover a question (``retrieval.evidence.measure_evidence``)."""
+
+    coverage: float  # share of the question's keyword weight the passages hold
+    best_keyword: float  # the best passage's BM25 as a share of the question's best possible score
+    best_dense: float  # the best passage's cosine to the question
+    missing_specifics: tuple[str, ...] = ()  # e.g. ("2021",): names and numbers of the question no passage holds
 
 
 # ----- answers ---------------------------------------------------------------------------

@@ -39,11 +39,10 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from core.types import LoadedFile
+from core.types import Evidence, LoadedFile
 from evaluation.qa_sets import QAItem, QASet
 from llm.prompt import question_language
-from retrieval.evidence import Evidence
-from retrieval.keywords import content_keywords
+from text.keywords import content_keywords
 
 if TYPE_CHECKING:  # annotations only: the CLI, in app, runs these, so they import nothing of app at run time
     from app.pipeline import Pipeline

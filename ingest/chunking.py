@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from core.types import Chunk, Page
-from ingest.tables import TABLE_RULE
+from text.table_format import TABLE_RULE
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 SEPARATORS = [

@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +49,6 @@ from ingest.ocr import OcrError, PageOCR, pdfium_page_texts
 from ingest.tables import looks_tabular, render_page
 from ingest.text_quality import diagnose, undouble
 
-SUPPORTED_SUFFIXES = (".pdf", ".md", ".markdown", ".txt", ".docx", ".html", ".htm")
 # Raised whenever the text or chunks a file gives change (table rebuilding, headings, chunk boundaries).
 # The manifest keeps the version each file was read with; ``kb ingest`` reads older ones again, so a
 # collection gains the better text without being rebuilt by hand. 1: files indexed before it was recorded.
@@ -69,6 +69,42 @@ class LoadError(Exception):
     """A file that cannot be used; the message is shown to the user as is."""
 
 
+Reader = Callable[..., tuple[list[Page], str | None]]  # (path, data, source, options, ocr, warnings)
+
+
+def _read_pdf(path: Path, data: bytes, source: str, options: LoadOptions, ocr: PageOCR | None,
+              warnings: list[str]) -> tuple[list[Page], str | None]:
+    if options.ocr and ocr is None:
+        ocr = PageOCR()
+    return _pdf_pages(path, source, options, ocr if options.ocr else None, warnings)
+
+
+def _read_docx(path: Path, data: bytes, source: str, *_: object) -> tuple[list[Page], str | None]:
+    return markdown_sections(_docx_markdown(path), source), None
+
+
+def _read_html(path: Path, data: bytes, source: str, *_: object) -> tuple[list[Page], str | None]:
+    html = decode_text(data)
+    return markdown_sections(_html_markdown(html), source), _html_title(html)
+
+
+def _read_markdown(path: Path, data: bytes, source: str, *_: object) -> tuple[list[Page], str | None]:
+    return markdown_sections(decode_text(data), source), None
+
+
+def _read_text(path: Path, data: bytes, source: str, *_: object) -> tuple[list[Page], str | None]:
+    text = decode_text(data)
+    return ([Page(source=source, page=None, text=text)] if text.strip() else []), None
+
+
+# The one table of file types: ingest, the folder scan, the UI's uploader and the API read it.
+READERS: dict[str, Reader] = {
+    ".pdf": _read_pdf, ".md": _read_markdown, ".markdown": _read_markdown, ".txt": _read_text,
+    ".docx": _read_docx, ".html": _read_html, ".htm": _read_html,
+}
+SUPPORTED_SUFFIXES = tuple(READERS)
+
+
 def load_file(path: Path, source: str, options: LoadOptions = LoadOptions(), ocr: PageOCR | None = None) -> LoadedFile:
     """Read one file; ``source`` is the name it is cited by."""
     try:
@@ -78,26 +114,11 @@ def load_file(path: Path, source: str, options: LoadOptions = LoadOptions(), ocr
     if not data:
         raise LoadError("empty file (0 bytes)")
     digest = hashlib.sha256(data).hexdigest()
-    suffix = path.suffix.lower()
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise LoadError(f"unsupported file type {path.suffix.lower()!r}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
     warnings: list[str] = []
-    title = None
-    if suffix == ".pdf":
-        if options.ocr and ocr is None:
-            ocr = PageOCR()
-        pages, title = _pdf_pages(path, source, options, ocr if options.ocr else None, warnings)
-    elif suffix == ".docx":
-        pages = markdown_sections(_docx_markdown(path), source)
-    elif suffix in (".html", ".htm"):
-        html = decode_text(data)
-        pages = markdown_sections(_html_markdown(html), source)
-        title = _html_title(html)
-    elif suffix in (".md", ".markdown"):
-        pages = markdown_sections(decode_text(data), source)
-    elif suffix == ".txt":
-        text = decode_text(data)
-        pages = [Page(source=source, page=None, text=text)] if text.strip() else []
-    else:
-        raise LoadError(f"unsupported file type {suffix!r}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
+    pages, title = reader(path, data, source, options, ocr, warnings)
     if not pages:
         raise LoadError("no text found in the file")
     return LoadedFile(source=source, content_sha256=digest, pages=tuple(pages), warnings=tuple(warnings), title=title)

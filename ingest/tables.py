@@ -46,27 +46,7 @@ from dataclasses import dataclass
 
 MIN_ROWS = 3  # fewer figure rows than this is not a table worth rebuilding
 MAX_BLANK_LINES = 4  # blank lines a table's rows may have between them (Microsoft's statements: 4 after a total)
-# A Markdown table's lines, as chunking, the prompt and the figure check read them: "| a | b |" and "| --- | --- |".
-TABLE_ROW = re.compile(r"^\|(.*)\|\s*$")
-TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)+\|?\s*$")
 _CELL = re.compile(r"\S+(?: \S+)*")  # a run of text with single spaces inside
-
-
-def body_rows(text: str) -> list[tuple[str, list[str]]]:
-    """(label, the other cells) of each body row of the Markdown tables in ``text``.
-
-    Heading rows (the row above a "| --- |" rule) and rules are left out: they name columns, not values.
-    The figure check (``llm.figures``) and the table-row preference (``retrieval.table_rows``) read these.
-    """
-    rows = []
-    lines = [line.strip() for line in text.splitlines()]
-    for index, line in enumerate(lines):
-        match = TABLE_ROW.match(line)
-        if not match or TABLE_RULE.match(line) or (index + 1 < len(lines) and TABLE_RULE.match(lines[index + 1])):
-            continue
-        cells = [cell.strip() for cell in match.group(1).split("|")]
-        rows.append((cells[0], cells[1:]))
-    return rows
 _NUMBER = re.compile(r"^[$€£¥￥]?\(?[$€£¥￥]?\s?[-+−]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)\s?\)?\s?%?$|^[—–-]+$")
 _CURRENCY = re.compile(r"^[$€£¥￥]$")
 _YEAR = re.compile(r"^(?:19|20)\d\d$")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from core.types import Question
 from llm.sentences import MARKER
-from retrieval.keywords import keyword_tokens
+from text.keywords import keyword_tokens
 
 # Passage sentences are cut at plain terminators here, not with ``llm.sentences``: the thresholds in
 # docs/benchmarks.md were measured with this cut.

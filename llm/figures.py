@@ -24,8 +24,8 @@ from __future__ import annotations
 import re
 
 from core.types import Question
-from ingest.tables import body_rows
-from retrieval.keywords import NUMBER, content_keywords, spelled_out_terms
+from text.table_format import body_rows
+from text.keywords import NUMBER, content_keywords, spelled_out_terms
 
 _LINEAR = re.compile(r"^(.+?) — (.+: .+)$")
 
@@ -54,7 +54,7 @@ def figures_in_right_rows(question: Question, sentence: str, passage: str) -> bo
     if not rows:
         return True
     asked = set(question.content_keywords)
-    # "EPS" in the question names the row "Diluted earnings per share" (``retrieval.keywords.spelled_out``).
+    # "EPS" in the question names the row "Diluted earnings per share" (``text.keywords.spelled_out``).
     overlap = [len((asked | spelled_out_terms(question.acronyms, label)).intersection(content_keywords(label)))
                for label, _ in rows]
     best = max(overlap)

@@ -12,7 +12,7 @@ most of it (``WINDOW_SENTENCES``; not the whole passage, where the words of
 almost any sentence on the topic occur somewhere). Three measurable checks:
 
 - keywords: the share of the sentence's content keywords
-  (``retrieval.keywords.content_keywords``: stemmed English words, jieba words,
+  (``text.keywords.content_keywords``: stemmed English words, jieba words,
   without lone Chinese characters, which are mostly particles) found there. A
   Chinese word counts as found when it is a substring, so a different jieba
   segmentation of the same phrase still matches. This share is the ``score``.
@@ -36,20 +36,9 @@ passage supports it, the sentence is flagged and keeps the model's markers so
 the user can look. Evidence is the supporting passage sentences, as character
 offsets into the passage text (the cited chunk's text, or a prefix of it).
 
-How the thresholds were chosen: the default model (Qwen2.5-Coder-1.5B) answered
-34 questions, English and Chinese, over passages of the sample documents in
-data/ with distractors; its 79 checkable sentences were labelled by hand. In
-the same language, sentences a passage states scored 0.60-1.0 (all but two
->= 0.83), invented ones 0.0-0.40, so ``SUPPORT_MIN = 0.55`` sits in that gap
-and also rejects "The reranking is fast" (0.50: the question's words, no
-answer). Every invented number was caught by the number check, and the one
-answer that reversed a passage ("是的，索引文件使用 pickle 格式" against "不使用")
-by the negation check. A co-cited passage that contributed nothing scored 0.17,
-ones that did 1.0: ``CONTRIBUTION_MIN = 0.25``. Weighting the question's own
-words down was tried and dropped: it changed no decision and narrowed the gap.
-Still wrong after tuning, in the same language: two sentences accepted on words
-of the wrong passage ("The index is stored in the `.kb` folder [2]" matched
-"index" and "KB_COLLECTION").
+The thresholds (``SUPPORT_MIN``, ``CONTRIBUTION_MIN``) were chosen on 79 hand-labelled
+answer sentences; how, and what the check still gets wrong: docs/benchmarks.md, Answers,
+"2026-11-23 (69a415d): the citation check's thresholds".
 
 Across languages (a Chinese sentence and an English passage, or the other way
 round) only language-neutral items can be compared: numbers, and Latin words
@@ -58,11 +47,7 @@ the ones written like names (a capital after the first word, a digit or ``_``,
 or in backticks). Such a passage supports only with two items found or a
 number of two digits or more, and a passage in the sentence's own language is
 preferred. A sentence whose cited passages are all in the other language and share
-fewer than two items with it is left unchecked (``checked=False``), not flagged.
-In the labelled set this left six sentences whose only source was in the other
-language flagged as not found ("No, the index files are not stored with
-pickle." against "索引文件不使用 pickle 格式"), and let one wrong Chinese claim
-pass on a shared model name. This is a lexical check, not entailment: a
+fewer than two items with it is left unchecked (``checked=False``), not flagged. This is a lexical check, not entailment: a
 sentence that reuses a passage's words and numbers in a wrong relation passes.
 
 Deliberately not here: cutting the answer into sentences and rewriting its markers
@@ -76,42 +61,18 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 
 from core.types import EvidenceSpan, SentenceSupport
-from llm.sentences import MARKER, cited_numbers, rewrite_markers, segments, sentence_spans
-from retrieval.keywords import (
-    NUMBER as _NUMBER,
-    content_keywords,
-    language_neutral_terms,
-    text_language,
-)
-from retrieval.keywords import numbers_and_identifiers as _numbers
+from llm.claims import Items, Passage, Piece, bare, comparable_items, term_in
+from llm.sentences import cited_numbers, rewrite_markers, segments
+from text.keywords import NUMBER as _NUMBER
+from text.keywords import text_language
 
 SUPPORT_MIN = 0.55  # share of the sentence's keywords and numbers the passage sentences must hold
 CONTRIBUTION_MIN = 0.25  # a co-cited passage holding less (and none of the numbers) loses its marker
 MIN_CLAIM_ITEMS = 2  # fewer keywords + numbers than this: not a checkable claim ("Yes.", "Steps")
 WINDOW_SENTENCES = 2  # a claim is compared with at most this many sentences of each passage
 
-_LIST_PREFIX = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)、])\s+")
-_CLAUSE_END = re.compile(r"[，,;；:：]\s*")
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_BACKTICKED = re.compile(r"`([^`]+)`")
-_ENGLISH_NUMBER_WORDS = {
-    word: str(value)
-    for value, word in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-        "sixteen seventeen eighteen nineteen twenty".split()
-    )
-}
-_CHINESE_DIGITS = {"零": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
-_CHINESE_NUMERAL = re.compile(r"[零一二两三四五六七八九十]+")
-# "no" in "--no-cache-dir" is part of a name, and 不同 (different) or 非常 (very) negate nothing.
-_NEGATION = re.compile(
-    r"(?<![\w\-/])(?:not|no|never|cannot|without|nothing|none|neither|nor)(?![\w\-])|n't"
-    r"|不(?![同过仅但久少断])|没有|没|未(?!来)|无法|无需|并非|非(?!常)",
-    re.IGNORECASE,
-)
 # A sentence saying the sources lack something is not a claim about their content.
 _ABSTENTION = re.compile(
     r"(?:documents?|sources?|passages?|context)\s+(?:do|does|did)\s+not\s+(?:contain|mention|say|provide|include|specify)"
@@ -137,7 +98,7 @@ def ground(text: str, passages: Mapping[int, str], given: frozenset[str] = froze
     and identifiers the question itself states ("TiDB 8.4", "KB_UI_PORT"): an answer that repeats them
     claims nothing by them, so a passage need not hold them (it may name the version only in its title).
     """
-    sources = {number: _Passage(passage) for number, passage in passages.items()}
+    sources = {number: Passage(passage) for number, passage in passages.items()}
     pieces: list[str] = []
     sentences: list[SentenceSupport] = []
     position = 0
@@ -177,83 +138,12 @@ def support_score(sentence: str, passage: str) -> float:
     0 when the passage cannot support the sentence whatever its words: a number
     is missing, or the passage says the opposite (a negation on one side only).
     """
-    source = _Passage(passage)
-    items = _comparable_items(_bare(sentence), source.language)
+    source = Passage(passage)
+    items = comparable_items(bare(sentence), source.language)
     if not items.count:
         return 0.0
     match = _match(items, (source,))
     return match.score if match.numbers_ok and match.polarity_ok else 0.0
-
-
-# ----- what is compared ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Piece:
-    """A sentence or clause of a passage, tokenised."""
-
-    start: int
-    end: int
-    terms: frozenset[str]
-    lowered: str
-    numbers: frozenset[str]
-    negated: bool
-
-
-@dataclass(frozen=True)
-class _ClaimClause:
-    terms: frozenset[str]
-    numbers: frozenset[str]
-    negated: bool
-
-
-@dataclass(frozen=True)
-class _Items:
-    """What a sentence is checked by: its keywords and the numbers it states in digits."""
-
-    terms: frozenset[str]
-    numbers: frozenset[str]
-    clauses: tuple[_ClaimClause, ...] = ()  # the sentence cut at commas etc.: the scope of each negation
-    cross_language: bool = False  # only language-neutral items, for a passage in the other language
-
-    @property
-    def count(self) -> int:
-        return len(self.terms) + len(self.numbers)
-
-
-class _Passage:
-    """A source passage, split into sentences and clauses and tokenised once."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.language = text_language(text)
-
-    @cached_property
-    def sentences(self) -> tuple[_Piece, ...]:
-        spans = sentence_spans(self.text, 0, len(self.text), wrapped_lines=True)
-        return tuple(self._piece(start, end) for start, end in spans)
-
-    @cached_property
-    def clauses(self) -> tuple[_Piece, ...]:
-        clauses = []
-        for sentence in self.sentences:
-            start = sentence.start
-            for cut in _CLAUSE_END.finditer(self.text, sentence.start, sentence.end):
-                clauses.append(self._piece(start, cut.start()))
-                start = cut.end()
-            clauses.append(self._piece(start, sentence.end))
-        return tuple(clauses)
-
-    def _piece(self, start: int, end: int) -> _Piece:
-        text = self.text[start:end]
-        return _Piece(
-            start=start,
-            end=end,
-            terms=frozenset(_terms(text)),
-            lowered=text.lower(),
-            numbers=frozenset(_numbers(text) | _spelled_numbers(text)),
-            negated=_negated(text),
-        )
 
 
 @dataclass(frozen=True)
@@ -290,14 +180,14 @@ class _Decision:
 
 
 def _ground_sentence(
-    sentence: str, cited: tuple[int, ...], sources: Mapping[int, _Passage], given: frozenset[str] = frozenset()
+    sentence: str, cited: tuple[int, ...], sources: Mapping[int, Passage], given: frozenset[str] = frozenset()
 ) -> _Decision:
-    bare = _bare(sentence)
+    claim = bare(sentence)
     unchecked = _Decision(cited, False, 0.0, (), checked=False)
-    if _ABSTENTION.search(bare):
+    if _ABSTENTION.search(claim):
         return unchecked
-    language = text_language(bare)
-    items_for = {lang: _comparable_items(bare, lang, given) for lang in {language, *(p.language for p in sources.values())}}
+    language = text_language(claim)
+    items_for = {lang: comparable_items(claim, lang, given) for lang in {language, *(p.language for p in sources.values())}}
     if items_for[language].count < MIN_CLAIM_ITEMS:
         return unchecked  # "Yes.", "Steps": not a claim
 
@@ -350,17 +240,17 @@ def _contributing(cited: tuple[int, ...], match: Callable[[Sequence[int]], _Matc
     return keep if together is not None and together.supports else cited  # else they support only all together
 
 
-def _match(items: _Items, group: Sequence[_Passage]) -> _Match:
+def _match(items: Items, group: Sequence[Passage]) -> _Match:
     """How much of the sentence the passages' best sentences hold, and whether numbers and negations agree."""
     windows = [w for p in group for w in _best_sentences(items, p)]
-    found = frozenset(t for t in items.terms if any(_term_in(t, w) for w in windows))
+    found = frozenset(t for t in items.terms if any(term_in(t, w) for w in windows))
     numbers_found = frozenset(n for n in items.numbers if any(n in w.numbers for w in windows))
     # A passage saying the opposite shares all the words: each clause of the sentence must be
     # negated exactly when the passage clause holding most of it is.
     clauses = [c for p in group for c in p.clauses if any(w.start <= c.start and c.end <= w.end for w in windows)]
     polarity_ok = True
     for clause in items.clauses:
-        clause_items = _Items(clause.terms & items.terms, clause.numbers & items.numbers)
+        clause_items = Items(clause.terms & items.terms, clause.numbers & items.numbers)
         if clause_items.count < MIN_CLAIM_ITEMS:
             continue  # "3", "and 130": too little to find the passage clause it restates
         best = _best_piece(clause_items, clauses)
@@ -374,91 +264,31 @@ def _match(items: _Items, group: Sequence[_Passage]) -> _Match:
     )
 
 
-def _best_sentences(items: _Items, passage: _Passage) -> list[_Piece]:
+def _best_sentences(items: Items, passage: Passage) -> list[Piece]:
     """Greedily, the passage sentence holding most of the items, then the one adding most (in text order).
 
     A claim may join two statements of a passage ("5 minutes and 4 GB of disk")
     that are not neighbours.
     """
-    chosen: list[_Piece] = []
+    chosen: list[Piece] = []
     remaining = items
     for _ in range(WINDOW_SENTENCES):
         best = _best_piece(remaining, [s for s in passage.sentences if s not in chosen])
         if best is None:
             break
         chosen.append(best)
-        remaining = _Items(
-            frozenset(t for t in remaining.terms if not _term_in(t, best)),
+        remaining = Items(
+            frozenset(t for t in remaining.terms if not term_in(t, best)),
             frozenset(n for n in remaining.numbers if n not in best.numbers),
         )
     return sorted(chosen, key=lambda s: s.start)
 
 
-def _best_piece(items: _Items, pieces: Sequence[_Piece]) -> _Piece | None:
+def _best_piece(items: Items, pieces: Sequence[Piece]) -> Piece | None:
     """The piece holding most of the items (the shorter, then the first, on ties); None if none holds any."""
-    best: tuple[int, int, _Piece] | None = None
+    best: tuple[int, int, Piece] | None = None
     for piece in pieces:
-        held = sum(1 for t in items.terms if _term_in(t, piece)) + len(items.numbers & piece.numbers)
+        held = sum(1 for t in items.terms if term_in(t, piece)) + len(items.numbers & piece.numbers)
         if held and (best is None or (held, best[1]) > (best[0], piece.end - piece.start)):
             best = (held, piece.end - piece.start, piece)
     return best[2] if best else None
-
-
-# ----- items of a sentence ------------------------------------------------------
-
-
-def _bare(sentence: str) -> str:
-    """The sentence without markers and list bullets or numbers, which are not part of the claim."""
-    return _LIST_PREFIX.sub("", MARKER.sub(" ", sentence))
-
-
-def _terms(text: str) -> list[str]:
-    """Content keywords without digit-only tokens (those are checked as numbers)."""
-    return [token for token in content_keywords(text) if not _NUMBER.fullmatch(token)]
-
-
-def _term_in(term: str, piece: _Piece) -> bool:
-    # A Chinese word may be segmented differently inside the passage: a substring is enough.
-    return term in piece.terms or (_CJK.match(term) is not None and term in piece.lowered)
-
-
-def _comparable_items(sentence: str, passage_language: str, given: frozenset[str] = frozenset()) -> _Items:
-    """The sentence's items that can be looked for in a passage in ``passage_language``; ``given`` numbers left out."""
-    own_language = text_language(sentence)
-    terms = _terms(sentence) if own_language == passage_language else language_neutral_terms(sentence)
-    clauses = tuple(
-        _ClaimClause(frozenset(_terms(clause)), frozenset(_numbers(clause) - given), _negated(clause))
-        for clause in _CLAUSE_END.split(sentence)
-    )
-    return _Items(
-        terms=frozenset(terms),
-        numbers=frozenset(_numbers(sentence) - given),
-        clauses=clauses,
-        cross_language=own_language != passage_language,
-    )
-
-
-def _negated(text: str) -> bool:
-    return _NEGATION.search(_BACKTICKED.sub(" ", text)) is not None  # code is not prose
-
-
-def _spelled_numbers(text: str) -> set[str]:
-    """Numbers a passage spells out ("five", "五", "十二"), so a sentence writing them in digits still matches."""
-    found = {_ENGLISH_NUMBER_WORDS[w] for w in re.findall(r"[a-z]+", text.lower()) if w in _ENGLISH_NUMBER_WORDS}
-    for run in _CHINESE_NUMERAL.findall(text):
-        value = _chinese_number(run)
-        if value is not None:
-            found.add(str(value))
-    return found
-
-
-def _chinese_number(run: str) -> int | None:
-    """Values up to 99 (一, 十二, 二十五); longer runs are read digit by digit or not at all."""
-    if "十" not in run:
-        return int("".join(str(_CHINESE_DIGITS[ch]) for ch in run)) if run else None
-    tens, _, ones = run.partition("十")
-    if "十" in ones or len(tens) > 1 or len(ones) > 1:
-        return None
-    return (_CHINESE_DIGITS[tens] if tens else 1) * 10 + (_CHINESE_DIGITS[ones] if ones else 0)
-
-

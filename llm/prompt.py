@@ -27,7 +27,7 @@ period), so the model can tell Apple's Q2 figure from Apple's Q3 one.
 Passage trimming (``source_tokens``): prompt processing dominates the time to
 first token on a CPU, so every source after the first ``whole_sources`` is cut
 down to its sentences that share the most keywords with the question (stemmed
-English, jieba Chinese: ``retrieval.keywords``), kept in their original order
+English, jieba Chinese: ``text.keywords``), kept in their original order
 with "…" where sentences were left out, within ``source_tokens`` tokens. A source
 with no keyword in common keeps its opening sentences. The best-ranked sources
 stay whole: they hold the answer most often and their context helps the model.
@@ -54,11 +54,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ingest.periods import spell_months
-from ingest.tables import TABLE_ROW, TABLE_RULE
+from text.periods import spell_months
+from text.table_format import TABLE_ROW, TABLE_RULE
 from llm.generator import ChatMessage
 from core.types import Hit, Question, Source, Turn
-from retrieval.keywords import content_keywords, text_language
+from text.keywords import content_keywords, text_language
 
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered sources the user gives you.\n"

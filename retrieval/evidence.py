@@ -13,7 +13,7 @@ evidence it can measure:
   possible score;
 - ``best_dense``: the best passage's cosine similarity to the question;
 - ``missing_specifics``: the question's numbers, identifiers and names
-  (``retrieval.keywords.specific_items``) that no passage holds. An item counts
+  (``text.keywords.specific_items``) that no passage holds. An item counts
   as held when a passage's document says it of itself: in its header (file name,
   title, organisation, period) or in its opening (a filing's cover says "FORM
   10-Q", which "these 10-Qs" refers to; its page 17 does not). An acronym of the
@@ -53,17 +53,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from core.types import Hit, Question
-from retrieval.keywords import keyword_tokens, missing_items, spelled_out, spelled_out_terms
+from core.types import Evidence, Hit, Question
+from text.keywords import keyword_tokens, missing_items, spelled_out, spelled_out_terms
 from retrieval.store import Collection
-
-
-@dataclass(frozen=True)
-class Evidence:
-    coverage: float
-    best_keyword: float
-    best_dense: float
-    missing_specifics: tuple[str, ...] = ()  # e.g. ("2021",): names and numbers of the question no passage holds
 
 
 @dataclass(frozen=True)

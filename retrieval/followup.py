@@ -32,7 +32,7 @@ import re
 from collections.abc import Sequence
 
 from core.types import Turn
-from retrieval.keywords import keyword_tokens, text_language
+from text.keywords import keyword_tokens, text_language
 
 _ENGLISH_REFERENCE = re.compile(
     r"^\s*(and|also|what about|how about|but|so)\b|\b(it|its|it's|they|them|their|theirs|this|these|those|"

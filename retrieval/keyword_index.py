@@ -1,6 +1,6 @@
 """A BM25 keyword index over a collection's chunks, stored with it and changed with it.
 
-Each chunk's keyword tokens (``retrieval.keywords.keyword_tokens``: jieba for
+Each chunk's keyword tokens (``text.keywords.keyword_tokens``: jieba for
 Chinese, stemmed words for English) are counted once, when the chunk is added;
 a query only looks up its own terms in a sparse matrix (scipy CSC, one column per
 term), so a search costs milliseconds whatever the collection's size, and
@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
-from retrieval.keywords import keyword_tokens
+from text.keywords import keyword_tokens
 
 ARRAYS_FILE = "keywords.npz"
 TERMS_FILE = "keyword_terms.json"

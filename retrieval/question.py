@@ -6,7 +6,7 @@
   is searched together with the question it follows;
 - the language of the question as asked (the answer's and the refusal's language)
   and of the standalone form (which fusion weights apply);
-- the keyword tokens of the standalone form (``retrieval.keywords``: stemmed
+- the keyword tokens of the standalone form (``text.keywords``: stemmed
   English, jieba Chinese), which BM25, keyword coverage, the second stage and the
   answer-support check read;
 - the content keywords of the question as asked (lone Chinese characters left
@@ -34,7 +34,7 @@ from collections.abc import Sequence
 
 from core.types import Question, Turn
 from retrieval.followup import retrieval_query
-from retrieval.keywords import (
+from text.keywords import (
     acronyms,
     content_keywords,
     keyword_tokens,

@@ -24,7 +24,7 @@ import math
 import os
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
@@ -34,7 +34,7 @@ import numpy as np
 from core.errors import KbError
 from core.types import Hit, Question
 from retrieval.fusion import minmax
-from retrieval.keywords import keyword_tokens
+from text.keywords import keyword_tokens
 
 LEXICAL_FUSION = "lexical-fusion"
 NO_RERANK = "none"
@@ -134,16 +134,22 @@ class CrossEncoderReranker(Reranker):
         return sorted(rescored, key=lambda hit: (-hit.rerank_score, hit.first_stage_rank))
 
 
+# The one table of built-in second stages by the name a setting gives; anything else must be a local folder.
+BUILTIN_RERANKERS: dict[str, Callable[[float], Reranker]] = {
+    LEXICAL_FUSION: lambda dense_weight: LexicalFusionReranker(dense_weight=dense_weight),
+    NO_RERANK: lambda dense_weight: NoReranker(),
+}
+
+
 def load_reranker(spec: str, dense_weight: float = 0.5) -> Reranker:
     """Build the reranker a setting names."""
-    if spec == LEXICAL_FUSION:
-        return LexicalFusionReranker(dense_weight=dense_weight)
-    if spec == NO_RERANK:
-        return NoReranker()
+    builtin = BUILTIN_RERANKERS.get(spec)
+    if builtin is not None:
+        return builtin(dense_weight)
     path = Path(spec).expanduser()
     if path.is_dir():
         return CrossEncoderReranker(path)
     raise RerankerError(
-        f"unknown reranker {spec!r}: use {LEXICAL_FUSION!r}, {NO_RERANK!r} "
+        f"unknown reranker {spec!r}: use {' or '.join(map(repr, BUILTIN_RERANKERS))} "
         "or the path of a local sentence-transformers CrossEncoder folder"
     )

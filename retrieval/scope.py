@@ -56,9 +56,9 @@ from functools import lru_cache
 from datetime import date
 
 from core.types import Hit, Question
-from ingest.periods import find_dates, find_periods_to_date, find_quarters, find_versions, find_years, version_matches
-from ingest.records import DocumentRecord
-from retrieval.keywords import chinese_words
+from text.periods import find_dates, find_periods_to_date, find_quarters, find_versions, find_years, version_matches
+from text.documents import DocumentRecord
+from text.keywords import chinese_words
 
 DATE_TOLERANCE_DAYS = 7
 _LATIN = re.compile(r"[a-z0-9][a-z0-9&]*(?:[.\-][a-z0-9&]+)*")

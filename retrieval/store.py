@@ -58,68 +58,27 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock, Timeout
 
-from core.errors import KbError
 from core.types import Chunk, Hit
-from ingest.records import DocumentRecord
+from text.documents import DocumentRecord
 from retrieval.embedders import EmbedderIdentity
 from retrieval.keyword_index import KeywordIndex
-from retrieval.keywords import TOKENIZER_VERSION, text_language
+from text.keywords import TOKENIZER_VERSION, text_language
 from retrieval.generations import GENERATION, current_generation, write_generation
+from retrieval.manifest import (  # noqa: F401 - the errors and the lock are the store's interface too
+    FORMAT_VERSION, CollectionLockedError, CollectionMissingError, CorruptCollectionError, IndexedFile,
+    IndexMismatchError, Manifest, OlderFormatError, StoreError, WriteLock, read_manifest, write_manifest,
+)
 from retrieval.vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # 2: document records, chunk headers
 EXACT_UP_TO = 200_000  # chunks; beyond this, exact search costs more than the rest of a query
 SECOND_VECTORS_FILE = "second_vectors.faiss"
-
-
-class StoreError(KbError):
-    """Base class: something is wrong with a collection on disk."""
-
-
-class CollectionMissingError(StoreError):
-    """No index has been built here yet."""
-
-
-class IndexMismatchError(StoreError):
-    """The collection was built with another embedder or format."""
-
-
-class OlderFormatError(IndexMismatchError):
-    """Built by an older version of this program: ``kb ingest`` re-indexes it."""
-
-    def __init__(self, found: int, folder: Path) -> None:
-        super().__init__(
-            f"{folder} was indexed by an older version (format {found}, now {FORMAT_VERSION}: documents now "
-            "carry their title, organisation and period); run `kb ingest <folder>` again to re-index it"
-        )
-        self.found = found
-
-
-class CorruptCollectionError(StoreError):
-    """The files are there but do not make a valid collection."""
-
-
-class CollectionLockedError(StoreError):
-    """Another process is writing this collection."""
-
-
-@dataclass(frozen=True)
-class IndexedFile:
-    """What the manifest keeps about each ingested file."""
-
-    source: str
-    content_sha256: str
-    chunk_ids: tuple[int, ...]
-    pages: int  # pages (PDF) or sections (Markdown) that gave text
-    reader_version: int = 1  # ``ingest.loaders.READER_VERSION`` it was read with (1: before that was kept)
 
 
 class Collection:
@@ -187,29 +146,9 @@ class Collection:
                 f"{self.folder}/CURRENT names {generation!r}, which is missing; "
                 "delete the collection folder and ingest again"
             )
+        manifest = read_manifest(gen_dir, self.folder, self.identity)
         try:
-            manifest = json.loads((gen_dir / "manifest.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise CorruptCollectionError(f"unreadable manifest in {gen_dir}: {exc}") from exc
-        found = manifest.get("format_version")
-        if isinstance(found, int) and found < FORMAT_VERSION:
-            raise OlderFormatError(found, self.folder)
-        if found != FORMAT_VERSION:
-            raise IndexMismatchError(
-                f"{self.folder} has index format {manifest.get('format_version')!r}, this version reads "
-                f"{FORMAT_VERSION}; ingest the documents again into a new collection"
-            )
-        built_with = EmbedderIdentity(**manifest["embedder"])
-        if not self.identity.can_search(built_with):
-            raise IndexMismatchError(
-                f"{self.folder} was built with embedder {built_with.name!r} ({built_with.dim}-dim, "
-                f"{built_with.fingerprint}) but the configured embedder is {self.identity.name!r} "
-                f"({self.identity.dim}-dim, {self.identity.fingerprint}); set the embedding model back, "
-                "or ingest into a new collection"
-            )
-        try:
-            trained_on = int((manifest.get("vector_index") or {}).get("trained_on", 0))
-            index = VectorIndex.read(gen_dir / "vectors.faiss", trained_on)
+            index = VectorIndex.read(gen_dir / "vectors.faiss", manifest.trained_on)
             chunks: dict[int, Chunk] = {}
             with (gen_dir / "chunks.jsonl").open(encoding="utf-8") as lines:
                 for line in lines:
@@ -225,17 +164,11 @@ class Collection:
             )
         self._index = index
         self._chunks = chunks
-        self._files = {
-            source: IndexedFile(source, row["content_sha256"], tuple(row["chunk_ids"]), row["pages"],
-                                row.get("reader_version", 1))
-            for source, row in manifest["files"].items()
-        }
-        self._records = {
-            source: DocumentRecord.from_dict(row) for source, row in (manifest.get("documents") or {}).items()
-        }
-        self._next_id = int(manifest["next_id"])
-        self._keywords = self._load_keywords(gen_dir, manifest.get("keyword_index") or {})
-        self._second = self._load_second(gen_dir, manifest.get("second_embedder"))
+        self._files = dict(manifest.files)
+        self._records = dict(manifest.records)
+        self._next_id = manifest.next_id
+        self._keywords = self._load_keywords(gen_dir, manifest.keyword_tokenizer)
+        self._second = self._load_second(gen_dir, manifest.second_embedder)
         self.generation = generation
 
     def _load_second(self, gen_dir: Path, described: dict | None) -> VectorIndex | None:
@@ -258,8 +191,8 @@ class Collection:
             )
         return index
 
-    def _load_keywords(self, gen_dir: Path, described: dict) -> KeywordIndex:
-        if described.get("tokenizer") == TOKENIZER_VERSION:
+    def _load_keywords(self, gen_dir: Path, tokenizer: str | None) -> KeywordIndex:
+        if tokenizer == TOKENIZER_VERSION:
             try:
                 index = KeywordIndex.load(gen_dir)
                 if len(index) == len(self._chunks):
@@ -296,7 +229,7 @@ class Collection:
         return self._chunks[chunk_id]
 
     def chunk_language(self, chunk_id: int) -> str:
-        """'zh' or 'en' (``retrieval.keywords.text_language``), computed once per chunk: fusion asks per query."""
+        """'zh' or 'en' (``text.keywords.text_language``), computed once per chunk: fusion asks per query."""
         language = self._languages.get(chunk_id)
         if language is None:
             language = self._languages[chunk_id] = text_language(self._chunks[chunk_id].text)
@@ -427,40 +360,9 @@ class Collection:
         self._keywords.save(staging)
         if self._second is not None:
             self._second.write(staging / SECOND_VECTORS_FILE)
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "embedder": self.identity.record(),
-            "chunk_count": len(self._chunks),
-            "next_id": self._next_id,
-            "keyword_index": {"tokenizer": TOKENIZER_VERSION},
-            "second_embedder": self.second_identity.record() if self._second is not None else None,
-            "vector_index": {"kind": self.index_kind, "trained_on": self._index.trained_on},
-            "files": {
-                source: {"content_sha256": f.content_sha256, "chunk_ids": list(f.chunk_ids), "pages": f.pages,
-                         "reader_version": f.reader_version}
-                for source, f in sorted(self._files.items())
-            },
-            "documents": {source: asdict(record) for source, record in sorted(self._records.items())},
-        }
-        (staging / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
-
-
-class WriteLock:
-    """Holds ``write.lock`` so that only one ingest writes a collection at a time."""
-
-    def __init__(self, folder: Path) -> None:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        self._lock = FileLock(str(Path(folder) / "write.lock"))
-        self._folder = folder
-
-    def __enter__(self) -> WriteLock:
-        try:
-            self._lock.acquire(timeout=0)
-        except Timeout as exc:
-            raise CollectionLockedError(
-                f"another ingest is writing {self._folder}; wait for it to finish"
-            ) from exc
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._lock.release()
+        write_manifest(staging, Manifest(
+            embedder=self.identity, next_id=self._next_id, files=self._files, records=self._records,
+            chunk_count=len(self._chunks), index_kind=self.index_kind, trained_on=self._index.trained_on,
+            keyword_tokenizer=TOKENIZER_VERSION,
+            second_embedder=self.second_identity.record() if self._second is not None else None,
+        ))

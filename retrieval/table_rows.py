@@ -41,8 +41,8 @@ from dataclasses import replace
 from functools import lru_cache
 
 from core.types import Hit, Question
-from ingest.tables import body_rows
-from retrieval.keywords import NUMBER, content_keywords, spelled_out_terms
+from text.table_format import body_rows
+from text.keywords import NUMBER, content_keywords, spelled_out_terms
 
 
 @lru_cache(maxsize=8192)  # the same passages come back question after question

@@ -1,1 +1,1 @@
-"""The team service: `kb serve` (server.app), accounts live in app.accounts."""
+"""The team service: `kb serve` (``server.app``) over the pipeline and the team domain (``team``)."""

@@ -28,9 +28,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from app.collections import CollectionExistsError, InvalidCollectionNameError, Library, UnknownCollectionError
+from team.collections import CollectionExistsError, InvalidCollectionNameError, Library, UnknownCollectionError
 from app.indexing import UnsafeFileNameError
-from app.jobs import IngestJobs
+from team.jobs import IngestJobs
 from app.pipeline import Pipeline
 from app.settings import Settings
 from core.errors import KbError
@@ -38,8 +38,9 @@ from llm.generator import GenerationError
 from llm.models import ModelError
 from retrieval.store import CollectionLockedError, StoreError
 from server import routes_chat, routes_collections
-from app.access import check_bind
-from app.accounts import AccountError, Accounts, AuthenticationError, LoginThrottledError
+from team.binding import check_bind
+from team.permissions import CollectionHiddenError, ForbiddenError
+from team.accounts import AccountError, Accounts, AuthenticationError, LoginThrottledError
 from server.deps import CallerDep, Service, ServiceDep
 
 log = logging.getLogger("kbqa.server")
@@ -70,6 +71,8 @@ def _error(status: int, message: str, kind: str, headers: dict[str, str] | None 
 # Our exceptions and the status each answers with (first match wins: subclasses before their bases).
 _STATUS_OF: tuple[tuple[type[Exception], int, str], ...] = (
     (UnknownCollectionError, 404, "not_found"),
+    (CollectionHiddenError, 404, "not_found"),  # the same answer as a collection that does not exist
+    (ForbiddenError, 403, "forbidden"),
     (LoginThrottledError, 429, "rate_limited"),
     (AuthenticationError, 401, "unauthorized"),
     (CollectionExistsError, 409, "conflict"),
@@ -172,7 +175,7 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     accounts = Accounts(settings.home, audit_questions=settings.audit_questions)
-    check_bind(settings.serve_host, accounts)  # before loading any model
+    check_bind(settings.serve_host, accounts.enabled())  # before loading any model
     service = build_service(settings)
     service.library.base.warm_up()
     uvicorn.run(create_app(service), host=settings.serve_host, port=settings.serve_port, log_level="info",

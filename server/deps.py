@@ -1,9 +1,9 @@
 """What every route is given: the service (collections, jobs, accounts) and the caller, checked.
 
-``readable``/``writable`` turn a collection name into its pipeline only when the
-caller may use it; otherwise they raise ``UnknownCollectionError``, the very
-error a missing collection raises, so a 404 never tells whether a collection
-exists.
+``readable``/``writable``/``permitted`` turn a collection name into its pipeline
+only when the caller may use it (``team.permissions`` decides); a collection the
+caller may not read raises the very message a missing collection raises, so a
+404 never tells whether a collection exists.
 
 Deliberately not here: the routes, error formatting (``server.app``).
 """
@@ -15,12 +15,12 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
 
-from app.collections import Library, UnknownCollectionError
-from app.jobs import IngestJobs
+from team.collections import Library, UnknownCollectionError
+from team.jobs import IngestJobs
 from app.pipeline import Pipeline
 from app.settings import Settings
-from app.access import LOCAL_CALLER, Caller
-from app.accounts import Accounts, AuthenticationError
+from team.permissions import LOCAL_CALLER, Action, Caller, check, hidden
+from team.accounts import Accounts, AuthenticationError
 
 
 @dataclass
@@ -58,18 +58,17 @@ ServiceDep = Annotated[Service, Depends(get_service)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
-def not_found(name: str) -> UnknownCollectionError:
-    return UnknownCollectionError(f"no collection named {name!r}")
-
-
-def readable(service: Service, caller: Caller, name: str) -> Pipeline:
-    if not caller.may_read(name) or not service.library.exists(name):
-        raise not_found(name)
+def permitted(service: Service, caller: Caller, action: Action, name: str) -> Pipeline:
+    """The collection's pipeline when the caller may do ``action`` to it (``team.permissions``) and it exists."""
+    check(caller, action, name)
+    if not service.library.exists(name):
+        raise UnknownCollectionError(hidden(name))
     return service.library.pipeline(name)
 
 
+def readable(service: Service, caller: Caller, name: str) -> Pipeline:
+    return permitted(service, caller, Action.READ, name)
+
+
 def writable(service: Service, caller: Caller, name: str) -> Pipeline:
-    pipeline = readable(service, caller, name)
-    if not caller.may_write(name):
-        raise HTTPException(403, f"your access to {name!r} is read-only")
-    return pipeline
+    return permitted(service, caller, Action.WRITE, name)

@@ -1,7 +1,7 @@
 """The OpenAI-compatible routes: chat completions (streamed or not), models, embeddings.
 
 Each runs the same pipeline the CLI and the UI run (``app.pipeline`` through
-``app.collections``). Routes are plain functions, so FastAPI runs them on its
+``team.collections``). Routes are plain functions, so FastAPI runs them on its
 thread pool: retrieval and generation block, the event loop must not.
 
 Deliberately not here: the wire format's details (``server.openai_compat``).
@@ -20,7 +20,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from app.access import LOCAL_CALLER, Caller
+from team.permissions import LOCAL_CALLER, Action, Caller
 from app.pipeline import AnswerStream, KbError, QueuePosition
 from server.deps import CallerDep, ServiceDep, readable
 from server.openai_compat import (ChatCompletionRequest, ChatCompletionResponse, Completion, KbAnswer, kb_answer,
@@ -46,7 +46,7 @@ class ModelList(BaseModel):
 
 @router.get("/models", response_model=ModelList, summary="The collections the caller may read, as models")
 def list_models(service: ServiceDep, caller: CallerDep) -> ModelList:
-    return ModelList(data=[Model(id=name) for name in service.library.names() if caller.may_read(name)])
+    return ModelList(data=[Model(id=name) for name in service.library.names() if caller.may(Action.READ, name)])
 
 
 def _requester(caller: Caller, request: ChatCompletionRequest, http: Request) -> str:

@@ -1,13 +1,13 @@
 """REST routes for collections, documents, ingest jobs and search (passages without generation).
 
 Uploads are saved under checked names into the collection's documents folder
-(``app.collections``) before the route returns ``202`` with an ingest job; the
-job indexes them in the background (``app.jobs``). A name with a folder in it,
+(``team.collections``) before the route returns ``202`` with an ingest job; the
+job indexes them in the background (``team.jobs``). A name with a folder in it,
 a NUL, a leading dot or over 200 bytes is refused before anything is written;
 the size limit (``KB_MAX_UPLOAD_MB``) is enforced on the request before its body
 is read (``server.app``).
 
-Deliberately not here: who may do what (``app.access``), the pipeline's work.
+Deliberately not here: who may do what (``team.permissions``), the pipeline's work.
 """
 
 from __future__ import annotations
@@ -18,17 +18,17 @@ from fastapi import APIRouter, File, HTTPException, UploadFile
 from pydantic import BaseModel, Field
 
 from app.indexing import check_upload_name, safe_document_path, save_uploads
-from app.jobs import Job
+from team.jobs import Job
 from app.pipeline import Pipeline
-from app.access import Caller
-from server.deps import CallerDep, Service, ServiceDep, readable, writable
+from team.permissions import Action, Caller, Grant, check_create
+from server.deps import CallerDep, Service, ServiceDep, permitted, readable, writable
 
 router = APIRouter(prefix="/v1", tags=["collections"])
 
 
 class CollectionOut(BaseModel):
     name: str
-    access: Literal["read", "write"]
+    access: Grant
 
 
 class CollectionDetail(CollectionOut):
@@ -101,20 +101,15 @@ def _job_out(job: Job) -> JobOut:
     )
 
 
-def _access(caller: Caller, name: str) -> Literal["read", "write"]:
-    return "write" if caller.may_write(name) else "read"
-
-
 @router.get("/collections", response_model=list[CollectionOut], summary="The collections the caller may read")
 def list_collections(service: ServiceDep, caller: CallerDep) -> list[CollectionOut]:
-    return [CollectionOut(name=name, access=_access(caller, name))
-            for name in service.library.names() if caller.may_read(name)]
+    return [CollectionOut(name=name, access=grant) for name in service.library.names()
+            if (grant := caller.grant_on(name)) is not None]
 
 
 @router.post("/collections", status_code=201, response_model=CollectionOut, summary="Create an empty collection (admins)")
 def create_collection(body: NewCollection, service: ServiceDep, caller: CallerDep) -> CollectionOut:
-    if not caller.admin:
-        raise HTTPException(403, "only admins create collections")
+    check_create(caller, body.name)
     service.library.create(body.name)
     service.audit(caller, "create collection", body.name)
     return CollectionOut(name=body.name, access="write")
@@ -123,15 +118,13 @@ def create_collection(body: NewCollection, service: ServiceDep, caller: CallerDe
 @router.get("/collections/{name}", response_model=CollectionDetail)
 def get_collection(name: str, service: ServiceDep, caller: CallerDep) -> CollectionDetail:
     status = readable(service, caller, name).status()
-    return CollectionDetail(name=name, access=_access(caller, name), documents=len(status.files), chunks=status.chunks,
+    return CollectionDetail(name=name, access=caller.grant_on(name) or "read", documents=len(status.files), chunks=status.chunks,
                             embedder=status.embedder)
 
 
 @router.delete("/collections/{name}", status_code=204, summary="Delete a collection and its uploaded files (admins)")
 def delete_collection(name: str, service: ServiceDep, caller: CallerDep) -> None:
-    readable(service, caller, name)
-    if not caller.admin:
-        raise HTTPException(403, "only admins delete collections")
+    permitted(service, caller, Action.ADMINISTER, name)
     service.library.delete(name)
     service.audit(caller, "delete collection", name)
 
@@ -191,7 +184,7 @@ def reindex_document(name: str, source: str, service: ServiceDep, caller: Caller
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="An ingest job's progress")
 def get_job(job_id: str, service: ServiceDep, caller: CallerDep) -> JobOut:
     job = service.jobs.get(job_id)
-    if job is None or not caller.may_read(job.collection):
+    if job is None or not caller.may(Action.READ, job.collection):
         raise HTTPException(404, f"no job {job_id!r}")
     return _job_out(job)
 

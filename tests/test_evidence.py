@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from llm.answer_support import answer_support
-from retrieval.evidence import AbstentionPolicy, Evidence
+from core.types import Evidence
+from retrieval.evidence import AbstentionPolicy
 from retrieval.keyword_index import KeywordIndex
 from retrieval.question import analyse_question
-from retrieval.keywords import keyword_tokens
+from text.keywords import keyword_tokens
 
 QUESTION = "Super Bowl 2021 location"
 ANSWER_PASSAGE = "Feb 7, 2021. Super Bowl 2021 will take place at Raymond James Stadium in Tampa, Florida."
@@ -76,7 +77,7 @@ def test_an_acronym_spelled_out_or_a_word_on_the_cover_is_not_missing(tmp_path):
     from core.types import Chunk, Hit
     from retrieval.embedders import EmbedderIdentity
     from retrieval.evidence import measure_evidence
-    from retrieval.keywords import spelled_out
+    from text.keywords import spelled_out
     from retrieval.store import Collection
 
     pages = ["FORM 10-Q\nQuarterly report of Acme Corporation", "Acme at a glance",

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from app.conversations import ConversationNotFoundError, Conversations, answer_from_json, answer_to_json
-from app.feedback import export
+from team.conversations import ConversationNotFoundError, Conversations, answer_from_json, answer_to_json
+from team.feedback import export
 from core.types import Answer, Citation, EvidenceSpan, SentenceSupport
 from evaluation.answers import select_items
 from evaluation.qa_sets import read_qa_set

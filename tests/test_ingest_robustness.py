@@ -142,8 +142,11 @@ def test_collections_are_listed_and_deleted(tmp_path, model_cache):
                               capture_output=True).returncode == 0
     listing = subprocess.run([str(BIN / "kb"), "collections"], env=env, capture_output=True, text=True).stdout
     assert listing.split() == ["alpha", "beta"]
+    uploaded = write(tmp_path / "home" / "documents" / "alpha" / "up.md", "# Up\n\nUploaded through the API.\n")
     deleted = subprocess.run([str(BIN / "kb"), "collections", "--delete", "alpha"], env=env, capture_output=True, text=True)
     assert deleted.returncode == 0
+    assert not uploaded.parent.exists()  # the one way to delete a collection takes its uploads too (as the API does)
+    assert (docs / "a.md").is_file()  # a folder of the user's own is never touched
     assert subprocess.run([str(BIN / "kb"), "collections"], env=env, capture_output=True, text=True).stdout.split() == ["beta"]
     missing = subprocess.run([str(BIN / "kb"), "collections", "--delete", "../home"], env=env, capture_output=True, text=True)
     assert missing.returncode == 2

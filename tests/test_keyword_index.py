@@ -10,7 +10,7 @@ from core.types import Chunk
 from retrieval.embedders import EmbedderIdentity
 from retrieval.keyword_index import KeywordIndex
 from retrieval.store import Collection
-from retrieval.keywords import keyword_tokens
+from text.keywords import keyword_tokens
 
 IDENTITY = EmbedderIdentity(name="test-embedder", dim=8, fingerprint="v1")
 
@@ -99,7 +99,7 @@ def test_collection_keeps_keyword_index_in_step_and_rebuilds_a_missing_one(tmp_p
 
 
 def test_specific_items_are_the_names_and_numbers_a_passage_must_hold():
-    from retrieval.keywords import as_written, missing_items, specific_items
+    from text.keywords import as_written, missing_items, specific_items
 
     assert specific_items("Who won the 2021 Super Bowl?") == {"2021", "super", "bowl"}
     assert specific_items("How do I set KB_UI_HOST?") >= {"kb_ui_host"}

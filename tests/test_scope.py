@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from core.types import LoadedFile, Page
-from ingest.periods import (Period, find_dates, find_periods_to_date, find_quarters, find_versions, find_years,
+from text.periods import (Period, find_dates, find_periods_to_date, find_quarters, find_versions, find_years,
                             period_end_dates)
 from ingest.records import describe_document
 from retrieval.scope import prompt_hits, scope_question

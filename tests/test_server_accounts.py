@@ -15,8 +15,8 @@ import httpx
 import pytest
 from openai import AuthenticationError, OpenAI
 
-from app.accounts import LOGIN_FAILURES_ALLOWED, Accounts
-from app.access import check_bind
+from team.accounts import LOGIN_FAILURES_ALLOWED, Accounts
+from team.binding import check_bind
 from tests.server_helpers import kb, start_server, wait_for_job
 
 ADMIN_PASSWORD = "correct horse battery"
@@ -168,6 +168,6 @@ def test_secrets_are_stored_hashed_and_the_audit_log_is_append_only(team):
 
 def test_a_network_address_is_allowed_once_accounts_exist(team, tmp_path):
     server, _ = team
-    check_bind("0.0.0.0", Accounts(server.home))  # no error: every request needs a key
+    check_bind("0.0.0.0", Accounts(server.home).enabled())  # no error: every request needs a key
     with pytest.raises(Exception, match="accounts are off"):
-        check_bind("0.0.0.0", Accounts(tmp_path))
+        check_bind("0.0.0.0", Accounts(tmp_path).enabled())

@@ -19,8 +19,8 @@ import sys
 
 import pytest
 
-from app.accounts import Accounts
-from app.conversations import Conversations
+from team.accounts import Accounts
+from team.conversations import Conversations
 from app.pipeline import Pipeline
 from app.settings import load_settings
 from llm.models import QWEN_0_5B
@@ -47,7 +47,7 @@ def ui_server(tmp_path, model_cache):
     accounts.add_user("dana", PASSWORD)
     accounts.grant("dana", "guide", "write")
     log = (tmp_path / "ui.log").open("w")
-    process = subprocess.Popen([sys.executable, "-m", "app.cli", "ui"], env=env, cwd=REPO, stdout=log,
+    process = subprocess.Popen([sys.executable, "-m", "cli.main", "ui"], env=env, cwd=REPO, stdout=log,
                                stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{env['KB_UI_PORT']}"
     wait_until_up(f"{url}/_stcore/health", process, tmp_path / "ui.log", "kb ui")

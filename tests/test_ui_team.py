@@ -13,8 +13,8 @@ import shutil
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.accounts import Accounts
-from app.conversations import Conversations
+from team.accounts import Accounts
+from team.conversations import Conversations
 from app.pipeline import Pipeline
 from app.settings import load_settings
 from llm.models import QWEN_0_5B

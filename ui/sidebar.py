@@ -14,11 +14,11 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from app.collections import Library
-from app.conversations import Conversations
-from app.pipeline import CollectionStatus, IngestProgress, KbError, Pipeline
+from team.collections import Library
+from team.conversations import Conversations
+from app.pipeline import SUPPORTED_SUFFIXES, CollectionStatus, IngestProgress, KbError, Pipeline
 
-UPLOAD_TYPES = ["pdf", "md", "markdown", "txt", "docx", "html", "htm"]
+UPLOAD_TYPES = [suffix.lstrip(".") for suffix in SUPPORTED_SUFFIXES]  # the loaders' one table of file types
 ROW = [0.82, 0.18]  # name | icon button
 
 

@@ -4,16 +4,16 @@ Start it with ``kb ui`` (binds to 127.0.0.1 unless ``KB_UI_HOST`` says
 otherwise; another address only once accounts exist). Settings come from ``KB_*`` environment variables, read here at the
 edge and passed to the pipeline. Models load once per process
 (``st.cache_resource``), never per rerun, and every collection's pipeline shares
-them (``app.collections``).
+them (``team.collections``).
 
-- Accounts (``app.accounts``): once a user exists (``kb users add``), the page
+- Accounts (``team.accounts``): once a user exists (``kb users add``), the page
   asks for a user name and password first and shows only the collections the
   user was granted; uploading and deleting need write access. Without accounts
   the one local user may do everything, as before.
 - The answer streams as it is generated; while other questions are being
   answered first, the page says how many are ahead. When complete it is
   replaced by the version with checked citations (``ui.rendering``).
-- Conversations are saved per user and collection (``app.conversations``),
+- Conversations are saved per user and collection (``team.conversations``),
   listed in the sidebar, renamable, deletable, exportable as Markdown or JSON;
   every answer takes a thumbs up or down with an optional note.
 
@@ -30,10 +30,10 @@ import uuid
 
 import streamlit as st
 
-from app.access import LOCAL_CALLER, Caller
-from app.accounts import Accounts, AuthenticationError
-from app.collections import Library
-from app.conversations import Conversations, SavedTurn
+from team.permissions import LOCAL_CALLER, Action, Caller
+from team.accounts import Accounts, AuthenticationError
+from team.collections import Library
+from team.conversations import Conversations, SavedTurn
 from app.pipeline import KbError, Pipeline, QueuePosition, Turn
 from app.settings import Settings, load_settings
 from ui.rendering import render_answer, render_sources
@@ -115,7 +115,7 @@ def main() -> None:
         return
     st.title("Ask your documents")
 
-    names = [name for name in library.names() if caller.may_read(name)]
+    names = [name for name in library.names() if caller.may(Action.READ, name)]
     if caller is LOCAL_CALLER and settings.collection not in names:
         names.insert(0, settings.collection)  # the configured collection, even before its first ingest
     if not names:
@@ -147,7 +147,7 @@ def main() -> None:
         st.sidebar.warning(info.notice, icon="⚠️")
     store = Conversations(settings.home)
     conversations_panel(store, caller.name, collection)
-    only = documents_panel(pipeline, library, status, caller.may_write(collection))
+    only = documents_panel(pipeline, library, status, caller.may(Action.WRITE, collection))
     if not status.exists or status.chunks == 0:
         st.info(
             "The knowledge base is empty. Add files in the sidebar under **Documents**, "

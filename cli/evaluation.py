@@ -16,8 +16,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from app.cli_support import pipeline_or_exit as _pipeline
-from app.cli_support import settings_or_exit as _settings
+from cli.support import pipeline_or_exit as _pipeline
+from cli.support import settings_or_exit as _settings
 from evaluation import answers as answer_evaluation
 from evaluation.beir import BeirFormatError, read_beir
 from evaluation.qa_sets import QASetError, read_qa_set

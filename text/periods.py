@@ -73,7 +73,7 @@ _ENDED = re.compile(r"\b(?:ended|ending|end(?:ed)?\s+on|as\s+of)\s*$", re.IGNORE
 _VERSION = re.compile(r"(?<![\w.])[vV](\d+)(?:\.(\d+))?(?:\.(\d+))?(?![\w.]*\d)|(?<![\w.])(\d+)\.(\d+)\.(\d+)(?![\w.]*\d)")
 # "TiDB 7.5", "Python 3.11": a product-like word (Latin letters, or one capitalised) right before "N.N".
 _NAMED_VERSION = re.compile(r"(?:[A-Za-z][A-Za-z0-9-]*[A-Za-z])\s*(\d+)\.(\d+)(?![\d.])")
-# "8.x", "v7.x", "7.5.x": every version of a release line (asks for any 8.*); ``retrieval.keywords`` reads it too.
+# "8.x", "v7.x", "7.5.x": every version of a release line (asks for any 8.*); ``text.keywords`` reads it too.
 VERSION_RANGE = re.compile(r"(?<![\w.])[vV]?(\d+(?:\.\d+)*)\.[xX](?![\w.])")
 _YEAR_ALONE = re.compile(r"(?<![\d.,$])((?:19|20)\d\d)(?![\d%]|[.,]\d)")
 

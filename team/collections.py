@@ -19,8 +19,8 @@ Worked example::
     library.pipeline("handbook").add_documents([("leave.md", b"# Leave ...")])
     [d.title for d in library.documents("handbook")]   # ['Leave']
 
-Deliberately not here: who may see which collection (``app.accounts``),
-running ingests in the background (``app.jobs``), retrieval or answering
+Deliberately not here: who may see which collection (``team.accounts``),
+running ingests in the background (``team.jobs``), retrieval or answering
 (``app.pipeline``).
 """
 
@@ -35,7 +35,7 @@ from pathlib import Path
 
 from app.pipeline import Pipeline
 from app.results import IngestReport
-from app.settings import COLLECTION_NAME
+from app.settings import COLLECTION_NAME, Settings
 from core.errors import KbError
 from retrieval.store import Collection, WriteLock
 
@@ -54,6 +54,25 @@ class CollectionExistsError(KbError, ValueError):
 
 class InvalidCollectionNameError(KbError, ValueError):
     """A name that cannot be a collection's (letters, digits, '.', '_', '-'; at most 64)."""
+
+
+def uploads_dir(settings: Settings, name: str) -> Path:
+    """Where the product keeps the files uploaded to collection ``name`` (other than the configured folder's)."""
+    return settings.home / "documents" / name
+
+
+def delete_collection(settings: Settings, name: str) -> None:
+    """The one way to delete a collection: its index, then the uploads kept under the home.
+
+    Not while an ingest writes it (``CollectionLockedError``). A folder of the user's own
+    (``KB_DOCUMENTS_DIR``) is never touched. ``Library.delete`` and ``kb collections --delete`` call this.
+    """
+    if not _NAME.fullmatch(name) or not Collection.exists(settings.collections_root / name):
+        raise UnknownCollectionError(f"no collection named {name!r}")
+    folder = settings.collections_root / name
+    with WriteLock(folder):
+        shutil.rmtree(folder)
+    shutil.rmtree(uploads_dir(settings, name), ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -91,7 +110,7 @@ class Library:
         return self._uploads_dir(name)
 
     def _uploads_dir(self, name: str) -> Path:
-        return self.base.settings.home / "documents" / name
+        return uploads_dir(self.base.settings, name)
 
     def names(self) -> list[str]:
         root = self.root
@@ -136,13 +155,7 @@ class Library:
 
     def delete(self, name: str) -> None:
         """The collection's index and its uploaded files; not while an ingest writes it (``CollectionLockedError``)."""
-        if not self.exists(name):
-            raise UnknownCollectionError(f"no collection named {name!r}")
-        folder = self.root / name
-        with WriteLock(folder):
-            shutil.rmtree(folder)
-        # Uploads kept under the home go with it; a folder of the user's own (KB_DOCUMENTS_DIR) is never touched.
-        shutil.rmtree(self._uploads_dir(name), ignore_errors=True)
+        delete_collection(self.base.settings, name)
         with self._lock:
             self._pipelines.pop(name, None)
 

@@ -1,13 +1,13 @@
 """``kb users``, ``kb keys``, ``kb audit``, ``kb feedback``: a team's accounts and ratings from the command line.
 
-Accounts: ``app.accounts``. Ratings given in the web UI become an evaluation set:
-``kb feedback export`` (``app.feedback``).
+Accounts: ``team.accounts``. Ratings given in the web UI become an evaluation set:
+``kb feedback export`` (``team.feedback``).
 
 Passwords are read from a prompt (never a flag, which would land in the shell's
 history), or from standard input with ``--password-stdin`` for scripts.
 An API key is printed once, when it is created; only its hash is kept.
 
-Deliberately not here: the accounts' rules (``app.accounts``), the export's (``app.feedback``), the server.
+Deliberately not here: the accounts' rules (``team.accounts``), the export's (``team.feedback``), the server.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from app import feedback as feedback_export
-from app.accounts import AccountError, Accounts
-from app.cli_support import settings_or_exit as _settings
-from app.conversations import Conversations
+from team import feedback as feedback_export
+from team.accounts import AccountError, Accounts
+from cli.support import settings_or_exit as _settings
+from team.conversations import Conversations
 
 users = typer.Typer(no_args_is_help=True, help="Users of `kb serve`: accounts are on once one exists.")
 keys = typer.Typer(no_args_is_help=True, help="API keys: scoped to a user, optionally to collections; revocable.")

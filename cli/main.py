@@ -1,6 +1,6 @@
 """Command line: ``kb ingest | ask | chat | search | status | collections | remove | models | ui | serve``, the
-``ingest`` shortcut, and the commands of their own modules: ``kb eval | eval-qa`` (``app.cli_eval``),
-``kb users | keys | audit | feedback`` (``app.cli_team``).
+``ingest`` shortcut, and the commands of their own modules: ``kb eval | eval-qa`` (``cli.evaluation``),
+``kb users | keys | audit | feedback`` (``cli.team``).
 
 Builds the settings (flags override ``KB_*`` variables), builds the pipeline and
 prints what it returns. All work happens in ``app.pipeline``.
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -23,25 +22,26 @@ from typing import Annotated, Optional
 
 import typer
 
-from app import cli_eval, cli_team
-from app.access import check_bind
-from app.accounts import Accounts
-from app.cli_support import pipeline_or_exit as _pipeline
-from app.cli_support import settings_or_exit as _settings
+from cli import evaluation as cli_eval, team as cli_team
+from team.binding import check_bind
+from team.accounts import Accounts
+from team.collections import UnknownCollectionError, delete_collection
+from cli.support import pipeline_or_exit as _pipeline
+from cli.support import settings_or_exit as _settings
 from app.pipeline import Pipeline
 from core.errors import KbError
 from core.types import Answer, Turn
 from llm.generator import GenerationError
 from llm.models import BUILTIN_MODELS, ModelError, resolve_model_path
 from retrieval.embedders import EmbedderError, load_embedder
-from retrieval.store import Collection, StoreError, WriteLock
+from retrieval.store import Collection, StoreError
 
-cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Private question answering over your documents.")
+commands = typer.Typer(add_completion=False, no_args_is_help=True, help="Private question answering over your documents.")
 
 CollectionOption = Annotated[Optional[str], typer.Option("--collection", "-c", help="Knowledge base name (KB_COLLECTION).")]
 
 
-@cli.command()
+@commands.command()
 def ingest(
     folder: Annotated[Path, typer.Argument(help="Folder of PDF, Markdown and text files.")] = Path("data"),
     collection: CollectionOption = None,
@@ -127,7 +127,7 @@ def _print_streamed_answer(
     return answer
 
 
-@cli.command()
+@commands.command()
 def ask(
     question: Annotated[str, typer.Argument(help="Your question, in English or Chinese.")],
     collection: CollectionOption = None,
@@ -138,7 +138,7 @@ def ask(
     _print_streamed_answer(_pipeline(_settings(collection=collection)), question, [], as_json, document)
 
 
-@cli.command()
+@commands.command()
 def chat(collection: CollectionOption = None, document: DocumentOption = None) -> None:
     """A conversation in the terminal: follow-up questions ("and its weight?") keep their context."""
     pipeline = _pipeline(_settings(collection=collection))
@@ -155,7 +155,7 @@ def chat(collection: CollectionOption = None, document: DocumentOption = None) -
         history.append(Turn(question, answer.text))
 
 
-@cli.command()
+@commands.command()
 def search(
     question: Annotated[str, typer.Argument()],
     collection: CollectionOption = None,
@@ -184,7 +184,7 @@ def search(
         typer.echo(f"{rank}. {hit.chunk.location}  ({', '.join(scores)})\n   {snippet}")
 
 
-@cli.command()
+@commands.command()
 def status(collection: CollectionOption = None) -> None:
     """What the knowledge base holds."""
     settings = _settings(collection=collection)
@@ -209,21 +209,23 @@ def status(collection: CollectionOption = None) -> None:
         typer.echo(f"  {record.description if record else source}")
 
 
-@cli.command()
+@commands.command()
 def collections(
-    delete: Annotated[Optional[str], typer.Option("--delete", help="Delete this collection's index (files are not touched).")] = None,
+    delete: Annotated[Optional[str], typer.Option("--delete", help="Delete this collection's index and the files uploaded to it (files of your own folders are not touched).")] = None,
 ) -> None:
     """List the knowledge bases, or delete one."""
     settings = _settings()
     root = settings.collections_root
     if delete is not None:
-        target = root / delete
-        if delete in ("", ".", "..") or "/" in delete or not Collection.exists(target):
+        try:
+            delete_collection(settings, delete)
+        except UnknownCollectionError:
             typer.echo(f"error: no collection named {delete!r} in {root}", err=True)
-            raise typer.Exit(2)
-        with WriteLock(target):  # not while an ingest writes it
-            shutil.rmtree(target)
-        typer.echo(f"deleted collection {delete}")
+            raise typer.Exit(2) from None
+        except StoreError as exc:  # an ingest is writing it
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(3) from None
+        typer.echo(f"deleted collection {delete} and its uploaded files")
         return
     names = sorted(p.name for p in root.iterdir() if Collection.exists(p)) if root.is_dir() else []
     if not names:
@@ -232,7 +234,7 @@ def collections(
         typer.echo(name + ("  (current)" if name == settings.collection else ""))
 
 
-@cli.command()
+@commands.command()
 def remove(
     sources: Annotated[list[str], typer.Argument(help="Document names as `kb status` lists them.")],
     collection: CollectionOption = None,
@@ -248,7 +250,7 @@ def remove(
         typer.echo(f"{'removed' if source in removed else 'not indexed'}: {source}")
 
 
-@cli.command()
+@commands.command()
 def models() -> None:
     """Assemble and verify the configured generator and embedder models (done once, then cached)."""
     settings = _settings()
@@ -264,12 +266,12 @@ def models() -> None:
         typer.echo(f"  built-in: {name} - {model.description}")
 
 
-@cli.command()
+@commands.command()
 def ui() -> None:
     """Start the web UI (binds to KB_UI_HOST, 127.0.0.1 unless you change it; another address needs accounts)."""
     settings = _settings()
     try:
-        check_bind(settings.ui_host, Accounts(settings.home), setting="KB_UI_HOST")
+        check_bind(settings.ui_host, Accounts(settings.home).enabled(), setting="KB_UI_HOST")
     except KbError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -289,7 +291,7 @@ def ui() -> None:
     os.execv(sys.executable, command)
 
 
-@cli.command()
+@commands.command()
 def serve() -> None:
     """Start the team service: OpenAI-compatible API, REST, accounts (KB_SERVE_HOST, 127.0.0.1 unless you change it)."""
     settings = _settings()
@@ -300,16 +302,16 @@ def serve() -> None:
 
 
 # Commands defined in their own modules; registered here, after the ones above, in the order `kb --help` lists them.
-cli.command(name="eval")(cli_eval.evaluate)
-cli.command(name="eval-qa")(cli_eval.evaluate_qa)
-cli.add_typer(cli_team.users, name="users")
-cli.add_typer(cli_team.keys, name="keys")
-cli.command(name="audit")(cli_team.audit)
-cli.add_typer(cli_team.feedback, name="feedback")
+commands.command(name="eval")(cli_eval.evaluate)
+commands.command(name="eval-qa")(cli_eval.evaluate_qa)
+commands.add_typer(cli_team.users, name="users")
+commands.add_typer(cli_team.keys, name="keys")
+commands.command(name="audit")(cli_team.audit)
+commands.add_typer(cli_team.feedback, name="feedback")
 
 
 def main() -> None:
-    cli()
+    commands()
 
 
 _ingest_only = typer.Typer(add_completion=False)

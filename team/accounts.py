@@ -1,6 +1,6 @@
 """Users, grants, API keys, sessions and the audit log, in one SQLite file in the collection home.
 
-``<home>/accounts.sqlite3`` (schema version in ``meta``, ``app.sqlite_file``; a newer
+``<home>/accounts.sqlite3`` (schema version in ``meta``, ``team.sqlite_file``; a newer
 one is refused). Accounts are on as soon as one user exists:
 ``kb users add alice --admin``.
 
@@ -20,7 +20,7 @@ one is refused). Accounts are on as soon as one user exists:
   collection, uploaded, deleted, granted, created keys, logged in or failed to.
   Question texts only with ``KB_AUDIT_QUESTIONS=true``.
 
-Deliberately not here: what a role may do (``app.access``), HTTP (``server.deps``).
+Deliberately not here: what a role may do (``team.permissions``), HTTP (``server.deps``).
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from core.errors import KbError
-from app.access import Access, Caller
-from app.sqlite_file import SQLiteFile
+from team.permissions import GRANTS, Caller, Grant
+from team.sqlite_file import SQLiteFile
 
 SCHEMA_VERSION = 1
 SESSION_SECONDS = 12 * 3600
@@ -92,7 +92,7 @@ class LoginThrottledError(AuthenticationError):
 class User:
     name: str
     role: str
-    grants: dict[str, Access]
+    grants: dict[str, Grant]
     created: float
 
 
@@ -182,8 +182,8 @@ class Accounts:
             if not db.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount:
                 raise AccountError(f"no user named {name!r}")
 
-    def grant(self, name: str, collection: str, access: Access) -> None:
-        if access not in ("read", "write"):
+    def grant(self, name: str, collection: str, access: Grant) -> None:
+        if access not in GRANTS:
             raise AccountError(f"access must be read or write, not {access!r}")
         self.user(name)
         with self._db() as db:

@@ -4,11 +4,11 @@ A conversation belongs to one user and one collection; each turn keeps the
 question and the whole checked answer (text, citations with their passages,
 sentence support), so a reloaded conversation shows exactly what was shown, and
 a rating (thumbs up or down, with an optional note) can later become a test
-case (``app.feedback``). Every method takes the user: one user can never read,
+case (``team.feedback``). Every method takes the user: one user can never read,
 rename, rate or delete another's conversation (``ConversationNotFoundError``,
 the same as for one that does not exist).
 
-Schema version in ``meta`` (``app.sqlite_file``); a newer one is refused.
+Schema version in ``meta`` (``team.sqlite_file``); a newer one is refused.
 
 Worked example::
 
@@ -18,8 +18,8 @@ Worked example::
     store.rate("bob", turn, +1, "right, 25 days")
     print(store.export_markdown("bob", cid))
 
-Deliberately not here: who may use which collection (``app.access``), turning
-ratings into an evaluation set (``app.feedback``).
+Deliberately not here: who may use which collection (``team.permissions``), turning
+ratings into an evaluation set (``team.feedback``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from app.sqlite_file import SQLiteFile
+from team.sqlite_file import SQLiteFile
 from core.errors import KbError
 from core.types import Answer, Citation, EvidenceSpan, SentenceSupport
 
@@ -77,7 +77,7 @@ class SavedTurn:
 
 @dataclass(frozen=True)
 class RatedTurn:
-    """A rated answer with where it came from (``app.feedback`` exports these)."""
+    """A rated answer with where it came from (``team.feedback`` exports these)."""
 
     turn: SavedTurn
     user: str

@@ -31,7 +31,7 @@ import re
 from collections.abc import Sequence
 from functools import lru_cache
 
-from ingest.periods import VERSION_RANGE
+from text.periods import VERSION_RANGE
 
 TOKENIZER_VERSION = "kw-3"  # bump when keyword_tokens changes its output
 _LATIN_WORD = re.compile(r"[a-z0-9\u00df-\u024f\u03b1-\u03c9]+(?:[.'][a-z0-9\u00df-\u024f\u03b1-\u03c9]+)*")

@@ -1,6 +1,6 @@
 """Rated answers become a regression set in the format ``kb eval-qa`` reads (RGB's JSON lines).
 
-Each rated answer (``app.conversations``) becomes one line::
+Each rated answer (``team.conversations``) becomes one line::
 
     {"id": "feedback-17", "query": "Which port does the web UI use?", "answer": ["8501"],
      "positive": [<passages shown that hold the answer>], "negative": [<the other passages shown>],
@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.conversations import Conversations, RatedTurn
+from team.conversations import Conversations, RatedTurn
 
 _QUOTED = re.compile(r"[\"“”「『'‘](.+?)[\"“”」』'’]")
 _NUMBER = re.compile(r"(?<![\w.])\d[\d,.]*\d(?![\w])|(?<![\w.])\d(?![\w.])")

@@ -1,0 +1,5 @@
+"""`python -m cli` is `kb`."""
+
+from cli.main import main
+
+main()
