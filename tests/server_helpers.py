@@ -37,7 +37,7 @@ def kb_env(home: Path, **extra: str) -> dict[str, str]:
 
 def kb(home: Path, *args: str, stdin: str | None = None, **extra: str) -> subprocess.CompletedProcess:
     """Run ``kb`` (the console script's module) against ``home``."""
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], env=kb_env(home, **extra), input=stdin,
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], env=kb_env(home, **extra), input=stdin,
                           capture_output=True, text=True, cwd=REPO, timeout=300)
 
 
@@ -82,11 +82,28 @@ def wait_until_up(health_url: str, process: subprocess.Popen, log: Path, name: s
     raise RuntimeError(f"{name} did not start within {timeout:.0f} s: {log.read_text(encoding='utf-8')[-3000:]}")
 
 
-def wait_for_job(client: httpx.Client, job: dict, timeout: float = 300) -> dict:
+# What a robust client retries: a GET whose connection broke before an answer came (a keep-alive connection
+# the server closed as the request went out, a reset under load). A GET changes nothing, so asking again is safe.
+RETRIED = (httpx.ConnectError, httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+
+
+def get_retrying(client: httpx.Client, path: str, attempts: int = 5) -> httpx.Response:
+    for attempt in range(attempts):
+        try:
+            return client.get(path)
+        except RETRIED:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def wait_for_job(client: httpx.Client, job: dict, timeout: float = 900) -> dict:
+    """Poll a job until it ends, as a robust client polls: GETs retried, a pause between them."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job['id']}").json()
+        job = get_retrying(client, f"/v1/jobs/{job['id']}").json()
         if job["status"] in ("done", "failed"):
             return job
-        time.sleep(0.3)
-    raise AssertionError(f"job did not finish: {job}")
+        time.sleep(0.5)
+    raise AssertionError(f"job did not finish within {timeout:.0f} s: {job}")

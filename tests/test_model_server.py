@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -76,8 +75,6 @@ def test_a_server_that_does_not_answer_times_out_instead_of_hanging():
     accepted: list[socket.socket] = []
     threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True).start()
     address = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
-    started = time.monotonic()
-    with pytest.raises(GenerationError, match="did not answer within 1 s"):
+    with pytest.raises(GenerationError, match="did not answer within 1 s"):  # a hang would never raise
         ServerGenerator(address, timeout=1.0)
-    assert time.monotonic() - started < 10
     listener.close()

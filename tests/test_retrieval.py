@@ -152,7 +152,7 @@ def test_each_first_stage_mode_does_what_it_says(hybrid_indexed):
 
     keyword_only = hybrid_indexed.retrieve("E4711 licence", first_stage=FirstStage(mode="keyword")).hits
     assert [h.chunk.source for h in keyword_only] == ["errors.md"]  # only chunks sharing a term
-    assert hybrid_indexed.retrieve("E4711 licence", first_stage=FirstStage(mode="keyword")).timings.embed_ms < 1
+    assert all(h.dense_score is None for h in keyword_only)  # the question was not embedded
     dense_only = hybrid_indexed.retrieve("E4711 licence", first_stage=FirstStage(mode="dense")).hits
     assert len(dense_only) == len(CORPUS) + len(IDENTIFIERS)  # every chunk has a cosine
     rrf = hybrid_indexed.retrieve("sourdough yeast", first_stage=FirstStage(method="rrf")).hits

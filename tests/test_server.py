@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import httpx
 import pytest
@@ -233,11 +232,10 @@ def test_a_client_that_leaves_mid_stream_does_not_block_the_next_question(server
                 "model": guide, "stream": True, "messages": [{"role": "user", "content": "List the kb commands."}]},
         ) as response:
             next(response.iter_lines())  # the first event, then hang up
-        started = time.monotonic()
+        # Had the abandoned stream kept its turn, this question would wait for ever (the client's timeout).
         answer = client.post("/v1/chat/completions", json={
             "model": guide, "messages": [{"role": "user", "content": "Which port does the web interface use?"}]})
         assert answer.status_code == 200 and answer.json()["kb"]["text"]
-        assert time.monotonic() - started < 120
 
 
 @pytest.mark.parametrize("command, variable", [("serve", "KB_SERVE_HOST"), ("ui", "KB_UI_HOST")])
