@@ -5,7 +5,8 @@
   positions and its tables rebuilt as Markdown tables (``ingest.tables``).
   A doubled ("fake bold") or garbled text layer (``ingest.text_quality``) is
   read again with pdfium, else de-doubled, else treated as a page without text
-  (OCR'd when OCR is on); the file's warnings say which pages.
+  (OCR'd when OCR is on); the file's warnings say which pages. A re-read that
+  finds a fraction of a garbled page's characters does not count.
 - A PDF past pypdf's limits against hostile files (real filings: arrays of over
   100,000 elements) is read again with raised limits; other files pypdf cannot
   parse are read by pdfium, which gives text without positions (no tables).
@@ -52,7 +53,7 @@ from ingest.text_quality import diagnose, undouble
 # Raised whenever the text or chunks a file gives change (table rebuilding, headings, chunk boundaries).
 # The manifest keeps the version each file was read with; ``kb ingest`` reads older ones again, so a
 # collection gains the better text without being rebuilt by hand. 1: files indexed before it was recorded.
-READER_VERSION = 2
+READER_VERSION = 3  # 3: mixed-script, private-use and repeated-line text layers re-read or repaired
 
 
 @dataclass(frozen=True)
@@ -271,6 +272,12 @@ def _pdf_pages(
     return pages, title
 
 
+# A garbled page's re-read must find at least this share of its characters: GBK mojibake spells each Chinese
+# character with two, but pdfium reading 30 of a page's 5,000 glyphs (a font it cannot map either) has lost
+# the page, and OCR reads it better.
+REREAD_MIN_SHARE = 0.25
+
+
 def _usable_texts(path: Path, password: str | None, texts: list[str], warnings: list[str]) -> list[str]:
     """Doubled ("fake bold") or garbled text layers re-read with pdfium, else repaired or left to OCR.
 
@@ -290,7 +297,8 @@ def _usable_texts(path: Path, password: str | None, texts: list[str], warnings: 
         if verdict == "ok":
             continue
         alternative = again[index] if index < len(again) else ""
-        if alternative.strip() and diagnose(alternative) == "ok":
+        enough = verdict != "garbled" or _size(alternative) >= REREAD_MIN_SHARE * _size(texts[index])
+        if alternative.strip() and enough and diagnose(alternative) == "ok":
             usable[index] = alternative
             reread.append(index + 1)
         elif verdict == "doubled":
@@ -302,11 +310,16 @@ def _usable_texts(path: Path, password: str | None, texts: list[str], warnings: 
     if reread:
         warnings.append(f"page(s) {_page_list(reread)} had a doubled or garbled text layer; read again with pdfium")
     if repaired:
-        warnings.append(f"page(s) {_page_list(repaired)} had every character or word doubled (fake bold); one of each kept")
+        warnings.append(f"page(s) {_page_list(repaired)} had doubled text (fake bold: characters, words or lines "
+                        "drawn twice or more); one copy kept")
     if dropped:
         warnings.append(f"page(s) {_page_list(dropped)} had a garbled text layer (fonts without a character map); "
                         "it was not indexed as text")
     return usable
+
+
+def _size(text: str) -> int:
+    return sum(not character.isspace() for character in text)
 
 
 def _page_list(numbers: list[int]) -> str:
