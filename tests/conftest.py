@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = REPO / "data"
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+SHARED_SERVER_UPLOAD_MB = 2  # small, so that a 413 is cheap to provoke
 
 
 @pytest.fixture(scope="session")
@@ -50,6 +51,39 @@ def model_cache() -> Path:
 @pytest.fixture(scope="session")
 def generator(model_cache):
     return LlamaCppGenerator(resolve_model_path(DEFAULT_MODEL, model_cache), context_window=4096)
+
+
+@pytest.fixture
+def streamlit_env(monkeypatch, tmp_path, model_cache):
+    """Settings for the Streamlit app under AppTest, run in this process: the small generator and no second
+    embedder (these tests are about the UI, not answer quality), and the app's cached pipeline released
+    afterwards, so each test's models do not stay in memory for the rest of the run."""
+    import gc
+
+    import streamlit as st
+
+    from llm.models import QWEN_0_5B
+
+    monkeypatch.setenv("KB_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KB_DOCUMENTS_DIR", str(tmp_path / "docs"))
+    monkeypatch.setenv("KB_MODEL_CACHE", str(model_cache))
+    monkeypatch.setenv("KB_LLM_MODEL", QWEN_0_5B.name)
+    monkeypatch.setenv("KB_SECOND_EMBEDDER", "none")
+    yield tmp_path
+    st.cache_resource.clear()
+    gc.collect()
+
+
+@pytest.fixture(scope="session")
+def shared_server(tmp_path_factory):
+    """One ``kb serve`` without accounts for every test that needs no accounts of its own (loading its
+    models takes about 20 s and 3 GB)."""
+    from tests.server_helpers import start_server
+
+    home = tmp_path_factory.mktemp("serve") / "home"
+    running = start_server(home, home.parent / "server.log", KB_MAX_UPLOAD_MB=str(SHARED_SERVER_UPLOAD_MB))
+    yield running
+    running.stop()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from llm.models import QWEN_0_5B
 from tests.conftest import SAMPLE_DATA, make_pdf, write
 
 BIN = Path(sys.executable).parent
@@ -23,7 +24,9 @@ def run(args: list[str], env: dict[str, str], timeout: int = 600) -> subprocess.
 @pytest.fixture
 def env(tmp_path, model_cache) -> dict[str, str]:
     values = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}
-    values.update({"KB_HOME": str(tmp_path / "home"), "KB_MODEL_CACHE": str(model_cache)})
+    # The command line, not answer quality: the small generator, no second embedder (faster loads and ingests).
+    values.update({"KB_HOME": str(tmp_path / "home"), "KB_MODEL_CACHE": str(model_cache),
+                   "KB_LLM_MODEL": QWEN_0_5B.name, "KB_SECOND_EMBEDDER": "none"})
     return values
 
 

@@ -15,7 +15,7 @@ from pypdf import PdfReader
 
 from ingest.loaders import LoadError, LoadOptions, load_file
 from retrieval.store import Collection
-from tests.conftest import SAMPLE_DATA, make_encrypted_pdf, make_pdf, write
+from tests.conftest import SAMPLE_DATA, make_encrypted_pdf, write
 
 BIN = Path(sys.executable).parent
 

@@ -187,7 +187,6 @@ def test_second_embedder_scores_english_questions_and_stays_out_of_chinese_ones(
 
 
 def test_the_builtin_second_embedder_loads_its_model_only_when_it_first_embeds(minilm_dir, model_cache):
-    import numpy as np
 
     from retrieval.embedders import MINILM_NAME, SentenceTransformerEmbedder, load_embedder
 

@@ -1,8 +1,8 @@
 """``kb serve`` without accounts, on a loopback port: the official openai client, httpx for REST, bad input.
 
-One server for the module (loading its models takes about 20 s). It starts
-empty; the first test creates the collection ``guide`` through the API and
-uploads the sample documents into it, the way a team would.
+One server for the run, shared with the fuzzing (``shared_server``: loading its models takes
+about 20 s). The first test creates the collection ``guide`` through the API and uploads the
+sample documents into it, the way a team would.
 """
 
 from __future__ import annotations
@@ -15,18 +15,15 @@ import pytest
 from openai import NotFoundError, OpenAI
 
 from app.indexing import MAX_NAME_BYTES
-from tests.conftest import SAMPLE_DATA, make_encrypted_pdf, make_pdf
-from tests.server_helpers import kb, start_server, wait_for_job
+from tests.conftest import SAMPLE_DATA, SHARED_SERVER_UPLOAD_MB, make_encrypted_pdf, make_pdf
+from tests.server_helpers import kb, wait_for_job
 
-UPLOAD_LIMIT_MB = 2
+UPLOAD_LIMIT_MB = SHARED_SERVER_UPLOAD_MB
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("serve") / "home"
-    running = start_server(home, home.parent / "server.log", KB_MAX_UPLOAD_MB=str(UPLOAD_LIMIT_MB))
-    yield running
-    running.stop()
+def server(shared_server):
+    return shared_server
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +50,7 @@ def openai_client(server):
 
 
 def test_the_openai_client_gets_an_answer_with_its_citations(openai_client, guide):
-    assert [model.id for model in openai_client.models.list()] == ["guide"]
+    assert "guide" in [model.id for model in openai_client.models.list()]
     response = openai_client.chat.completions.create(
         model=guide, messages=[{"role": "user", "content": "How do I start the web UI?"}])
     kb_field = response.model_extra["kb"]

@@ -3,8 +3,8 @@
 Every operation gets requests that fit the schema and requests that do not
 (wrong types, missing fields, odd strings); operations on a collection get them
 once more aimed at a collection that exists, so the fuzzing reaches past
-"no such collection". The server runs without accounts (every route open) and
-a tiny collection; deleting it is left out, so later cases still find it.
+"no such collection". The server (the run's ``shared_server``) runs without accounts (every route open)
+with a tiny collection of its own; deleting it is left out, so later cases still find it.
 """
 
 from __future__ import annotations
@@ -16,22 +16,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from tests.server_helpers import start_server, wait_for_job
+from tests.server_helpers import wait_for_job
 
 EXAMPLES = 20
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("fuzz") / "home"
-    running = start_server(home, home.parent / "server.log", KB_MAX_UPLOAD_MB="1")
-    with httpx.Client(base_url=running.url, timeout=120) as client:
+def server(shared_server):
+    with httpx.Client(base_url=shared_server.url, timeout=120) as client:
         assert client.post("/v1/collections", json={"name": "kept"}).status_code == 201
         job = client.post("/v1/collections/kept/documents",
                           files=[("files", ("notes.md", b"# Notes\n\nThe pump runs at 1450 rpm.\n"))]).json()
         assert wait_for_job(client, job)["status"] == "done"
-    yield running
-    running.stop()
+    return shared_server
 
 
 def test_no_request_the_schema_allows_or_forbids_gets_a_server_error(server):

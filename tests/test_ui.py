@@ -16,11 +16,8 @@ UNSUPPORTED_MARK = ":red[**⚠**]"  # what the app puts after a sentence no sour
 
 
 @pytest.fixture
-def ui_env(monkeypatch, tmp_path, model_cache):
-    monkeypatch.setenv("KB_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("KB_DOCUMENTS_DIR", str(tmp_path / "docs"))
-    monkeypatch.setenv("KB_MODEL_CACHE", str(model_cache))
-    return tmp_path
+def ui_env(streamlit_env):
+    return streamlit_env
 
 
 def all_text(app: AppTest) -> str:

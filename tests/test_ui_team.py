@@ -17,7 +17,6 @@ from team.accounts import Accounts
 from team.conversations import Conversations
 from app.pipeline import Pipeline
 from app.settings import load_settings
-from llm.models import QWEN_0_5B
 from tests.conftest import REPO, SAMPLE_DATA
 
 APP = str(REPO / "ui" / "streamlit_app.py")
@@ -25,12 +24,8 @@ PASSWORD = "carol's password"
 
 
 @pytest.fixture
-def home(monkeypatch, tmp_path, model_cache):
-    monkeypatch.setenv("KB_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("KB_DOCUMENTS_DIR", str(tmp_path / "docs"))
-    monkeypatch.setenv("KB_MODEL_CACHE", str(model_cache))
-    monkeypatch.setenv("KB_LLM_MODEL", QWEN_0_5B.name)
-    return tmp_path / "home"
+def home(streamlit_env):
+    return streamlit_env / "home"
 
 
 def sidebar_text(app: AppTest) -> str:
