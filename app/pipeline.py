@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from app.answering import answer_per_document, fixed_answer
+from app.checks import AnswerChecks
 from app.indexing import SUPPORTED_SUFFIXES, Indexer, UnsafeFileNameError, safe_document_path, save_uploads
 from app.results import (AnswerStream, AskTimings, CollectionStatus, IngestProgress, IngestReport, QueuePosition,
                          Retrieval, RetrievalTimings)
@@ -36,13 +37,11 @@ from app.settings import Settings
 from app.turns import GenerationTurns
 from core.errors import KbError
 from core.types import Answer, Citation, LoadedFile, Question, Source, Turn
-from llm.answer import make_answer
 from llm.generator import Generator, LlamaCppGenerator, planned_placement
-from llm.answer_support import answer_support
 from llm.model_server import ServerGenerator
 from llm.models import resolve_model_path
 from llm.prompt import PromptBuilder
-from llm.refusals import DRAFT_WITHDRAWN, EMPTY_COLLECTION, NOT_IN_DOCUMENTS, NOTHING_FOUND, not_in_documents
+from llm.refusals import EMPTY_COLLECTION, NOTHING_FOUND, not_in_documents
 from text import keywords
 from retrieval.embedders import Embedder, load_embedder
 from retrieval.evidence import AbstentionPolicy, measure_evidence
@@ -51,6 +50,7 @@ from retrieval.question import analyse_question
 from retrieval.rerank import Reranker, load_reranker
 from retrieval.scope import Scope, named_period, prompt_hits, scope_question
 from retrieval.table_rows import prefer_asked_rows
+from text.periods import PERIOD_WORD
 from retrieval.store import Collection, CollectionMissingError, WriteLock
 
 # What the CLI and the UI take from here besides the pipeline: its result types and the one error type.
@@ -82,6 +82,7 @@ class Pipeline:
         self.turns = turns or GenerationTurns()
         self._generator_load_lock = threading.Lock()
         self.indexer = Indexer(settings, embedder, second_embedder, self.open_collection)
+        self.checks = AnswerChecks(settings)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Pipeline:
@@ -278,34 +279,23 @@ class Pipeline:
         t3 = time.perf_counter()
         timings = RetrievalTimings(embed_ms=(t1 - t0) * 1e3, first_stage_ms=(t2 - t1) * 1e3, rerank_ms=(t3 - t2) * 1e3)
         context = prompt_hits(reranked, scope, self.settings.context_chunks, self.settings.across_documents)
+        # The period words the scope matched documents by are held by those documents (a filing's fiscal "Q1").
+        held = frozenset(item for item in searched.specific_items if PERIOD_WORD.fullmatch(item)) \
+            if scope.scoped and scope.periods else frozenset()
         return Retrieval(question=question, hits=tuple(reranked), timings=timings,
-                         evidence=measure_evidence(collection, searched, context), scope=scope, context=context,
+                         evidence=measure_evidence(collection, searched, context, held), scope=scope, context=context,
                          per_document=per_document)
 
     def abstention_policy(self) -> AbstentionPolicy:
-        reworded = self.settings.abstain_reworded_min_dense
-        return AbstentionPolicy(self.settings.abstain_min_coverage, self.settings.abstain_min_dense,
-                                reworded_min_dense=reworded if reworded <= 1.0 else None)
+        return self.checks.abstention_policy()
 
     def would_abstain(self, retrieval: Retrieval, answer: Answer | None = None) -> bool:
-        """The refusal the pipeline makes with abstention on, whether or not it is on.
+        """The refusal the pipeline makes with abstention on, whether or not it is on (``app.checks``)."""
+        return self.checks.would_abstain(retrieval, answer)
 
-        Before generation (``answer`` None): do the passages cover the question, or hold its names and
-        come close in meaning? After: if only the latter, does a cited passage support one of its sentences;
-        and, when ``abstain_min_answer_support`` is set, does a passage hold the answer's words next to the
-        question's?
-        """
-        if retrieval.evidence is None or not self.abstention_policy().supports(retrieval.evidence):
-            return True
-        if answer is None or answer.abstained:
-            return bool(answer and answer.abstained)
-        if not self.abstention_policy().keeps_answer(retrieval.evidence, answer.grounded_share):
-            return True
-        if self.settings.abstain_min_answer_support <= 0:
-            return False  # the check is off: do not tokenise the passages on every answer
-        passages = [hit.chunk.text for hit in retrieval.context]
-        support = answer_support(retrieval.question, answer.text, passages)
-        return support.score < self.settings.abstain_min_answer_support
+    def checked_answer(self, retrieval: Retrieval, generated: str, sources: Sequence[Source]) -> Answer:
+        """The generated text as the user gets it (``app.checks.AnswerChecks.checked_answer``)."""
+        return self.checks.checked_answer(retrieval, generated, sources)
 
     def ask_stream(
         self, question: str, history: Sequence[Turn] = (), documents: Sequence[str] | None = None,
@@ -349,12 +339,14 @@ class Pipeline:
             generator.count_tokens, generator.info.context_window, self.settings.max_answer_tokens,
             source_tokens=self.settings.source_tokens or None, whole_sources=self.settings.whole_sources,
         )
-        if (retrieval.scope.across or retrieval.scope.one_each) and len(closest) > 1:
+        if (retrieval.scope.across or retrieval.scope.one_each or retrieval.scope.lists) and len(closest) > 1:
             records = self.collection().records
             return answer_per_document(stream, question, retrieval, builder, started, generator=generator,
-                                       records=records, settings=self.settings, turns=self.turns, requester=requester)
+                                       records=records, settings=self.settings, turns=self.turns, requester=requester,
+                                       check=lambda text, sources: self.checked_answer(retrieval, text, sources))
         prompt = builder.build(question, closest, history, period=named_period(retrieval.scope, self.collection().records))
         prompt_ms = (time.perf_counter() - t_prompt) * 1e3
+        stream.sources = tuple(prompt.sources)
 
         def pieces() -> Iterator[str | QueuePosition]:
             first_token_at = None
@@ -374,14 +366,7 @@ class Pipeline:
             finally:
                 self.turns.leave(ticket)
             finished = time.perf_counter()
-            stream.answer = make_answer(question, "".join(parts), prompt.sources)
-            if self.settings.abstain and self.would_abstain(retrieval, stream.answer):
-                # The draft was streamed already; the checked answer that replaces it says why it was withdrawn.
-                stream.answer = Answer(
-                    question=question.text, text=f"{NOT_IN_DOCUMENTS[language]} {DRAFT_WITHDRAWN[language]}",
-                    citations=(), sources=stream.answer.sources, supported=False, abstained=True,
-                    withdrawn_draft=stream.answer.text,  # the check is lexical: a right answer in other words can land here
-                )
+            stream.answer = self.checked_answer(retrieval, "".join(parts), prompt.sources)
             stream.timings = AskTimings(
                 retrieval=retrieval.timings,
                 prompt_ms=prompt_ms,

@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 
-from core.types import Answer, Evidence, FileFailure, Hit, Question
+from core.types import Answer, Evidence, FileFailure, Hit, Question, Source
 from text.documents import DocumentRecord
 from retrieval.scope import Scope
 
@@ -151,6 +151,7 @@ class AnswerStream:
     answer: Answer | None = None
     timings: AskTimings | None = None
     retrieval: Retrieval | None = None
+    sources: tuple[Source, ...] = ()  # the passages as the model was shown them (trimmed), once the prompt is built
 
     def events(self) -> Iterator[str | QueuePosition]:
         yield from self._pieces

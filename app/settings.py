@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     abstain_min_coverage: float = Field(0.45, ge=0.0, le=1.0, description="Least share of the question's keyword weight the passages must contain (calibrated on RGB + DomainRAG, docs/benchmarks.md).")
     abstain_min_dense: float = Field(0.0, ge=-1.0, le=1.0, description="Least cosine similarity of the best passage.")
     abstain_reworded_min_dense: float = Field(0.86, ge=0.0, le=1.01, description="Below the coverage threshold, still answer when the best passage's cosine reaches this and it holds every name and number of the question (reworded questions; calibrated in docs/benchmarks.md). Above 1: off.")
+    withdraw_unsupported: bool = Field(True, description="Withdraw answer sentences that state a figure, date or name no passage holds, or rest on a passage about another year than the question names (llm.verification).")
+    decline_unsupported: bool = Field(True, description="Answer 'not in the documents' when no supported sentence is left after the checks (else only when no sentence is left at all; docs/benchmarks.md).")
     abstain_min_answer_support: float = Field(0.0, ge=0.0, le=1.0, description="Least support of the generated answer by a passage (answer words next to question words); below it the answer is withdrawn.")
     context_chunks: int = Field(5, ge=1, le=50, description="Most passages put in the prompt.")
     source_tokens: int = Field(128, ge=0, le=8192, description="Trim each passage after the first whole_sources to its sentences that match the question, within this many model tokens (CMRC2018: time to first token 17.6 -> 10.7 s, same accuracy; docs/benchmarks.md); 0 keeps passages whole.")

@@ -1,35 +1,32 @@
-"""Questions about real document collections: right document, right figure, per-period figures, refusals, time.
+"""Questions about real document collections, asked through the pipeline and scored (``benchmarks/doc_scoring.py``).
 
-Runs a labelled question set (``benchmarks/data/sec10q_questions.jsonl``,
-``benchmarks/data/tidb_zh_questions.jsonl``; written by a helper who was not told
-how retrieval works) through the pipeline with the default settings and scores:
+Runs labelled question sets (``benchmarks/data/*.jsonl``, written by helpers who were not told how the
+product decides) with the default settings and prints, per run: right document among the sources,
+single-figure accuracy, every figure of multi-figure questions, complete lists across documents,
+false refusals of answerable questions, refusals of unanswerable ones, time to first token and total.
 
-- right document among the sources: a gold file is among the passages given to
-  the model (for across-document questions: the share of gold files present);
-- single-figure accuracy: the answer states the gold value in one of its accepted
-  forms (kinds single_figure, latest, single_fact, table_cell);
-- across-document questions (across_periods, across_companies, across_versions,
-  within_filing): every gold item stated, and the share of items stated;
-- with ``--retrieval-only``: the share of single-figure questions whose gold
-  figure stands in one of the passages given to the model (the ceiling of
-  single-figure accuracy that passage choice sets);
-- false refusals: answerable questions answered "not in the documents";
-  rejection: unanswerable questions refused;
-- time to first token and total time, median.
+Each question names its collection (``collection``; default ``--collection``). A collection is built
+by the normal ingest into ``KB_HOME`` (reused when it is there) from the folder ``--source`` names:
 
-The collection is built by the normal ingest (reused when it is there):
-``--documents`` is the folder; ``--files-from`` a Markdown file whose first fenced block
-lists the files of the folder to index (they are linked into a temporary folder).
+    --source sec10q=../shared/data/pdf/sec-10-q
+    --source tidb-zh=../shared/data/markdown/pingcap-docs-cn@benchmarks/data/tidb_zh_questions.md
+    --source 'fastapi-tutorial=../shared/data/markdown/fastapi-docs/docs@glob:en/docs/tutorial/**/*.md,zh/docs/tutorial/**/*.md'
+    --source pdf-papers=../shared/data/pdf@benchmarks/data/nearmiss_en_questions.md
+    --source dated-pages=/tmp/dated-pages          # made by benchmarks/dated_pages.py
 
-    benchmarks/doc_questions.py --questions benchmarks/data/sec10q_questions.jsonl \\
-        --documents ../shared/data/pdf/sec-10-q --collection sec10q --out sec10q-answers.json
-    benchmarks/doc_questions.py --questions benchmarks/data/tidb_zh_questions.jsonl \\
-        --documents ../shared/data/markdown/pingcap-docs-cn --files-from benchmarks/data/tidb_zh_questions.md \\
-        --collection tidb-zh --out tidb-answers.json
-    benchmarks/doc_questions.py --summarise sec10q-answers.json
+``@LISTING`` takes the files the listing's first fenced block names, ``@glob:`` the files matching the
+patterns; either is linked into a temporary folder, so sources keep their paths relative to the folder.
 
-``--retrieval-only`` skips generation (document figures only, seconds instead of minutes).
-Settings come from the environment as everywhere (``KB_HOME``, ``KB_DOCUMENT_SCOPE``...).
+    benchmarks/doc_questions.py --questions benchmarks/data/sec10q_questions.jsonl --source sec10q=... \\
+        --collection sec10q --out sec10q-answers.json
+    benchmarks/doc_questions.py --questions benchmarks/data/nearmiss_en_questions.jsonl --source ... --out nm.json
+    benchmarks/doc_questions.py --summarise nm.json --questions benchmarks/data/nearmiss_en_questions.jsonl
+
+``--half tune|report`` asks only the questions whose id number is odd (tune) or even (report): rules
+are decided on one half and reported on the other. ``--retrieval-only`` skips generation.
+Every answer is stored with what the model wrote and the passages it was shown (``draft``, ``shown``),
+so ``benchmarks/replay_answers.py`` can check stored drafts again after the checks change, without
+generating. Settings come from the environment as everywhere (``KB_HOME``, ``KB_DOCUMENT_SCOPE``...).
 """
 
 from __future__ import annotations
@@ -38,167 +35,120 @@ import argparse
 import json
 import os
 import re
-import statistics
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-SINGLE = {"single_figure", "latest", "single_fact", "table_cell"}
-MULTI = {"across_periods", "across_companies", "across_versions", "within_filing"}
+from benchmarks.doc_scoring import right, score, summarise  # noqa: E402
 
 
-def normalise(text: str) -> str:
-    text = re.sub(r"(?<=\d),(?=\d{3})", "", text.lower())
-    return re.sub(r"[\s$＄]+", "", text)
+def read_questions(paths: list[str], half: str | None = None, ids: str | None = None,
+                   kinds: str | None = None) -> list[dict]:
+    questions = [json.loads(line) for path in paths
+                 for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    if half:
+        questions = [q for q in questions if (int(re.findall(r"\d+", q["id"])[-1]) % 2 == 1) == (half == "tune")]
+    if ids:
+        questions = [q for q in questions if q["id"] in set(ids.split(","))]
+    if kinds:
+        questions = [q for q in questions if q["kind"] in set(kinds.split(","))]
+    return questions
 
 
-def states(answer: str, form: str) -> bool:
-    """Does the answer state ``form`` (commas, spaces and $ aside; a number not as part of a longer one)?"""
-    target, text = normalise(form), normalise(answer)
-    if not target:
-        return False
-    pattern = re.escape(target)
-    if target[0].isdigit():
-        pattern = r"(?<![\d.])" + pattern
-    if target[-1].isdigit():
-        pattern += r"(?![\d]|\.\d)"
-    return re.search(pattern, text) is not None
-
-
-def item_stated(answer: str, item: dict) -> bool:
-    return any(states(answer, form) for form in [item.get("value", ""), *item.get("accept", [])])
-
-
-def score(question: dict, result: dict) -> dict:
-    gold = question["gold"]
-    files = [source["source"] for source in result["sources"]]
-    scored: dict = {"id": question["id"], "kind": question["kind"], "answerable": question["answerable"]}
-    if not question["answerable"]:
-        scored["refused"] = result.get("abstained")
-        return scored
-    gold_files = list(dict.fromkeys(item["file"] for item in gold))
-    scored["right_document"] = any(f in files for f in gold_files)
-    scored["document_share"] = sum(f in files for f in gold_files) / len(gold_files)
-    if "passages" in result and question["kind"] in SINGLE:
-        # The gold figure stands in a passage given to the model: the most a right answer could be.
-        shown = "\n".join(result["passages"])
-        scored["figure_in_passages"] = any(item_stated(shown, item) for item in gold)
-    if "answer" in result:
-        answer = result["answer"]
-        scored["false_refusal"] = bool(result.get("abstained"))
-        if question["kind"] in SINGLE:
-            # several gold items of a single-fact question are alternative places of the same fact
-            scored["figure_right"] = any(item_stated(answer, item) for item in gold)
-        else:
-            stated = [item_stated(answer, item) for item in gold]
-            scored["items_share"] = sum(stated) / len(stated)
-            scored["all_items"] = all(stated)
-    return scored
-
-
-def summarise(scored: list[dict], results: list[dict]) -> dict:
-    answerable = [s for s in scored if s["answerable"]]
-    summary = {
-        "questions": len(scored),
-        "right_document": _share([s["right_document"] for s in answerable]),
-        "right_document_single": _share([s["right_document"] for s in answerable if s["kind"] in SINGLE]),
-        "document_share_multi": _mean([s["document_share"] for s in answerable if s["kind"] in MULTI]),
-    }
-    if any("figure_in_passages" in s for s in scored):
-        summary["single_figure_in_passages"] = _share([s["figure_in_passages"] for s in scored if "figure_in_passages" in s])
-    if any("figure_right" in s for s in scored):
-        summary.update({
-            "single_figure_accuracy": _share([s["figure_right"] for s in scored if "figure_right" in s]),
-            "multi_all_items": _share([s["all_items"] for s in scored if "all_items" in s]),
-            "multi_items_share": _mean([s["items_share"] for s in scored if "items_share" in s]),
-            "false_refusals": _share([s["false_refusal"] for s in answerable]),
-            "unanswerable_refused": _share([s["refused"] for s in scored if not s["answerable"]]),
-            "first_token_s_median": _median([r["first_token_ms"] / 1e3 for r in results if "first_token_ms" in r]),
-            "total_s_median": _median([r["total_ms"] / 1e3 for r in results if "total_ms" in r]),
-        })
-        by_kind: dict[str, list[dict]] = {}
-        for s in scored:
-            by_kind.setdefault(s["kind"], []).append(s)
-        summary["by_kind"] = {
-            kind: {"n": len(items),
-                   "right": _share([s.get("figure_right", s.get("all_items", s.get("refused"))) for s in items])}
-            for kind, items in sorted(by_kind.items())
-        }
-    return summary
-
-
-def _share(values: list) -> str:
-    return f"{sum(bool(v) for v in values)}/{len(values)} ({sum(bool(v) for v in values) / len(values):.0%})" if values else "-"
-
-
-def _mean(values: list[float]) -> float | None:
-    return round(sum(values) / len(values), 3) if values else None
-
-
-def _median(values: list[float]) -> float | None:
-    return round(statistics.median(values), 1) if values else None
-
-
-def linked_subset(folder: Path, listing: Path) -> Path:
-    """A temporary folder holding links to the files the listing's first fenced block names."""
-    block = re.search(r"```[^\n]*\n(.*?)```", listing.read_text(encoding="utf-8"), re.DOTALL)
-    if not block:
-        raise SystemExit(f"{listing}: no fenced block listing files")
+def linked_subset(folder: Path, selection: str) -> Path:
+    """A temporary folder of links to the files ``selection`` names: a listing's first fenced block, or
+    ``glob:`` patterns relative to ``folder``."""
+    if selection.startswith("glob:"):
+        names = sorted({str(path.relative_to(folder)) for pattern in selection[5:].split(",")
+                        for path in folder.glob(pattern) if path.is_file()})
+    else:
+        block = re.search(r"```[^\n]*\n(.*?)```", Path(selection).read_text(encoding="utf-8"), re.DOTALL)
+        if not block:
+            raise SystemExit(f"{selection}: no fenced block listing files")
+        names = block.group(1).split()
     target = Path(tempfile.mkdtemp(prefix="kb-subset-"))
-    for name in block.group(1).split():
+    for name in names:
         link = target / name
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to((folder / name).resolve())
     return target
 
 
+def documents_folder(spec: str) -> Path:
+    folder, _, selection = spec.partition("@")
+    return linked_subset(Path(folder), selection) if selection else Path(folder)
+
+
+def shown_sources(stream) -> list[dict]:
+    """The passages the model was shown, as ``benchmarks/replay_answers.py`` rebuilds them."""
+    return [{"number": source.number, "text": source.text, "chunk": asdict(source.hit.chunk),
+             "score": source.hit.score, "dense_score": source.hit.dense_score,
+             "keyword_score": source.hit.keyword_score, "chunk_id": source.hit.chunk_id}
+            for source in stream.sources]
+
+
+def ask(pipeline, question: dict, retrieval_only: bool, context_chunks: int) -> dict:
+    started = time.perf_counter()
+    if retrieval_only:
+        retrieval = pipeline.retrieve(question["question"])
+        context = retrieval.context or retrieval.hits[:context_chunks]
+        return {"id": question["id"], "sources": [{"source": h.chunk.source, "page": h.chunk.page} for h in context],
+                "passages": [hit.chunk.text for hit in context], "retrieval_ms": (time.perf_counter() - started) * 1e3}
+    stream = pipeline.ask_stream(question["question"])
+    draft = "".join(stream)
+    answer = stream.answer
+    retrieval = stream.retrieval
+    result = {
+        "id": question["id"], "question": question["question"], "answer": answer.text, "draft": draft,
+        "abstained": answer.abstained, "supported": answer.supported, "withdrawn_draft": answer.withdrawn_draft,
+        "sentences": [{"text": s.text, "supported": s.supported, "checked": s.checked, "score": s.score,
+                       "citations": list(s.citations)} for s in answer.sentences],
+        "sources": [{"source": c.source, "page": c.page} for c in answer.sources],
+        "shown": shown_sources(stream),
+        "first_token_ms": stream.timings.first_token_ms, "total_ms": stream.timings.total_ms,
+        "refused_before_generation": stream.timings.generated_pieces == 0,
+        "withdrawn": [{"text": s.text, "because": s.withdrawn_because} for s in answer.withdrawn],
+    }
+    if retrieval is not None:
+        result["scope"] = list(retrieval.scope.documents)
+        result["scope_periods"] = list(retrieval.scope.periods)
+        result["evidence"] = asdict(retrieval.evidence) if retrieval.evidence else None
+    return result
+
+
 def run(args: argparse.Namespace) -> None:
     from app.pipeline import Pipeline
     from app.settings import load_settings
 
-    settings = load_settings(collection=args.collection)
-    pipeline = Pipeline.from_settings(settings)
-    folder = Path(args.documents)
-    if args.files_from:
-        folder = linked_subset(folder, Path(args.files_from))
-    report = pipeline.ingest(folder, progress=False)
-    print(f"ingest: {report.summary()}", file=sys.stderr)
-    questions = [json.loads(line) for line in Path(args.questions).read_text(encoding="utf-8").splitlines() if line.strip()]
-    if args.ids:
-        questions = [q for q in questions if q["id"] in set(args.ids.split(","))]
+    sources = dict(spec.split("=", 1) for spec in args.source or [])
+    if args.documents:
+        sources.setdefault(args.collection, args.documents + (f"@{args.files_from}" if args.files_from else ""))
+    questions = read_questions(args.questions, args.half, args.ids, args.kinds)
     if args.limit:
         questions = questions[: args.limit]
+    base = None
+    pipelines = {}
     results, scored = [], []
     for number, question in enumerate(questions, start=1):
-        started = time.perf_counter()
-        if args.retrieval_only:
-            retrieval = pipeline.retrieve(question["question"])
-            context = getattr(retrieval, "context", None) or retrieval.hits[: settings.context_chunks]
-            result = {"id": question["id"], "sources": [_source(hit.chunk) for hit in context],
-                      "passages": [hit.chunk.text for hit in context],
-                      "retrieval_ms": (time.perf_counter() - started) * 1e3}
-        else:
-            stream = pipeline.ask_stream(question["question"])
-            text = "".join(stream)
-            answer = stream.answer
-            result = {
-                "id": question["id"], "question": question["question"], "answer": answer.text, "streamed": text,
-                "abstained": answer.abstained, "withdrawn_draft": answer.withdrawn_draft,
-                "sources": [{"source": c.source, "page": c.page} for c in answer.sources],
-                "first_token_ms": stream.timings.first_token_ms, "total_ms": stream.timings.total_ms,
-            }
-            scope = getattr(stream.retrieval, "scope", None) if stream.retrieval else None
-            if scope is not None:
-                result["scope"] = list(scope.documents)
+        name = question.get("collection") or args.collection
+        if name not in pipelines:
+            if name not in sources:
+                raise SystemExit(f"no --source for collection {name!r}")
+            settings = load_settings(collection=name)
+            base = base or Pipeline.from_settings(settings)
+            pipeline = pipelines[name] = base.with_settings(collection=name)
+            report = pipeline.ingest(documents_folder(sources[name]), progress=False)
+            print(f"ingest {name}: {report.summary()}", file=sys.stderr)
+        result = ask(pipelines[name], question, args.retrieval_only, base.settings.context_chunks)
         results.append(result)
         scored.append(score(question, result))
-        mark = scored[-1].get("figure_right", scored[-1].get("all_items", scored[-1].get("refused")))
         print(f"[{number}/{len(questions)}] {question['id']} {question['kind']}: doc={scored[-1].get('right_document')} "
-              f"right={mark}", file=sys.stderr)
+              f"right={right(scored[-1])}", file=sys.stderr)
     summary = summarise(scored, results)
     print(json.dumps(summary, indent=2, ensure_ascii=False))
     if args.out:
@@ -206,16 +156,15 @@ def run(args: argparse.Namespace) -> None:
                                              ensure_ascii=False, indent=1), encoding="utf-8")
 
 
-def _source(chunk) -> dict:
-    return {"source": chunk.source, "page": chunk.page}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--questions")
-    parser.add_argument("--documents", help="the folder to index")
-    parser.add_argument("--files-from", help="Markdown file whose first fenced block lists the files to index")
-    parser.add_argument("--collection", default="doc-questions")
+    parser.add_argument("--questions", nargs="+", required=True)
+    parser.add_argument("--source", action="append", help="NAME=FOLDER[@LISTING.md | @glob:PATTERN,...] (repeatable)")
+    parser.add_argument("--documents", help="the folder of --collection (older form of --source)")
+    parser.add_argument("--files-from", help="with --documents: a Markdown file whose first fenced block lists the files")
+    parser.add_argument("--collection", default="doc-questions", help="for questions that name none")
+    parser.add_argument("--half", choices=("tune", "report"))
+    parser.add_argument("--kinds", help="only these kinds, comma-separated")
     parser.add_argument("--retrieval-only", action="store_true")
     parser.add_argument("--limit", type=int)
     parser.add_argument("--ids", help="only these question ids, comma-separated")
@@ -224,13 +173,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.summarise:
         stored = json.loads(Path(args.summarise).read_text(encoding="utf-8"))
-        questions = {json.loads(line)["id"]: json.loads(line)
-                     for line in Path(args.questions).read_text(encoding="utf-8").splitlines() if line.strip()}
-        scored = [score(questions[r["id"]], r) for r in stored["results"]]
-        print(json.dumps(summarise(scored, stored["results"]), indent=2, ensure_ascii=False))
+        questions = {q["id"]: q for q in read_questions(args.questions)}
+        results = [r for r in stored["results"] if r["id"] in questions]
+        scored = [score(questions[r["id"]], r) for r in results]
+        print(json.dumps(summarise(scored, results), indent=2, ensure_ascii=False))
         return
-    if not (args.questions and args.documents):
-        parser.error("--questions and --documents are needed")
     run(args)
 
 

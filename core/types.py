@@ -217,6 +217,8 @@ class SentenceSupport:
     score: float  # share of the sentence's keywords and numbers the cited passages hold (0..1)
     evidence: tuple[EvidenceSpan, ...] = ()  # the supporting passage sentences, when supported
     checked: bool = True
+    missing: tuple[str, ...] = ()  # facts it states that no passage holds, as written ("$100,000")
+    withdrawn_because: str = ""  # why it was withdrawn from the answer (``llm.verification``); "" when kept
 
     @property
     def flagged(self) -> bool:
@@ -259,6 +261,7 @@ class Answer:
     sentences: tuple[SentenceSupport, ...] = ()  # the text sentence by sentence, each with its grounding
     abstained: bool = False  # the pipeline answered "not in the documents" itself; ``sources`` are the closest passages
     withdrawn_draft: str | None = None  # when abstention withdrew a generated answer: that answer, for the user to judge
+    withdrawn: tuple[SentenceSupport, ...] = ()  # sentences removed because no passage holds what they state
 
     def citation(self, number: int) -> Citation | None:
         return next((c for c in self.citations if c.number == number), None)

@@ -1,44 +1,58 @@
-"""Turn generated text into an ``Answer`` whose [n] markers point at passages that say what is claimed.
+"""Turn generated text into an ``Answer`` that says only what the passages say, each sentence cited.
 
 Worked example, with sources [1] guide.pdf p.2 "Run `make run` to install." and
 [2] readme.md › Install "It needs Python 3.11." in the prompt::
 
-    "Run make run [1]. It needs Python 3.11 [2][7]. It also needs Rust."
-    -> text      "Run make run [1]. It needs Python 3.11 [2]. It also needs Rust."
+    "Run make run [1]. It needs Python 3.11 [2][7]. It also needs Rust 1.80."
+    -> text      "Run make run [1]. It needs Python 3.11 [2]."
        citations (1 -> guide.pdf p.2, 2 -> readme.md › Install)
        sentences "Run make run [1]."          supported, evidence [1] chars 0-26
                  "It needs Python 3.11 [2]."  supported, evidence [2] chars 0-21
-                 "It also needs Rust."        flagged: no passage says it
+       withdrawn "It also needs Rust 1.80."   states 1.80, which no passage holds
 
-Marker forms the models actually write are understood: ``[1]``, ``[1][2]``,
-``[1, 2]``, ``[1，2]`` and full-width ``【1】``. Numbers that name no source are
-removed from the text, so the user never sees a citation that leads nowhere.
+The steps:
 
-Then every sentence is grounded (``llm.grounding``): a marker whose passage
-does not support its sentence moves to a passage that does, a supported
-sentence without a marker gets one, and a sentence no passage supports is
-flagged in ``Answer.sentences`` so the UI can show it as not found in the
-sources. ``grounded_share`` is the share of checkable sentences that are
-supported.
+1. Marker forms the models write (``[1]``, ``[1][2]``, ``[1, 2]``, ``[1，2]``, ``【1】``) are read;
+   numbers that name no source are removed, so no citation leads nowhere.
+2. Every sentence is grounded (``llm.grounding``): a marker whose passage does not support its
+   sentence moves to one that does, a supported sentence without a marker gets one, a sentence no
+   passage supports is flagged. A figure copied from the wrong row of a cited table is flagged
+   (``llm.figures``).
+3. Sentences that state a fact no passage holds, or rest on a passage about another year than the
+   question names, are withdrawn (``llm.verification``): removed from the text, kept in
+   ``Answer.withdrawn`` with the reason.
+4. When no supported sentence is left (``AnswerPolicy.decline_unsupported``; otherwise when no
+   sentence is left at all), or the model itself said the documents do not hold the answer, the
+   answer is "not in the documents" with the passages as the closest ones, and the model's text is
+   kept as ``withdrawn_draft`` for the user to judge.
 
-A sentence whose figure stands in a cited table's row other than the one that
-holds the question's measure is flagged too (``llm.figures``).
+``Answer.supported`` is True only when every checkable sentence shown is supported.
 
-Deliberately not here: the support test itself (``llm.grounding``), deciding to
-abstain. An answer with no valid citation is flagged ``supported=False`` so the
-UI can say so; it is not hidden.
+Deliberately not here: the support test itself (``llm.grounding``), the facts (``llm.facts``),
+abstaining before generation (``retrieval.evidence``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
 
-from core.types import Answer, Citation, Question, Source
+from core.types import Answer, Citation, Question, SentenceSupport, Source
+from llm.facts import ShownFacts
 from llm.figures import figures_in_right_rows
-from llm.grounding import GroundedText, ground
-from llm.sentences import MARKER
+from llm.grounding import ABSTENTION, ground
+from llm.refusals import NOT_IN_DOCUMENTS, draft_withdrawn
+from llm.sentences import MARKER, segments
+from llm.verification import check_facts, check_periods, without_withdrawn
+
+
+@dataclass(frozen=True)
+class AnswerPolicy:
+    """What happens to sentences the checks reject (the defaults: docs/benchmarks.md, Answers)."""
+
+    withdraw: bool = True  # sentences with invented facts or from another year's passage are removed
+    decline_unsupported: bool = True  # no supported sentence left: "not in the documents" (else: none left)
 
 
 def citation_from_source(source: Source) -> Citation:
@@ -57,21 +71,25 @@ def citation_from_source(source: Source) -> Citation:
     )
 
 
-def _without_headers(grounded: GroundedText, lengths: Mapping[int, int]) -> GroundedText:
+def _without_headers(sentences: Sequence[SentenceSupport], lengths: Mapping[int, int]) -> tuple[SentenceSupport, ...]:
     """Evidence offsets into header + passage, turned into offsets into the passage (evidence in the header dropped)."""
-    sentences = []
-    for sentence in grounded.sentences:
+    moved = []
+    for sentence in sentences:
         evidence = []
         for item in sentence.evidence:
             shift = lengths.get(item.source_number, 0)
             if item.end_char > shift:
                 evidence.append(replace(item, start_char=max(0, item.start_char - shift), end_char=item.end_char - shift))
-        sentences.append(replace(sentence, evidence=tuple(evidence)))
-    return GroundedText(grounded.text, tuple(sentences))
+        moved.append(replace(sentence, evidence=tuple(evidence)))
+    return tuple(moved)
 
 
-def make_answer(question: Question, generated: str, sources: Sequence[Source]) -> Answer:
-    """Keep valid [n] markers, drop the others, ground each sentence, and list what is cited."""
+def make_answer(question: Question, generated: str, sources: Sequence[Source], policy: AnswerPolicy = AnswerPolicy(),
+                scoped: Collection[str] = ()) -> Answer:
+    """Keep valid [n] markers, ground and check each sentence, withdraw what no passage holds (see module doc).
+
+    ``scoped``: the documents the question was scoped to by the period it names (``retrieval.scope``).
+    """
     by_number = {source.number: citation_from_source(source) for source in sources}
 
     def keep_valid(match: re.Match[str]) -> str:
@@ -80,31 +98,50 @@ def make_answer(question: Question, generated: str, sources: Sequence[Source]) -
 
     text = MARKER.sub(keep_valid, generated)
     text = re.sub(r"[ \t]+([.。,，;；!！?？])", r"\1", text).strip()  # space left before punctuation by a removed marker
-    # Grounding reads the text the model was shown (a prefix of the chunk when the prompt
-    # shortened it), so evidence offsets hold for the chunk text too. The source's header (its document's
-    # organisation and period) was shown as well: a period stated only there counts, its offsets are taken off.
+    # Grounding reads the text the model was shown (a prefix of the chunk when the prompt shortened it),
+    # with the source's header (its document's title, organisation, period): a period stated only there counts.
     headers = {source.number: source.hit.chunk.header + "\n" if source.hit.chunk.header else "" for source in sources}
-    grounded = ground(text, {source.number: headers[source.number] + source.text for source in sources},
-                      given=question.stated_numbers)
-    if any(headers.values()):
-        grounded = _without_headers(grounded, {number: len(header) for number, header in headers.items()})
+    shown = {source.number: headers[source.number] + source.text for source in sources}
+    grounded = ground(text, shown, given=question.stated_numbers)
     # A figure copied from the wrong row of a cited table (cost of sales for net sales) is not supported.
-    shown = {source.number: source.text for source in sources}
-    grounded = GroundedText(grounded.text, tuple(
+    bare_shown = {source.number: source.text for source in sources}
+    sentences = tuple(
         replace(sentence, supported=False, evidence=())
-        if sentence.supported and not all(figures_in_right_rows(question, sentence.text, shown[n])
-                                          for n in sentence.citations if n in shown)
+        if sentence.supported and not all(figures_in_right_rows(question, sentence.text, bare_shown[n])
+                                          for n in sentence.citations if n in bare_shown)
         else sentence
         for sentence in grounded.sentences
-    ))
-    cited = {n for sentence in grounded.sentences for n in sentence.citations}
+    )
+    claims = [segment.claim and not ABSTENTION.search(grounded.text[s.start_char:s.end_char])
+              for segment, s in zip(segments(text), sentences)]
+    # Facts may come from anything the model was shown of a source: its location line (file, headings) too.
+    facts_shown = ShownFacts({n: f"{s.hit.chunk.location}\n{shown[n]}" for n, s in ((s.number, s) for s in sources)},
+                             {s.number: (s.hit.chunk.source, s.hit.chunk.page) for s in sources})
+    sentences = check_facts(question, sentences, claims, facts_shown)
+    sentences = check_periods(question, sentences, shown, headers, {s.number: s.hit.chunk.source for s in sources},
+                              scoped)
+    sentences = _without_headers(sentences, {number: len(header) for number, header in headers.items()})
+    final_text, kept = (without_withdrawn(grounded.text, sentences) if policy.withdraw
+                        else (grounded.text, tuple(replace(s, withdrawn_because="") for s in sentences)))
+    withdrawn = tuple(s for s in sentences if s.withdrawn_because) if policy.withdraw else ()
+    cited = {n for sentence in kept for n in sentence.citations}
     citations = tuple(by_number[n] for n in sorted(cited))
+    all_sources = tuple(by_number[n] for n in sorted(by_number))
+    checkable = [s for s in kept if s.checked]
+    said_not_found = any(ABSTENTION.search(s.text) for s in kept) and not any(s.supported for s in kept)
+    left = [s for s in kept if s.supported] if policy.decline_unsupported else checkable
+    if said_not_found or (not left and (checkable or withdrawn)):
+        missing = tuple(dict.fromkeys(item for s in withdrawn for item in s.missing))
+        return Answer(question=question.text,
+                      text=f"{NOT_IN_DOCUMENTS[question.language]} {draft_withdrawn(question.language, missing)}",
+                      citations=(), sources=all_sources, supported=False, abstained=True,
+                      withdrawn_draft=grounded.text, sentences=(), withdrawn=withdrawn)
     return Answer(
         question=question.text,
-        text=grounded.text,
+        text=final_text,
         citations=citations,
-        sources=tuple(by_number[n] for n in sorted(by_number)),
-        supported=bool(citations),
-        sentences=grounded.sentences,
+        sources=all_sources,
+        supported=bool(citations) and bool(checkable) and all(s.supported for s in checkable),
+        sentences=kept,
+        withdrawn=withdrawn,
     )
-

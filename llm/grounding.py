@@ -74,7 +74,7 @@ MIN_CLAIM_ITEMS = 2  # fewer keywords + numbers than this: not a checkable claim
 WINDOW_SENTENCES = 2  # a claim is compared with at most this many sentences of each passage
 
 # A sentence saying the sources lack something is not a claim about their content.
-_ABSTENTION = re.compile(
+ABSTENTION = re.compile(
     r"(?:documents?|sources?|passages?|context)\s+(?:do|does|did)\s+not\s+(?:contain|mention|say|provide|include|specify)"
     r"|not\s+(?:found|mentioned|provided|specified|stated)\s+in\s+the\s+(?:documents?|sources?|passages?)"
     r"|(?:资料|文档|来源|段落)[^。！？]{0,8}(?:没有|未|并未)(?:提到|提及|包含|说明|给出|找到)"
@@ -184,7 +184,7 @@ def _ground_sentence(
 ) -> _Decision:
     claim = bare(sentence)
     unchecked = _Decision(cited, False, 0.0, (), checked=False)
-    if _ABSTENTION.search(claim):
+    if ABSTENTION.search(claim):
         return unchecked
     language = text_language(claim)
     items_for = {lang: comparable_items(claim, lang, given) for lang in {language, *(p.language for p in sources.values())}}

@@ -14,6 +14,10 @@ citation check (``llm.answer.make_answer``) sees one answer over all sources.
 It costs one prompt per document (measured in docs/benchmarks.md); the lines
 stream as each is finished.
 
+A question asking which documents say something ("Which filings mention the stock split?",
+``retrieval.scope.Scope.lists``) is asked the same way, with a prompt that lets the model say "Not
+stated"; the pipeline keeps the lines of the documents that state it (``app.answering``).
+
 Deliberately not here: choosing the documents and their order (``retrieval.scope``
 and the pipeline), a closing summary sentence (the model's "it increased" is
 what the list replaces; the reader sees the trend in the figures).
@@ -49,13 +53,28 @@ def _renumber(text: str, number: int) -> str:
     return text
 
 
+# How a line of a list answer says its document does not answer (the list prompt asks for "Not stated").
+_NOT_STATED = re.compile(
+    r"^\W*(?:not\s+stated|no\b|none\b|n/a\b|(?:it|this|the\s+(?:source|document|filing|page))\s+"
+    r"(?:does\s+not|doesn't|do\s+not)|does\s+not|doesn't)|没有提到|未提到|没有提及|未提及|并未|^\W*(?:没有|无|不)",
+    re.IGNORECASE)
+
+
+def not_stated(text: str) -> bool:
+    """Whether a line of a list answer says its document does not hold what was asked."""
+    return _NOT_STATED.search(MARKER.sub(" ", text)) is not None
+
+
 def per_document_answer(
     generator: Generator, builder: PromptBuilder, question: Question, sources: Sequence[Source],
-    labels: Sequence[str], max_tokens: int, temperature: float,
+    labels: Sequence[str], max_tokens: int, temperature: float, listing: bool = False,
 ) -> Iterator[DocumentLine]:
-    """Ask ``question`` of each source alone (``labels[i]`` names its document); one line per source, in order."""
+    """Ask ``question`` of each source alone (``labels[i]`` names its document); one line per source, in order.
+
+    ``listing``: a question asking which documents say something; each line says what its document states,
+    or that it does not (``not_stated`` tells those lines apart)."""
     for source, label in zip(sources, labels):
-        prompt = builder.build(question, [source.hit], focus=label)
+        prompt = builder.build(question, [source.hit], focus=label, listing=listing)
         text = "".join(generator.stream_chat(prompt.messages, max_tokens, temperature))
         # Only the first line: the model sometimes adds a second, general sentence about the other periods.
         first = next((line for line in text.strip().splitlines() if line.strip()), "")

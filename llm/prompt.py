@@ -92,6 +92,17 @@ FOCUS = {
 
 
 
+# A question asking which documents say something (``retrieval.scope.Scope.lists``) is asked of one document at a
+# time too; the line must say what this document states, or that it does not, so the list keeps only those that do.
+LIST_FOCUS = {
+    "en": "Question: {question}\nThe source is from {document}. Answer for this document alone, in one English "
+          "sentence that says what the source states about it, cited like [1]. If the source does not say, write: "
+          "Not stated.",
+    "zh": "问题：{question}\n资料来自{document}。只就这份资料回答：用一句中文写出资料中与问题有关的内容，并用 [1] 注明来源。"
+          "如果资料没有提到，就写：没有提到。",
+}
+
+
 # A quarter is "three months" in statement headings; the question's word must meet the heading's.
 _SYNONYMS = {"quarter": "three month", "quarterly": "three month", "季度": "三个月", "year-to-date": "", "ytd": "",
              "half": "six month", "上半年": "六个月"}
@@ -234,13 +245,14 @@ class PromptBuilder:
 
     def build(
         self, question: Question, hits: Sequence[Hit], history: Sequence[Turn] = (), history_turns: int = 2,
-        *, focus: str | None = None, period: str = "",
+        *, focus: str | None = None, period: str = "", listing: bool = False,
     ) -> Prompt:
-        """``focus``: the document the answer must be about alone (one prompt per document, ``llm.per_document``).
+        """``focus``: the document the answer must be about alone (one prompt per document, ``llm.per_document``);
+        ``listing``: that document is one of several a list question asks about (say what it states, or "not stated").
         ``period``: the period of the one document the question names, which picks its tables' columns
         (``linearise_tables``)."""
         language = question.language
-        closing = (FOCUS[language].format(question=question.text, document=focus) if focus
+        closing = ((LIST_FOCUS if listing else FOCUS)[language].format(question=question.text, document=focus) if focus
                    else CLOSING[language].format(question=question.text))
         question_part = f"\n{closing}"
         fixed = self._count(SYSTEM_PROMPT) + self._count("Sources:\n" + question_part) + 2 * self._overhead

@@ -4,7 +4,8 @@
 - ``EMPTY_COLLECTION``: there is nothing to search yet;
 - ``not_in_documents``: the passages do not cover the question (abstention), naming the
   question's names and numbers no passage holds, so the user learns what to rephrase or add;
-- ``DRAFT_WITHDRAWN``: added when the check after generation withdrew a streamed draft.
+- ``draft_withdrawn``: added when a check after generation withdrew a streamed draft, naming the
+  facts no passage holds.
 
 Deliberately not here: deciding to refuse (``retrieval.evidence.AbstentionPolicy`` and
 ``Pipeline.would_abstain``), messages of errors (they travel as ``core.errors.KbError``).
@@ -31,10 +32,22 @@ DRAFT_WITHDRAWN = {
     "en": "(The model's draft answer was withdrawn: no passage states it in answer to this question.)",
     "zh": "（模型起草的答案已撤回：没有段落针对这个问题给出该答案。）",
 }
+DRAFT_FACTS_WITHDRAWN = {
+    "en": "(The model's draft answer was withdrawn: no passage states {items}.)",
+    "zh": "（模型起草的答案已撤回：没有段落提到{items}。）",
+}
 EMPTY_COLLECTION = {
     "en": "The knowledge base is empty. Add documents first: `kb ingest <folder>` or the Documents panel.",
     "zh": "知识库是空的。请先添加文档：运行 `kb ingest <文件夹>` 或使用“文档”面板上传。",
 }
+
+
+def draft_withdrawn(language: str, missing: tuple[str, ...] = ()) -> str:
+    """The note after a refusal that withdrew a generated draft, naming the facts no passage holds."""
+    if not missing:
+        return DRAFT_WITHDRAWN[language]
+    items = ("、" if language == "zh" else ", ").join(missing[:5])
+    return DRAFT_FACTS_WITHDRAWN[language].format(items=items)
 
 
 def not_in_documents(question: Question, evidence: Evidence | None) -> str:

@@ -93,15 +93,22 @@ class AbstentionPolicy:
                 and not evidence.missing_specifics)
 
 
-def measure_evidence(collection: Collection, question: Question, top: Sequence[Hit]) -> Evidence | None:
-    """How well ``top`` (the passages for the prompt) cover the question; None when there are none."""
+def measure_evidence(collection: Collection, question: Question, top: Sequence[Hit],
+                     held: frozenset[str] = frozenset()) -> Evidence | None:
+    """How well ``top`` (the passages for the prompt) cover the question; None when there are none.
+
+    ``held``: items of the question the documents hold by what they are, whatever their passages say:
+    the period words the question's scope matched (``retrieval.scope``: "Q1" of "Microsoft's Q1 fiscal 2024"
+    names the filing for the quarter ended September 30, 2023, whose pages never say "Q1").
+    """
     if not top:
         return None
+    missing = _missing_specifics(collection, question, top)
     return Evidence(
         coverage=collection.keyword_coverage(_covered_terms(question, top), [h.chunk_id for h in top if h.chunk_id is not None]),
         best_keyword=max(h.keyword_score or 0.0 for h in top),
         best_dense=max(h.dense_score or 0.0 for h in top),
-        missing_specifics=_missing_specifics(collection, question, top),
+        missing_specifics=tuple(item for item in missing if item not in held),
     )
 
 

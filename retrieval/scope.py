@@ -26,6 +26,8 @@ collection's ``DocumentRecord``s:
 - across periods ("over the quarters", "each quarter", "各季度", "各版本"): the
   answer needs one passage from each document in scope, in date order
   (``Scope.across``).
+- a list of documents ("which filings …", "how many of the reports …", "哪些版本……", "列出……"):
+  each of the best documents' best passage, one line per document (``Scope.lists``), scoped or not.
 
 When names and periods narrow to nothing (a quarter the collection does not
 hold), the question is left unscoped: retrieval and abstention then see every
@@ -40,7 +42,8 @@ Worked example, with the 20 10-Q filings "2022 Q3 AAPL.pdf" ... "2023 Q3 NVDA.pd
 
 ``prompt_hits`` picks the passages for the prompt from the ranked hits: the
 best few; for ``across`` each document's best, oldest first; for ``several``
-each document's best first, then the best of the rest.
+each document's best first, then the best of the rest; for ``lists`` the best
+passage of each of the best documents.
 
 Deliberately not here: how retrieval searches within the scope (``retrieval.fusion``
 filters candidates to it), synonyms of names ("Big Blue"), fiscal-calendar arithmetic (a fiscal
@@ -71,9 +74,24 @@ _ACROSS = re.compile(
     r"across\s+(?:the\s+|these\s+|all\s+)?(?:quarters|periods|filings|reports|versions|releases)|"
     r"(?:each|every)\s+(?:quarter|period|filing|report|version|release)|quarter[\s-]+(?:by|over|to)[\s-]+quarter|"
     r"across\s+(?:the\s+|these\s+|all\s+)?\d*-?[a-z]*s\s+in\s+this\s+set|across\s+(?:its|their)\s+(?:filings|reports)|"
-    r"trend(?:ed|ing|s)?)\b|各季度|每个?季度|各个?季度|逐季|历个?季度|各期|各个?版本|每个版本|历个?版本|各次|历次",
+    r"each\s+of\s+(?:\S+\s+){1,2}?(?:filings|reports|10-qs|quarters|periods|versions|releases)|"
+    r"(?:each|every)\s+(?:\w+\s+)?(?:10-qs?|filing|report)|"
+    r"trend(?:ed|ing|s)?)\b|各季度|每个?季度|各个?季度|逐季|历个?季度|各期|各个?版本|每个版本|历个?版本|各次|历次|各年|历年|每一?年",
     re.IGNORECASE,
 )
+_DOCUMENT_NOUNS = (r"filings|documents|reports|files|pages|releases|release\s+notes|notes|versions|notices|quarters|years|"
+                   r"protocols|plans|papers|10-qs|articles|manuals|guides|tutorials|tutorial\s+pages|announcements|"
+                   r"policies|contracts|letters|minutes|specifications|statements")
+_DOCUMENT_NOUNS_ZH = r"(?:版本|文档|文件|页面|报告|通知|年份|年|季度|发版说明|简章|公告|文章|教程)"
+# A question whose answer is a list of documents: "which filings …", "in which years …", "how many of the reports …",
+# "list the pages that …", "哪些版本……", "列出各年……". Answered one document at a time, one line each, naming it.
+_LISTS = re.compile(
+    rf"\bwhich\s+(?:of\s+(?:the|these|those|\S+)\s+)?(?:\S+\s+){{0,2}}?(?:{_DOCUMENT_NOUNS})\b|"
+    rf"\bin\s+which\s+(?:of\s+\S+\s+)?(?:\S+\s+)?(?:{_DOCUMENT_NOUNS})\b|"
+    rf"\bhow\s+many\s+(?:of\s+(?:the|these)\s+)?(?:\S+\s+)?(?:{_DOCUMENT_NOUNS})\b|"
+    rf"\blist\s+(?:all\s+|the\s+|each\s+|every\s+)?(?:\S+\s+){{0,3}}?(?:{_DOCUMENT_NOUNS})\b|"
+    rf"(?:哪些|哪几个?|哪一些|有几(?:个|份|篇)|多少(?:个|份|篇)|几个|几份|几篇)[^，。？?]{{0,12}}?{_DOCUMENT_NOUNS_ZH}",
+    re.IGNORECASE)
 # A comparison with another period of the same document: "compared with Q2 2022", "the year-earlier quarter".
 _COMPARES = re.compile(
     r"\b(compar\w*|versus|vs\.?|year[\s-]+(?:ago|earlier|before)|prior[\s-]+(?:year|period|quarter)|previous|"
@@ -100,6 +118,7 @@ class Scope:
     several: bool = False  # names more than one organisation: each document in scope gets a passage
     one_each: bool = False  # ``several``, one document each: answered one document at a time, like ``across``
     compares: bool = False  # compares periods ("Q2 2023 compared with Q2 2022", "the year-earlier quarter")
+    lists: bool = False  # asks which documents (or a line for each): answered one document at a time, each named
     # For ``across``: the question as asked of one document ("How has X changed over the quarters?" ->
     # "What was X?"); asked of each document as it is, the small model computes a change instead of a figure.
     per_document_question: str = ""
@@ -198,6 +217,7 @@ def scope_question(question: Question, records: Mapping[str, DocumentRecord]) ->
     if len(records) < 2:
         return Scope()
     text = question.search_text
+    lists = bool(_LISTS.search(text))
     names = {source: document_names(record) for source, record in records.items()}
     everywhere = frozenset.intersection(*names.values()) if names else frozenset()
     asked = _words(text)
@@ -219,7 +239,7 @@ def scope_question(question: Question, records: Mapping[str, DocumentRecord]) ->
 
         in_period = {s for s in in_scope if matches(s) or not _has_period(records[s])}
         if not any(matches(s) for s in in_period):
-            return Scope()  # a period no document has: leave it to retrieval and abstention
+            return Scope(lists=lists)  # a period no document has: leave it to retrieval and abstention
         in_scope = in_period
 
     latest = bool(_LATEST.search(text)) and not periods_named
@@ -235,7 +255,7 @@ def scope_question(question: Question, records: Mapping[str, DocumentRecord]) ->
             in_scope = newest | {s for s in in_scope if records[s].date is None}
 
     if not in_scope or in_scope == set(records):
-        return Scope()  # nothing named, or everything: no narrowing
+        return Scope(lists=lists)  # nothing named, or everything: no narrowing
     ordered = sorted(in_scope, key=lambda s: (records[s].date or date.min, records[s].version_tuple or (), s))
     dated = [s for s in ordered if records[s].date is not None or records[s].version is not None]
     across = bool(_ACROSS.search(text)) and len(dated) > 1
@@ -250,7 +270,7 @@ def scope_question(question: Question, records: Mapping[str, DocumentRecord]) ->
         "v" + ".".join(map(str, v)) for v in versions]
     return Scope(documents=tuple(ordered), names=tuple(named_words), periods=tuple(period_labels),
                  latest=latest, across=across, several=several, one_each=one_each,
-                 compares=bool(_COMPARES.search(text)),
+                 compares=bool(_COMPARES.search(text)), lists=lists and not across,
                  per_document_question=single_period_question(text) if across else "")
 
 
@@ -270,6 +290,11 @@ def named_period(scope: Scope, records: Mapping[str, DocumentRecord]) -> str:
 def prompt_hits(hits: Sequence[Hit], scope: Scope, best: int, across: int) -> tuple[Hit, ...]:
     """The hits for the prompt: the ``best`` first; across periods, or several organisations with one
     document each, each document's best, oldest first (the newest ``across`` documents when there are more)."""
+    if scope.lists and not scope.across:
+        documents: dict[str, Hit] = {}  # each document's best hit, best documents first
+        for hit in hits:
+            documents.setdefault(hit.chunk.source, hit)
+        return tuple(list(documents.values())[:across])
     if not scope.across and not scope.several:
         return tuple(hits[:best])
     first: dict[str, Hit] = {}

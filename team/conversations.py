@@ -101,12 +101,14 @@ def answer_from_json(text: str) -> Answer:
         known = {k: v for k, v in row.items() if k in SentenceSupport.__dataclass_fields__}
         known["citations"] = tuple(known.get("citations") or ())
         known["evidence"] = tuple(EvidenceSpan(**span) for span in known.get("evidence") or ())
+        known["missing"] = tuple(known.get("missing") or ())
         return SentenceSupport(**known)
 
     known = {k: v for k, v in data.items() if k in Answer.__dataclass_fields__}
     known["citations"] = tuple(citation(c) for c in known.get("citations") or ())
     known["sources"] = tuple(citation(c) for c in known.get("sources") or ())
     known["sentences"] = tuple(sentence(s) for s in known.get("sentences") or ())
+    known["withdrawn"] = tuple(sentence(s) for s in known.get("withdrawn") or ())
     return Answer(**known)
 
 

@@ -156,15 +156,19 @@ def test_an_invented_setting_name_is_not_supported_by_a_passage_holding_its_part
     assert stated.sentences[0].supported  # the same identifier, whatever its case
 
 
-def test_answer_carries_sentences_and_the_share_of_grounded_ones():
+def test_answer_carries_sentences_and_withdraws_the_one_stating_what_no_passage_holds():
     sources = [Source(n, Hit(Chunk(f"doc{n}.md", None, (), 0, len(t), t), 0.9, n), t)
                for n, t in ((1, FRUIT), (2, REFERENCE))]
     answer = make_answer(analyse_question("q"), "The web interface listens on port 8501 [1]. It uses TLS 1.3 [2].", sources)
-    assert answer.text == "The web interface listens on port 8501 [2]. It uses TLS 1.3 [2]."
-    assert [s.supported for s in answer.sentences] == [True, False]
-    assert answer.grounded_share == 0.5
-    assert [s.text for s in answer.unsupported_sentences] == ["It uses TLS 1.3 [2]."]
+    assert answer.text == "The web interface listens on port 8501 [2]."  # the marker moved to the passage that says it
+    assert [s.supported for s in answer.sentences] == [True]
+    assert answer.grounded_share == 1.0 and answer.supported
+    assert [(s.text, s.missing) for s in answer.withdrawn] == [("It uses TLS 1.3 [2].", ("1.3", "TLS"))]
     assert [c.source for c in answer.citations] == ["doc2.md"]
+    unsure = make_answer(analyse_question("q"), "The web interface listens on port 8501 [1]. It is reliable and secure for teams [2].",
+                         sources)
+    assert [s.supported for s in unsure.sentences] == [True, False]  # no invented fact: shown, flagged
+    assert [s.text for s in unsure.unsupported_sentences] == ["It is reliable and secure for teams [2]."] and not unsure.supported
 
 
 def test_real_model_answer_is_grounded_in_the_passage_it_cites(generator):

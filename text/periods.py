@@ -113,17 +113,22 @@ def _safe_date(year: int, month: int, day: int) -> date | None:
 
 def find_dates(text: str) -> list[date]:
     """Every calendar date written out in ``text``, in order of appearance."""
-    found: list[tuple[int, date]] = []
+    return [parsed for _, _, parsed in date_spans(text)]
+
+
+def date_spans(text: str) -> list[tuple[int, int, date]]:
+    """(start, end, date) of every calendar date written out in ``text``, in order of appearance."""
+    found: list[tuple[int, int, date]] = []
     for match in _ENGLISH_DATE.finditer(text):
         parsed = _safe_date(int(match.group(3)), MONTHS[match.group(1).lower().rstrip(".")], int(match.group(2)))
         if parsed:
-            found.append((match.start(), parsed))
+            found.append((match.start(), match.end(), parsed))
     for pattern in (_ISO_DATE, _CHINESE_DATE):
         for match in pattern.finditer(text):
             parsed = _safe_date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
             if parsed:
-                found.append((match.start(), parsed))
-    return [parsed for _, parsed in sorted(found, key=lambda item: item[0])]
+                found.append((match.start(), match.end(), parsed))
+    return sorted(found, key=lambda item: item[0])
 
 
 def period_end_dates(text: str) -> list[date]:
@@ -207,6 +212,20 @@ def find_versions(text: str, *, named: bool = False) -> list[tuple[int, ...]]:
 def find_years(text: str) -> list[int]:
     """Four-digit years 1900-2099 standing alone (not inside 12,023 or 2023.5 or 2023%)."""
     return list(dict.fromkeys(int(year) for year in _YEAR_ALONE.findall(text)))
+
+
+# A question's word that names a period rather than a thing: "q1", "fy2024", "h2", "2023", "23".
+PERIOD_WORD = re.compile(r"q[1-4]|fy\d{0,4}|h[12]|(?:19|20)\d\d|\d\d", re.IGNORECASE)
+_COHORT = re.compile(r"\s*级")  # "2019级学生": the class that enrolled in 2019, not the year something happened
+
+
+def year_mentions(text: str) -> list[int]:
+    """``find_years`` without years that name a cohort ("2019级"): the years a text speaks of.
+
+    "在2021年的考试中，2019级学生通过率达93%" -> [2021].
+    """
+    return list(dict.fromkeys(int(match.group(1)) for match in _YEAR_ALONE.finditer(text)
+                              if not _COHORT.match(text, match.end())))
 
 
 def version_matches(asked: tuple[int, ...], document: tuple[int, ...]) -> bool:
