@@ -124,6 +124,8 @@ def _print_streamed_answer(
         typer.echo("\n(This answer cites none of the documents: treat it as unsupported.)")
     for sentence in answer.unsupported_sentences:
         typer.echo(f"  not found in the sources: {sentence.text.strip()}", err=True)
+    for sentence in answer.withdrawn:
+        typer.echo(f"  withdrawn ({sentence.withdrawn_because}): {sentence.text.strip()}", err=True)
     return answer
 
 

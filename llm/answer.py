@@ -22,8 +22,9 @@ The steps:
    question names, are withdrawn (``llm.verification``): removed from the text, kept in
    ``Answer.withdrawn`` with the reason.
 4. When no supported sentence is left (``AnswerPolicy.decline_unsupported``; otherwise when no
-   sentence is left at all), or the model itself said the documents do not hold the answer, the
-   answer is "not in the documents" with the passages as the closest ones, and the model's text is
+   sentence is left at all), the model itself said the documents do not hold the answer, or the
+   answer is made of citation markers and fragments ("[1] [2][3]", "U.S [1]."), the answer is
+   "not in the documents" with the passages as the closest ones, and the model's text is
    kept as ``withdrawn_draft`` for the user to judge.
 
 ``Answer.supported`` is True only when every checkable sentence shown is supported.
@@ -84,6 +85,16 @@ def _without_headers(sentences: Sequence[SentenceSupport], lengths: Mapping[int,
     return tuple(moved)
 
 
+_WORDS = re.compile(r"[A-Za-z]{2,}|\d+|[\u3400-\u4dbf\u4e00-\u9fff]")
+_YES_NO = re.compile(r"^\W*(?:yes|no|是|否|对|不|能|不能|可以|不可以)\W*$", re.IGNORECASE)
+
+
+def _fragment(sentence: str) -> bool:
+    """A sentence that says nothing: markers, a letter or one word (a bare yes or no is an answer)."""
+    bare = MARKER.sub(" ", sentence)
+    return len(_WORDS.findall(bare)) < 2 and not _YES_NO.match(bare)
+
+
 def make_answer(question: Question, generated: str, sources: Sequence[Source], policy: AnswerPolicy = AnswerPolicy(),
                 scoped: Collection[str] = ()) -> Answer:
     """Keep valid [n] markers, ground and check each sentence, withdraw what no passage holds (see module doc).
@@ -129,8 +140,9 @@ def make_answer(question: Question, generated: str, sources: Sequence[Source], p
     all_sources = tuple(by_number[n] for n in sorted(by_number))
     checkable = [s for s in kept if s.checked]
     said_not_found = any(ABSTENTION.search(s.text) for s in kept) and not any(s.supported for s in kept)
+    said_nothing = bool(kept) and all(_fragment(s.text) for s in kept)  # "[1] [2][3]", "U.S [1]."
     left = [s for s in kept if s.supported] if policy.decline_unsupported else checkable
-    if said_not_found or (not left and (checkable or withdrawn)):
+    if said_not_found or said_nothing or (not left and (checkable or withdrawn)):
         missing = tuple(dict.fromkeys(item for s in withdrawn for item in s.missing))
         return Answer(question=question.text,
                       text=f"{NOT_IN_DOCUMENTS[question.language]} {draft_withdrawn(question.language, missing)}",

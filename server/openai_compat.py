@@ -74,6 +74,13 @@ class SupportedSentence(BaseModel):
     checked: bool
 
 
+class WithdrawnSentence(BaseModel):
+    text: str
+    because: str = Field(description="Why it was removed: the facts it states that no passage holds, or the other period "
+                                     "its passage is about.")
+    missing: list[str] = Field(description="The figures, dates, names it states that no passage holds, as written.")
+
+
 class CitedPassage(BaseModel):
     number: int
     source: str
@@ -92,11 +99,13 @@ class KbAnswer(BaseModel):
 
     text: str
     abstained: bool = Field(description="The documents do not cover the question; the text says so.")
-    supported: bool = Field(description="False when the answer cites no passage.")
+    supported: bool = Field(description="True only when every checkable sentence shown is supported by a passage it cites.")
     citations: list[CitedPassage] = Field(description="The passages the text cites as [n].")
     closest_passages: list[CitedPassage] = Field(description="When abstained: the passages that came closest.")
     sentences: list[SupportedSentence]
     withdrawn_draft: str | None = Field(None, description="A generated answer the check withdrew, for the user to judge.")
+    withdrawn: list[WithdrawnSentence] = Field(default_factory=list, description="Sentences removed from the text "
+                                               "because no passage holds what they state.")
     queue_position: int = Field(0, description="Most questions that were ahead of this one while it waited.")
     first_token_ms: float | None = None
     total_ms: float | None = None
@@ -161,6 +170,8 @@ def kb_answer(answer: Answer, timings: AskTimings | None, queue_position: int) -
                                      citations=list(s.citations), supported=s.supported, score=round(s.score, 4),
                                      checked=s.checked) for s in answer.sentences],
         withdrawn_draft=answer.withdrawn_draft, queue_position=queue_position,
+        withdrawn=[WithdrawnSentence(text=s.text, because=s.withdrawn_because, missing=list(s.missing))
+                   for s in answer.withdrawn],
         first_token_ms=round(timings.first_token_ms, 1) if timings else None,
         total_ms=round(timings.total_ms, 1) if timings else None,
     )

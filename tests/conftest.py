@@ -54,21 +54,24 @@ def generator(model_cache):
 
 
 @pytest.fixture
-def streamlit_env(monkeypatch, tmp_path, model_cache):
-    """Settings for the Streamlit app under AppTest, run in this process: the small generator and no second
-    embedder (these tests are about the UI, not answer quality), and the app's cached pipeline released
-    afterwards, so each test's models do not stay in memory for the rest of the run."""
+def streamlit_env(monkeypatch, tmp_path, model_cache, generator, e5):
+    """Settings for the Streamlit app under AppTest, which runs in this process: the app builds its pipeline
+    with the run's models (the same loaded e5 and generator objects, not second copies: each copy held 2 GB
+    until the end of the run), no second embedder, and its cached pipeline is released afterwards."""
     import gc
 
     import streamlit as st
 
-    from llm.models import QWEN_0_5B
+    import app.pipeline
+    from retrieval.embedders import E5_NAME, load_embedder
 
     monkeypatch.setenv("KB_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("KB_DOCUMENTS_DIR", str(tmp_path / "docs"))
     monkeypatch.setenv("KB_MODEL_CACHE", str(model_cache))
-    monkeypatch.setenv("KB_LLM_MODEL", QWEN_0_5B.name)
     monkeypatch.setenv("KB_SECOND_EMBEDDER", "none")
+    monkeypatch.setattr(app.pipeline, "LlamaCppGenerator", lambda *args, **options: generator)
+    monkeypatch.setattr(app.pipeline, "load_embedder",
+                        lambda spec, cache: e5 if spec == E5_NAME else load_embedder(spec, cache))
     yield tmp_path
     st.cache_resource.clear()
     gc.collect()

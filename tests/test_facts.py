@@ -134,3 +134,16 @@ def test_the_model_saying_the_documents_lack_the_answer_is_a_refusal():
     answer = make_answer(analyse_question("What does the licence cost?"),
                          "The documents do not mention the cost of a licence.", sources)
     assert answer.abstained
+
+
+@pytest.mark.parametrize("draft", ["[1] [2][3]", "U.S [1]. U.S [1].", "[1]."])
+def test_an_answer_made_of_markers_and_fragments_is_not_an_answer(draft):
+    sources = [_source(1, "Chunks are 256 tokens long (KB_CHUNK_TOKENS)."), _source(2, "Other."), _source(3, "More.")]
+    answer = make_answer(analyse_question("How long is a chunk?"), draft, sources)
+    assert answer.abstained and answer.withdrawn_draft
+
+
+def test_a_bare_yes_is_an_answer():
+    sources = [_source(1, "Yes, the index files are stored without pickle.")]
+    answer = make_answer(analyse_question("Is pickle avoided?"), "Yes [1].", sources)
+    assert not answer.abstained

@@ -66,7 +66,8 @@ class ScriptedGenerator(Generator):
         return len(text) // 3 + 1
 
     def stream_chat(self, messages, max_tokens, temperature):
-        yield from ["The web interface listens on port 8501 [1]. ", "It also serves HTTPS on port 8443 [1]."]
+        yield from ["The web interface listens on port 8501 [1]. ", "It is reliable and secure for teams [1]. ",
+                    "It also serves HTTPS on port 8443 [1]."]
 
 
 def test_unsupported_sentence_is_marked_and_the_gpu_notice_shown_once(ui_env, monkeypatch, e5):
@@ -88,15 +89,19 @@ def test_unsupported_sentence_is_marked_and_the_gpu_notice_shown_once(ui_env, mo
     app.chat_input[0].set_value("Which port does the web interface listen on?").run()
     assert not app.exception
     text = all_text(app)
-    assert f"It also serves HTTPS on port 8443 [1]. {UNSUPPORTED_MARK}" in text
+    assert f"It is reliable and secure for teams [1]. {UNSUPPORTED_MARK}" in text  # unverified: marked
     assert f"8501 [1]. {UNSUPPORTED_MARK}" not in text  # the supported sentence carries no mark
     assert "1 of 2 statements not found in the sources" in text
+    # An invented figure is not shown as part of the answer: it is listed apart, struck out, with the reason.
+    answer_text = [m.value for m in app.chat_message[-1].markdown][0]
+    assert "8443" not in answer_text
+    assert "1 sentence(s) withdrawn: no passage states them" in text and "states 8443" in text
     assert ":orange-background[The web interface listens on port 8501 of 127\\.0\\.0\\.1\\.]" in text
     assert [CUDA_REBUILD_COMMAND in w.value for w in app.sidebar.warning] == [True]
 
     app.run()  # a rerun draws the history and the sidebar again: the notice still once
     assert [CUDA_REBUILD_COMMAND in w.value for w in app.sidebar.warning] == [True]
-    assert f"8443 [1]. {UNSUPPORTED_MARK}" in all_text(app)
+    assert f"teams [1]. {UNSUPPORTED_MARK}" in all_text(app)
 
 
 def test_index_built_with_another_embedder_is_explained_not_a_traceback(ui_env, monkeypatch, minilm_dir):

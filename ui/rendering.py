@@ -67,7 +67,16 @@ def render_answer(answer: Answer, into=None) -> None:
         )
 
 
+def render_withdrawn(answer: Answer) -> None:
+    """The sentences taken out of the answer because no passage holds what they state, collapsed, with why."""
+    if answer.withdrawn and not answer.abstained:
+        with st.expander(f"{len(answer.withdrawn)} sentence(s) withdrawn: no passage states them"):
+            for sentence in answer.withdrawn:
+                st.markdown(f"~~{escape_markdown(sentence.text)}~~  \n*{escape_markdown(sentence.withdrawn_because)}*")
+
+
 def render_sources(answer: Answer) -> None:
+    render_withdrawn(answer)
     if answer.abstained:
         if answer.withdrawn_draft:
             # Collapsed and labelled: the check is lexical, so a right answer worded differently from the
@@ -80,7 +89,7 @@ def render_sources(answer: Answer) -> None:
                     st.markdown(f"**[{citation.number}] {escape_markdown(citation.label)}**")
                     _render_citation(citation)
         return
-    if not answer.supported:
+    if not answer.citations:
         if answer.sources:
             st.warning("This answer cites none of your documents. Treat it as unsupported.")
             with st.expander("Closest passages found"):
