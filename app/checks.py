@@ -58,7 +58,7 @@ class AnswerChecks:
 
     def answer_policy(self) -> AnswerPolicy:
         return AnswerPolicy(withdraw=self.settings.withdraw_unsupported,
-                            decline_unsupported=self.settings.decline_unsupported)
+                            decline_unsupported=self.settings.decline_unsupported, decline=self.settings.abstain)
 
     def checked_answer(self, retrieval: Retrieval, generated: str, sources: Sequence[Source]) -> Answer:
         """The generated text as the user gets it: cited, checked, what no passage holds withdrawn (``llm.answer``),

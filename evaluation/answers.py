@@ -7,15 +7,17 @@ built through the real ingest path and reused by later runs:
 - ``qa-<set>-negatives``: the distractors only, so no question has its answer.
 
 Every question is asked against both, through the real pipeline, with
-abstention off so that the model always answers; then ``Pipeline.would_abstain``
-(the same decision the pipeline takes with abstention on: evidence before
-generation, the answer check after it) is applied to that retrieval and answer.
+abstention off so that the model always answers; then the pipeline's own checks
+with abstention on (``Pipeline.would_abstain`` before generation, ``Pipeline.checked_answer``
+after it: invented facts withdrawn, nothing supported left declined) decide on that
+same draft what the user would get.
 With temperature 0 this equals running twice, once with abstention on and once
 off, at half the cost, and keeps every answer for calibrating thresholds:
 
 - *answerable* (first collection): the answer is correct when it contains the
-  gold answer (case and spacing ignored); "accuracy with abstention" counts it
-  as wrong when the pipeline would have refused;
+  gold answer (case and spacing ignored): "accuracy without abstention" scores
+  the model's draft, "accuracy with abstention" the checked answer the user gets
+  (wrong when refused);
 - *unanswerable* (second collection): a rejection is the pipeline refusing.
 
 Also reported: the share of answer sentences whose citation supports them
@@ -60,11 +62,13 @@ class QAOutcome:
     passages: tuple[str, ...] = ()  # the passages that went into the prompt
     answer: str | None = None  # None when nothing was generated
     abstained: bool | None = None  # the pipeline refuses with abstention on
-    correct: bool | None = None
+    correct: bool | None = None  # the model's draft holds the gold answer
+    correct_shown: bool | None = None  # the checked answer the user gets holds it (refused: False)
     supported_sentences: int | None = None
     sentences: int | None = None
     language_ok: bool | None = None
     first_token_ms: float | None = None
+    shown: tuple[dict, ...] = ()  # the sources as the model was shown them (number, text, chunk), for checking again
 
 
 @dataclass(frozen=True)
@@ -137,20 +141,29 @@ def evaluate_set(
                 outcomes.append(QAOutcome(**base))
                 bar.update()
                 continue
+            # Asked once with abstention off: the model always answers, and its draft is what "without abstention"
+            # scores; the pipeline's own checks then decide on that same draft what the user gets.
             stream = pipeline.with_settings(abstain=False).ask_stream(item.question)
-            for _ in stream:
-                pass
-            answer = stream.answer
-            sentences = answer.sentences
+            draft = "".join(stream).strip()
+            if pipeline.would_abstain(stream.retrieval):
+                shown, abstained = None, True
+            else:
+                shown = pipeline.checked_answer(stream.retrieval, draft, stream.sources)
+                abstained = shown.abstained
+            sentences = shown.sentences if shown is not None else stream.answer.sentences
             outcomes.append(QAOutcome(
                 **base,
-                answer=answer.text,
-                abstained=pipeline.would_abstain(retrieval, answer),
-                correct=item.is_correct(answer.text),
+                answer=draft,
+                abstained=abstained,
+                correct=item.is_correct(draft),
+                correct_shown=not abstained and item.is_correct(shown.text),
                 supported_sentences=sum(1 for s in sentences if s.supported),
                 sentences=len(sentences),
-                language_ok=question_language(answer.text) == question_language(item.question),
+                language_ok=question_language(draft) == question_language(item.question),
                 first_token_ms=stream.timings.first_token_ms if stream.timings else None,
+                shown=tuple({"number": s.number, "text": s.text, "chunk": asdict(s.hit.chunk), "score": s.hit.score,
+                             "dense_score": s.hit.dense_score, "keyword_score": s.hit.keyword_score,
+                             "chunk_id": s.hit.chunk_id} for s in stream.sources),
             ))
             bar.update()
     bar.close()
@@ -173,7 +186,7 @@ def summarise(set_name: str, outcomes: Sequence[QAOutcome]) -> QASummary:
         set_name=set_name,
         questions=len(answerable),
         accuracy_without_abstention=share([bool(o.correct) for o in answerable]),
-        accuracy_with_abstention=share([bool(o.correct) and not o.abstained for o in answerable]),
+        accuracy_with_abstention=share([bool(o.correct_shown) for o in answerable]),
         rejection_rate=share([bool(o.abstained) for o in unanswerable]),
         supported_sentence_share=(
             sum(o.supported_sentences or 0 for o in generated) / max(1, sum(o.sentences or 0 for o in generated))

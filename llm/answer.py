@@ -54,6 +54,7 @@ class AnswerPolicy:
 
     withdraw: bool = True  # sentences with invented facts or from another year's passage are removed
     decline_unsupported: bool = True  # no supported sentence left: "not in the documents" (else: none left)
+    decline: bool = True  # False: never answer "not in the documents" after generation (abstention off)
 
 
 def citation_from_source(source: Source) -> Citation:
@@ -142,7 +143,7 @@ def make_answer(question: Question, generated: str, sources: Sequence[Source], p
     said_not_found = any(ABSTENTION.search(s.text) for s in kept) and not any(s.supported for s in kept)
     said_nothing = bool(kept) and all(_fragment(s.text) for s in kept)  # "[1] [2][3]", "U.S [1]."
     left = [s for s in kept if s.supported] if policy.decline_unsupported else checkable
-    if said_not_found or said_nothing or (not left and (checkable or withdrawn)):
+    if policy.decline and (said_not_found or said_nothing or (not left and (checkable or withdrawn))):
         missing = tuple(dict.fromkeys(item for s in withdrawn for item in s.missing))
         return Answer(question=question.text,
                       text=f"{NOT_IN_DOCUMENTS[question.language]} {draft_withdrawn(question.language, missing)}",
