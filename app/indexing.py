@@ -97,8 +97,12 @@ def check_upload_name(name: str) -> str:
 
     Stricter than ``safe_document_path``, which reduces a path to its last part: an
     API client that sends ``../x.md`` or ``/etc/x.md`` is told no, not silently renamed.
+    Control characters (C0, DEL, C1) and the bidirectional controls are refused: with
+    U+202E "invoice\\u202efdp.md" is listed as "invoicedm.pdf".
     """
-    if not name or any(ch in name for ch in "/\\") or any(ord(ch) < 32 for ch in name) or name.strip() != name:
+    bidirectional = {"\u061c", "\u200e", "\u200f", *map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))}
+    if (not name or any(ch in name for ch in "/\\") or name.strip() != name
+            or any(ord(ch) < 32 or 0x7F <= ord(ch) <= 0x9F or ch in bidirectional for ch in name)):
         raise UnsafeFileNameError(f"not an acceptable file name: {name!r} (a plain name, no folders or control characters)")
     if len(name.encode("utf-8")) > MAX_NAME_BYTES:
         raise UnsafeFileNameError(f"file name longer than {MAX_NAME_BYTES} bytes: {name[:40]!r}…")

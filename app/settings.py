@@ -11,12 +11,14 @@ format of our own (a ``.env`` file in the working folder is read, that is all).
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.errors import KbError
 
@@ -38,7 +40,7 @@ class Settings(BaseSettings):
     # Where things live
     home: Path = Field(Path(".kb"), description="Folder for collections (indexes).")
     collection: str = Field("default", pattern=COLLECTION_NAME, description="Knowledge base name.")
-    documents_dir: Path = Field(Path("data"), description="Folder the UI ingests and uploads into.")
+    documents_dir: Path = Field(Path("data"), description="Folder a pipeline used on its own saves added files into (Pipeline.add_documents). The UI and `kb serve` keep every collection's uploads under the home instead, in documents/<collection>/.")
     model_cache: Path = Field(default_factory=_default_cache, description="Where assembled model files are kept.")
 
     # Ingest
@@ -101,6 +103,25 @@ class Settings(BaseSettings):
     serve_host: str = Field("127.0.0.1", description="Address `kb serve` binds to; a non-loopback one needs accounts (`kb users add`).")
     serve_port: int = Field(8000, ge=1, le=65535)
     audit_questions: bool = Field(False, description="Write the text of every question and search into the audit log (off: who asked which collection, not what).")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Addresses or networks of the reverse proxies whose X-Forwarded-For header is believed (comma-separated or JSON: 127.0.0.1,10.0.0.0/8); the client is then the right-most address of the header that is not one of them. Empty: nobody's header, the client is the address the connection comes from (`kb serve` and `kb ui`).")
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_list(cls, value: object) -> object:
+        if isinstance(value, str):  # from the environment: "127.0.0.1,10.0.0.0/8" or a JSON list
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [part for part in text.replace(" ", ",").split(",") if part]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an address or a network (e.g. 127.0.0.1 or 10.0.0.0/8)") from None
+        return [entry.strip() for entry in value]
 
     @field_validator("embedding_model", "second_embedder", "reranker", "llm_model")
     @classmethod

@@ -1,7 +1,10 @@
 """``kb eval`` (retrieval on BEIR-format sets) and ``kb eval-qa`` (answers on QA sets), from the command line.
 
 The measuring is ``evaluation``'s; this module reads the sets, builds the
-pipelines and prints the tables.
+pipelines and prints the tables. A set exported from the team's ratings
+(``kb feedback export``) is indexed in a temporary home removed when it is done:
+its collections are the evaluation's, not the team's, and are left nowhere.
+Other sets keep their collections in ``KB_HOME`` for the next run to reuse.
 
 Deliberately not here: the metrics, the sets' formats (``evaluation``).
 """
@@ -9,6 +12,9 @@ Deliberately not here: the metrics, the sets' formats (``evaluation``).
 from __future__ import annotations
 
 import json
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from dataclasses import replace as replace_config
 from pathlib import Path
@@ -23,6 +29,8 @@ from evaluation.beir import BeirFormatError, read_beir
 from evaluation.qa_sets import QASetError, read_qa_set
 from evaluation.ranking import EvalConfig, EvalReport, machine_description, select_queries
 from evaluation.ranking import evaluate as run_evaluation
+from app.pipeline import Pipeline
+from team import feedback as feedback_export
 from llm.generator import GenerationError
 from llm.models import ModelError
 from retrieval.rerank import LEXICAL_FUSION, NO_RERANK, load_reranker
@@ -117,14 +125,16 @@ def evaluate_qa(
     base = _pipeline(_settings())
     outcomes, summaries = [], []
     try:
-        for qa_set in sets:
+        for path, qa_set in zip(qa_files, sets):
             items = answer_evaluation.select_items(qa_set, sample)
-            answerable, negatives, built_all, built_neg = answer_evaluation.build_collections(
-                base, qa_set, items, progress=False if quiet else None)
-            typer.echo(f"{qa_set.name}: {len(items)} questions; {answerable.settings.collection}: {built_all.summary()}; "
-                       f"{negatives.settings.collection}: {built_neg.summary()}", err=True)
-            outcomes += answer_evaluation.evaluate_set(qa_set, items, answerable, negatives, retrieval_only=retrieval_only,
-                                                   progress=False if quiet else None)
+            with _evaluation_home(base, path) as home:
+                answerable, negatives, built_all, built_neg = answer_evaluation.build_collections(
+                    home, qa_set, items, progress=False if quiet else None)
+                typer.echo(f"{qa_set.name}: {len(items)} questions; {answerable.settings.collection}: "
+                           f"{built_all.summary()}; {negatives.settings.collection}: {built_neg.summary()}", err=True)
+                outcomes += answer_evaluation.evaluate_set(qa_set, items, answerable, negatives,
+                                                           retrieval_only=retrieval_only,
+                                                           progress=False if quiet else None)
             summaries.append(answer_evaluation.summarise(qa_set.name, outcomes))
             if json_path:  # after each set, so a long run keeps what it finished
                 json_path.write_text(answer_evaluation.outcomes_to_json(outcomes, summaries), encoding="utf-8")
@@ -134,3 +144,17 @@ def evaluate_qa(
     typer.echo(machine_description())
     for summary in summaries:
         typer.echo(json.dumps(asdict(summary), ensure_ascii=False))
+
+
+@contextmanager
+def _evaluation_home(base: Pipeline, path: Path) -> Iterator[Pipeline]:
+    """The pipeline whose home holds a set's collections: a temporary one for the team's exported ratings.
+
+    Those sets are small and made for one run; built in KB_HOME they were left there as ``qa-*``
+    collections next to the team's. The temporary folder (private, 0700) goes with everything in it.
+    """
+    if not feedback_export.is_export(path):
+        yield base
+        return
+    with tempfile.TemporaryDirectory(prefix="kb-eval-qa-") as scratch:
+        yield base.with_settings(home=Path(scratch))

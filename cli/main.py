@@ -25,10 +25,11 @@ import typer
 from cli import evaluation as cli_eval, team as cli_team
 from team.binding import check_bind
 from team.accounts import Accounts
-from team.collections import UnknownCollectionError, delete_collection
+from team.collections import UnknownCollectionError, delete_collection, ingest_folder
 from cli.support import pipeline_or_exit as _pipeline
 from cli.support import settings_or_exit as _settings
 from app.pipeline import Pipeline
+from app.settings import Settings
 from core.errors import KbError
 from core.types import Answer, Turn
 from llm.generator import GenerationError
@@ -60,7 +61,8 @@ def ingest(
     )
     pipeline = _pipeline(settings)
     try:
-        report = pipeline.ingest(folder, prune=not keep_missing, progress=False if quiet or as_json else None)
+        # Documents gone from the folder are removed from the index; the files uploaded to the collection stay.
+        report = ingest_folder(pipeline, folder, prune=not keep_missing, progress=False if quiet or as_json else None)
     except FileNotFoundError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -277,6 +279,21 @@ def ui() -> None:
     except KbError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    command, environment = ui_process(settings)
+    typer.echo(f"Web UI on http://{settings.ui_host}:{settings.ui_port}  (Ctrl-C to stop)")
+    sys.stdout.flush()
+    # Become the Streamlit process (no child left behind when this one is stopped).
+    os.execve(sys.executable, command, environment)
+
+
+def ui_process(settings: Settings) -> tuple[list[str], dict[str, str]]:
+    """The command and environment ``kb ui`` becomes: Streamlit on the app, with the settings' address and limits.
+
+    Streamlit's server (uvicorn) takes the client's address from X-Forwarded-For when the connection comes from
+    an address in FORWARDED_ALLOW_IPS, loopback by default: any local client could then name its own address.
+    It is set to KB_TRUSTED_PROXIES, empty by default (nobody's header), so the address the UI's login
+    throttle sees follows the same rule as `kb serve`'s (``team.throttle``).
+    """
     app_file = Path(__file__).resolve().parent.parent / "ui" / "streamlit_app.py"
     command = [
         sys.executable, "-m", "streamlit", "run", str(app_file),
@@ -287,10 +304,7 @@ def ui() -> None:
         "--server.headless", "true",
         "--client.toolbarMode", "viewer",  # no "Deploy" button: this app is meant to stay local
     ]
-    typer.echo(f"Web UI on http://{settings.ui_host}:{settings.ui_port}  (Ctrl-C to stop)")
-    sys.stdout.flush()
-    # Become the Streamlit process (no child left behind when this one is stopped).
-    os.execv(sys.executable, command)
+    return command, {**os.environ, "FORWARDED_ALLOW_IPS": ",".join(settings.trusted_proxies)}
 
 
 @commands.command()

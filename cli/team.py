@@ -6,6 +6,8 @@ Accounts: ``team.accounts``. Ratings given in the web UI become an evaluation se
 Passwords are read from a prompt (never a flag, which would land in the shell's
 history), or from standard input with ``--password-stdin`` for scripts.
 An API key is printed once, when it is created; only its hash is kept.
+``kb audit`` prints one line per entry whatever its fields hold (``team.audit.audit_line``
+escapes line breaks and control characters); ``--json`` prints them exactly.
 
 Deliberately not here: the accounts' rules (``team.accounts``), the export's (``team.feedback``), the server.
 """
@@ -23,6 +25,7 @@ import typer
 
 from team import feedback as feedback_export
 from team.accounts import AccountError, Accounts
+from team.audit import audit_line, printable
 from cli.support import settings_or_exit as _settings
 from team.conversations import Conversations
 
@@ -142,7 +145,7 @@ def keys_list(user: Annotated[Optional[str], typer.Argument(help="Only this user
     for key in _accounts().keys(user):
         state = f"revoked {_when(key.revoked)}" if key.revoked else f"last used {_when(key.last_used)}"
         scope = ",".join(key.collections) if key.collections else "*"
-        typer.echo(f"{key.id}  {key.user}  collections {scope}  {key.label or '-'}  created {_when(key.created)}  {state}")
+        typer.echo(f"{key.id}  {key.user}  collections {scope}  {printable(key.label) or '-'}  created {_when(key.created)}  {state}")
 
 
 @keys.command("revoke")
@@ -161,13 +164,8 @@ def audit(
 ) -> None:
     """The audit log: who asked which collection, uploaded, deleted, granted, logged in."""
     for entry in _accounts().audit_log(limit, user, collection):
-        if as_json:
-            typer.echo(json.dumps(asdict(entry), ensure_ascii=False))
-        else:
-            key = f" (key {entry.key_id})" if entry.key_id else ""
-            where = f" {entry.collection}" if entry.collection else ""
-            detail = f": {entry.detail}" if entry.detail else ""
-            typer.echo(f"{_when(entry.at)}  {entry.user}{key}  {entry.action}{where}{detail}")
+        # --json: the stored text exactly, for programs (JSON escapes line breaks and control characters itself).
+        typer.echo(json.dumps(asdict(entry), ensure_ascii=False) if as_json else audit_line(entry))
 
 
 @feedback.command("export")

@@ -10,7 +10,11 @@ Safe by default:
   add one;
 - every error is JSON in OpenAI's shape, ``{"error": {"message", "type", "code"}}``,
   with a 4xx status for anything the request got wrong (malformed JSON, an
-  unknown model, empty messages), never a traceback;
+  unknown model, empty messages, an unknown route, a wrong method), never a traceback;
+- a login counts against the address the connection comes from; an
+  ``X-Forwarded-For`` header only when the connection comes from a proxy that
+  ``KB_TRUSTED_PROXIES`` names (``team.throttle.client_address``). uvicorn's own
+  reading of that header is off: it believed any loopback client;
 - an upload larger than ``KB_MAX_UPLOAD_MB`` is refused with 413 before its
   body is read (a chunked upload without a length gets 411).
 
@@ -27,6 +31,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from team.collections import CollectionExistsError, InvalidCollectionNameError, Library, UnknownCollectionError
 from app.indexing import UnsafeFileNameError
@@ -41,6 +46,7 @@ from server import routes_chat, routes_collections
 from team.binding import check_bind
 from team.permissions import CollectionHiddenError, ForbiddenError
 from team.accounts import AccountError, Accounts, AuthenticationError, LoginThrottledError
+from team.throttle import client_address
 from server.deps import CallerDep, Service, ServiceDep
 
 log = logging.getLogger("kbqa.server")
@@ -111,9 +117,11 @@ def create_app(service: Service) -> FastAPI:
                                    "(KB_MAX_UPLOAD_MB)", "too_large")
         return await call_next(request)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        kind = {401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict", 413: "too_large"}
+    # Starlette's class, not FastAPI's subclass: unknown routes (404) and wrong methods (405) raise it too.
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 409: "conflict",
+                413: "too_large"}
         return _error(exc.status_code, str(exc.detail), kind.get(exc.status_code, "invalid_request"),
                       getattr(exc, "headers", None))
 
@@ -147,8 +155,9 @@ def create_app(service: Service) -> FastAPI:
     def login(body: Login, request: Request, service: ServiceDep) -> Session:
         if not service.accounts.enabled():
             raise HTTPException(404, "accounts are off: no login needed on this server")
-        caller, token = service.accounts.login(body.username, body.password,
-                                               client=request.client.host if request.client else "")
+        client = client_address(request.client.host if request.client else None,
+                                request.headers.getlist("x-forwarded-for"), service.settings.trusted_proxies)
+        caller, token = service.accounts.login(body.username, body.password, client=client)
         return Session(token=token, user=caller.name, admin=caller.admin)
 
     @app.post("/v1/auth/logout", status_code=204, tags=["accounts"])
@@ -178,5 +187,7 @@ def serve(settings: Settings) -> None:
     check_bind(settings.serve_host, accounts.enabled())  # before loading any model
     service = build_service(settings)
     service.library.base.warm_up()
+    # proxy_headers off: uvicorn would take X-Forwarded-For from any loopback client as the client's address;
+    # the login route reads it itself, from the proxies KB_TRUSTED_PROXIES names only.
     uvicorn.run(create_app(service), host=settings.serve_host, port=settings.serve_port, log_level="info",
-                timeout_graceful_shutdown=5)
+                timeout_graceful_shutdown=5, proxy_headers=False)

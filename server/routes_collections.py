@@ -1,11 +1,13 @@
 """REST routes for collections, documents, ingest jobs and search (passages without generation).
 
-Uploads are saved under checked names into the collection's documents folder
-(``team.collections``) before the route returns ``202`` with an ingest job; the
-job indexes them in the background (``team.jobs``). A name with a folder in it,
-a NUL, a leading dot or over 200 bytes is refused before anything is written;
-the size limit (``KB_MAX_UPLOAD_MB``) is enforced on the request before its body
-is read (``server.app``).
+Uploads are saved under checked names into the collection's uploads folder under
+the home, and recorded (``team.uploads``), before the route returns ``202`` with an
+ingest job; the job indexes them in the background (``team.jobs``) and reports on
+its own files only. A name with a folder in it, a NUL or another control character,
+a bidirectional control, a leading dot or over 200 bytes is refused before anything
+is written; the size limit (``KB_MAX_UPLOAD_MB``) is enforced on the request before
+its body is read (``server.app``). Deleting a document or a collection removes only
+the files that were uploaded.
 
 Deliberately not here: who may do what (``team.permissions``), the pipeline's work.
 """
@@ -17,9 +19,8 @@ from typing import Literal
 from fastapi import APIRouter, File, HTTPException, UploadFile
 from pydantic import BaseModel, Field
 
-from app.indexing import check_upload_name, safe_document_path, save_uploads
+from app.indexing import safe_document_path
 from team.jobs import Job
-from app.pipeline import Pipeline
 from team.permissions import Action, Caller, Grant, check_create
 from server.deps import CallerDep, Service, ServiceDep, permitted, readable, writable
 
@@ -135,16 +136,15 @@ def list_documents(name: str, service: ServiceDep, caller: CallerDep) -> list[Do
     return [DocumentOut(**vars(document)) for document in service.library.documents(name)]
 
 
-def _ingest_job(service: Service, pipeline: Pipeline, name: str, kind: str, caller: Caller, before=None) -> Job:
-    """A background job bringing the collection in step with its documents folder (``before`` runs first)."""
-    library, folder = service.library, service.library.documents_dir(name)
+def _ingest_job(service: Service, name: str, kind: str, caller: Caller, sources: tuple[str, ...], before=None) -> Job:
+    """A background job bringing the collection in step with its uploads folder (``before`` runs first); its
+    report is about ``sources``, the files the request named, only."""
+    library = service.library
 
     def work(progress):
         if before is not None:
             before()
-        report = pipeline.ingest(folder, prune=False, progress=False, on_progress=progress)
-        library.record_ingest(name, report)
-        return report
+        return library.ingest_uploads(name, sources, on_progress=progress)
 
     return service.jobs.submit(name, kind, work, caller.name)
 
@@ -153,19 +153,16 @@ def _ingest_job(service: Service, pipeline: Pipeline, name: str, kind: str, call
              summary="Upload documents (PDF, Markdown, text, Word, HTML); they are indexed by a background job")
 def upload_documents(name: str, service: ServiceDep, caller: CallerDep,
                      files: list[UploadFile] = File(description="One or more files.")) -> JobOut:
-    pipeline = writable(service, caller, name)
-    checked = [(check_upload_name(upload.filename or ""), upload) for upload in files]  # all names before any write
-    save_uploads(service.library.documents_dir(name), [(safe, upload.file.read()) for safe, upload in checked])
-    service.audit(caller, "upload", name, ", ".join(safe for safe, _ in checked))
-    return _job_out(_ingest_job(service, pipeline, name, "upload", caller))
+    writable(service, caller, name)
+    saved = service.library.save_uploads(name, [(upload.filename or "", upload.file.read()) for upload in files])
+    service.audit(caller, "upload", name, ", ".join(saved))
+    return _job_out(_ingest_job(service, name, "upload", caller, saved))
 
 
 @router.delete("/collections/{name}/documents/{source:path}", status_code=204)
 def delete_document(name: str, source: str, service: ServiceDep, caller: CallerDep) -> None:
-    pipeline = writable(service, caller, name)
-    removed = pipeline.delete_document(source)
-    removed = service.library.forget_failure(name, source) or removed
-    if not removed:
+    writable(service, caller, name)
+    if not service.library.delete_document(name, source):
         raise HTTPException(404, f"no document {source!r} in {name!r}")
     service.audit(caller, "delete document", name, source)
 
@@ -177,7 +174,7 @@ def reindex_document(name: str, source: str, service: ServiceDep, caller: Caller
     if not safe_document_path(service.library.documents_dir(name), source, allow_subfolders=True).is_file():
         raise HTTPException(409, f"{source!r} is not among the files uploaded to {name!r}; upload it again")
     service.audit(caller, "reindex", name, source)
-    return _job_out(_ingest_job(service, pipeline, name, "reindex", caller,
+    return _job_out(_ingest_job(service, name, "reindex", caller, (source,),
                                 before=lambda: pipeline.remove_documents([source])))
 
 

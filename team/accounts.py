@@ -13,12 +13,18 @@ one is refused). Accounts are on as soon as one user exists:
   immediate.
 - Sessions (the web UI's login): random tokens, stored hashed like keys,
   valid for 12 hours.
-- Login attempts: at most ``LOGIN_FAILURES_ALLOWED`` failures per user name and
-  per client address in ``LOGIN_WINDOW_SECONDS``; then ``LoginThrottledError``
-  says how long to wait, whatever the password.
+- Login attempts (``team.throttle``): failures count per (user name, client
+  address) pair, which then waits a doubling, capped delay; an address that fails
+  too often waits, except for users who logged in from it before. A waiting
+  attempt gets ``LoginThrottledError`` (how long to wait), whatever the password,
+  and the audit log records it once per wait.
+- Grants and keys name collections by the rule collection names follow
+  (``app.settings.COLLECTION_NAME``): "../handbook" is refused, not stored.
 - Audit log: append-only (triggers refuse UPDATE and DELETE): who asked which
-  collection, uploaded, deleted, granted, created keys, logged in or failed to.
-  Question texts only with ``KB_AUDIT_QUESTIONS=true``.
+  collection, uploaded, deleted, granted, created keys, logged in, failed to or
+  was throttled. Question texts only with ``KB_AUDIT_QUESTIONS=true``. Every field
+  is bounded (``team.audit``).
+- The file is private (0600, its folder 0700: ``team.sqlite_file``).
 
 Deliberately not here: what a role may do (``team.permissions``), HTTP (``server.deps``).
 """
@@ -31,20 +37,24 @@ import json
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from app.settings import COLLECTION_NAME
 from core.errors import KbError
+from team import throttle
+from team.audit import AuditEntry, bounded
 from team.permissions import GRANTS, Caller, Grant
 from team.sqlite_file import SQLiteFile
 
-SCHEMA_VERSION = 1
+__all__ = ["AccountError", "Accounts", "ApiKey", "AuditEntry", "AuthenticationError", "LoginThrottledError", "User"]
+
+SCHEMA_VERSION = 1  # the throttle's tables were added, none changed: files stay readable by the previous version
 SESSION_SECONDS = 12 * 3600
-LOGIN_WINDOW_SECONDS = 300.0
-LOGIN_FAILURES_ALLOWED = 5
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
 MIN_PASSWORD_LENGTH = 8
 
@@ -62,8 +72,6 @@ CREATE TABLE IF NOT EXISTS api_keys (
 CREATE TABLE IF NOT EXISTS sessions (
     token_hash TEXT PRIMARY KEY, user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
     created REAL NOT NULL, expires REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS login_failures (who TEXT NOT NULL, at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS login_failures_who ON login_failures (who, at);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, user TEXT NOT NULL, key_id TEXT,
     action TEXT NOT NULL, collection TEXT, detail TEXT NOT NULL DEFAULT '');
@@ -71,7 +79,8 @@ CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"""
+""" + throttle.SCHEMA
+_COLLECTION = re.compile(COLLECTION_NAME)
 
 
 class AccountError(KbError, ValueError):
@@ -107,16 +116,6 @@ class ApiKey:
     last_used: float | None
 
 
-@dataclass(frozen=True)
-class AuditEntry:
-    at: float
-    user: str
-    key_id: str | None
-    action: str
-    collection: str | None
-    detail: str
-
-
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
@@ -124,9 +123,10 @@ def _digest(secret: str) -> str:
 class Accounts:
     """The account store of one home (see the module docstring)."""
 
-    def __init__(self, home: Path, audit_questions: bool = False) -> None:
+    def __init__(self, home: Path, audit_questions: bool = False, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(home) / "accounts.sqlite3"
         self.audit_questions = audit_questions
+        self._clock = clock  # the throttle's delays are tested by moving it, never by waiting
         self._hasher = PasswordHasher()  # argon2id
         self._file = SQLiteFile(self.path, _SCHEMA, SCHEMA_VERSION)
 
@@ -149,7 +149,7 @@ class Accounts:
             if db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
                 raise AccountError(f"a user named {name!r} exists already")
             db.execute("INSERT INTO users VALUES (?, ?, ?, ?)",
-                       (name, self._hasher.hash(password), "admin" if admin else "member", time.time()))
+                       (name, self._hasher.hash(password), "admin" if admin else "member", self._clock()))
         return self.user(name)
 
     def _check_password(self, password: str) -> None:
@@ -185,6 +185,7 @@ class Accounts:
     def grant(self, name: str, collection: str, access: Grant) -> None:
         if access not in GRANTS:
             raise AccountError(f"access must be read or write, not {access!r}")
+        _check_collection_name(collection)
         self.user(name)
         with self._db() as db:
             db.execute("INSERT OR REPLACE INTO grants VALUES (?, ?, ?)", (name, collection, access))
@@ -196,13 +197,15 @@ class Accounts:
     # ----- keys and sessions ---------------------------------------------------
     def create_key(self, user: str, collections: list[str] | None = None, label: str = "") -> tuple[ApiKey, str]:
         """A new key for ``user``; returns its record and the key itself, which is not stored and cannot be shown again."""
+        for collection in collections or ():
+            _check_collection_name(collection)
         self.user(user)
         key_id = secrets.token_hex(6)
         key = f"kb_{key_id}_{secrets.token_urlsafe(32)}"
         with self._db() as db:
             db.execute("INSERT INTO api_keys (id, user, key_hash, label, collections, created) VALUES (?, ?, ?, ?, ?, ?)",
-                       (key_id, user, _digest(key), label, json.dumps(sorted(collections)) if collections else None,
-                        time.time()))
+                       (key_id, user, _digest(key), bounded(label), json.dumps(sorted(collections)) if collections else None,
+                        self._clock()))
         return self.key(key_id), key
 
     def key(self, key_id: str) -> ApiKey:
@@ -222,38 +225,40 @@ class Accounts:
     def revoke_key(self, key_id: str) -> None:
         with self._db() as db:
             if not db.execute("UPDATE api_keys SET revoked = ? WHERE id = ? AND revoked IS NULL",
-                              (time.time(), key_id)).rowcount:
+                              (self._clock(), key_id)).rowcount:
                 raise AccountError(f"no active API key {key_id!r}")
 
     def login(self, name: str, password: str, client: str = "") -> tuple[Caller, str]:
-        """Check a password; returns the caller and a new session token. Throttled per name and per client."""
-        now = time.time()
-        who = (f"user:{name}", f"client:{client}")
+        """Check a password; returns the caller and a new session token.
+
+        ``client`` is the address the attempt counts against (``team.throttle.client_address``;
+        the web UI's browser session where it has none): failures back off per (name, client).
+        """
+        now = self._clock()
+        with self._db() as db:  # one short transaction: the slow password check runs outside it
+            attempt = throttle.begin(db, name, client, now)
+        if isinstance(attempt, throttle.Wait):
+            if attempt.first:
+                self.audit(name, "login throttled", detail=f"{client}; {attempt.reason} waits {attempt.seconds:.0f} s")
+            raise LoginThrottledError(attempt.seconds)
         with self._db() as db:
-            db.execute("DELETE FROM login_failures WHERE at < ?", (now - LOGIN_WINDOW_SECONDS,))
-            for label in who:
-                times = [row[0] for row in db.execute("SELECT at FROM login_failures WHERE who = ? ORDER BY at", (label,))]
-                if len(times) >= LOGIN_FAILURES_ALLOWED:
-                    raise LoginThrottledError(times[-LOGIN_FAILURES_ALLOWED] + LOGIN_WINDOW_SECONDS - now)
             row = db.execute("SELECT password_hash FROM users WHERE name = ?", (name,)).fetchone()
-            ok = False
-            if row is not None:
-                try:
-                    ok = self._hasher.verify(row[0], password)
-                except (VerificationError, InvalidHashError):
-                    ok = False
-            else:
-                self._hasher.hash(password)  # as slow as a wrong password: the timing does not tell names apart
-            if not ok:
-                db.executemany("INSERT INTO login_failures VALUES (?, ?)", [(label, now) for label in who])
+        ok = False
+        if row is not None:
+            try:
+                ok = self._hasher.verify(row[0], password)
+            except (VerificationError, InvalidHashError):
+                ok = False
+        else:
+            self._hasher.hash(password)  # as slow as a wrong password: the timing does not tell names apart
         if not ok:
             self.audit(name, "login failed", detail=client)
             raise AuthenticationError("wrong user name or password")
-        if self._hasher.check_needs_rehash(row[0]):
-            with self._db() as db:
-                db.execute("UPDATE users SET password_hash = ? WHERE name = ?", (self._hasher.hash(password), name))
         token = f"kbs_{secrets.token_urlsafe(32)}"
         with self._db() as db:
+            throttle.forgive(db, attempt, now)
+            if self._hasher.check_needs_rehash(row[0]):
+                db.execute("UPDATE users SET password_hash = ? WHERE name = ?", (self._hasher.hash(password), name))
             db.execute("DELETE FROM sessions WHERE expires < ?", (now,))
             db.execute("INSERT INTO sessions VALUES (?, ?, ?, ?)", (_digest(token), name, now, now + SESSION_SECONDS))
         self.audit(name, "login", detail=client)
@@ -265,7 +270,7 @@ class Accounts:
 
     def caller_for_token(self, token: str) -> Caller:
         """The caller an API key or session token stands for; ``AuthenticationError`` when it stands for nobody."""
-        now = time.time()
+        now = self._clock()
         with self._db() as db:
             if token.startswith("kb_") and token.count("_") >= 2:
                 key_id = token.split("_", 2)[1]
@@ -290,9 +295,11 @@ class Accounts:
     # ----- audit -----------------------------------------------------------------
     def audit(self, user: str, action: str, collection: str | None = None, detail: str = "",
               key_id: str | None = None) -> None:
+        """Append an entry; every field is bounded (``team.audit.MAX_FIELD``), whatever a client sent."""
         with self._db() as db:
             db.execute("INSERT INTO audit (at, user, key_id, action, collection, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                       (time.time(), user, key_id, action, collection, detail))
+                       (self._clock(), bounded(user), None if key_id is None else bounded(key_id), bounded(action),
+                        None if collection is None else bounded(collection), bounded(detail)))
 
     def audit_log(self, limit: int | None = None, user: str | None = None,
                   collection: str | None = None) -> list[AuditEntry]:
@@ -303,3 +310,10 @@ class Accounts:
                 "WHERE (? IS NULL OR user = ?) AND (? IS NULL OR collection = ?) ORDER BY id DESC LIMIT ?",
                 (user, user, collection, collection, -1 if limit is None else limit)).fetchall()
         return [AuditEntry(*row) for row in reversed(rows)]
+
+
+def _check_collection_name(collection: str) -> None:
+    """The rule every collection name follows (``app.settings.COLLECTION_NAME``), for names in grants and keys."""
+    if not _COLLECTION.fullmatch(collection):
+        raise AccountError(f"{collection!r} cannot name a collection: 1-64 letters, digits, '.', '_' or '-', "
+                           "starting with a letter or digit")

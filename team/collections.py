@@ -5,18 +5,22 @@ pipeline per collection, each made with ``Pipeline.with_settings`` from one base
 pipeline, so the embedders, the reranker, the generator and the generator's
 fair queue (``app.turns``) exist once however many collections there are.
 
-Files uploaded to a collection live in ``<home>/documents/<name>/`` (for the
-configured collection: ``KB_DOCUMENTS_DIR``, ``data/`` by default); the last
-ingest's failures of each file (a broken PDF, an encrypted one without its
-password) are kept in ``<home>/documents/<name>/.failures.json`` (hidden, so
+Files uploaded to a collection, the configured one too, live in
+``<home>/documents/<name>/`` and are recorded there (``team.uploads``): a delete
+removes only them, never a folder of the user's own that ``kb ingest`` indexed in
+place (``ingest_folder`` keeps the uploads when it prunes what left that folder).
+The last ingest's failures of each file (a broken PDF, an encrypted one without
+its password) are kept in ``<home>/documents/<name>/.failures.json`` (hidden, so
 never read as a document), until the file is indexed or deleted, so the
-document list can show them after a restart.
+document list can show them after a restart. An upload's report counts only the
+files of that upload (``report_of``): an old failure is listed with the
+documents, not reported again by every later upload.
 
 Worked example::
 
     library = Library(Pipeline.from_settings(settings))
     library.create("handbook")
-    library.pipeline("handbook").add_documents([("leave.md", b"# Leave ...")])
+    library.add_documents("handbook", [("leave.md", b"# Leave ...")])
     [d.title for d in library.documents("handbook")]   # ['Leave']
 
 Deliberately not here: who may see which collection (``team.accounts``),
@@ -30,14 +34,22 @@ import json
 import re
 import shutil
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable, Collection as Names, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from app.indexing import find_documents
 from app.pipeline import Pipeline
-from app.results import IngestReport
+from app.results import IngestProgress, IngestReport
 from app.settings import COLLECTION_NAME, Settings
 from core.errors import KbError
 from retrieval.store import Collection, WriteLock
+from team import uploads
+from team.sqlite_file import private_folder
+from team.uploads import uploads_dir
+
+__all__ = ["CollectionExistsError", "DocumentInfo", "InvalidCollectionNameError", "Library", "UnknownCollectionError",
+           "delete_collection", "ingest_folder", "report_of", "uploads_dir"]
 
 FAILURES_FILE = ".failures.json"
 FAILURES_FORMAT = 1
@@ -56,23 +68,51 @@ class InvalidCollectionNameError(KbError, ValueError):
     """A name that cannot be a collection's (letters, digits, '.', '_', '-'; at most 64)."""
 
 
-def uploads_dir(settings: Settings, name: str) -> Path:
-    """Where the product keeps the files uploaded to collection ``name`` (other than the configured folder's)."""
-    return settings.home / "documents" / name
-
-
 def delete_collection(settings: Settings, name: str) -> None:
-    """The one way to delete a collection: its index, then the uploads kept under the home.
+    """The one way to delete a collection: its index, then the files uploaded to it (``team.uploads``).
 
-    Not while an ingest writes it (``CollectionLockedError``). A folder of the user's own
-    (``KB_DOCUMENTS_DIR``) is never touched. ``Library.delete`` and ``kb collections --delete`` call this.
+    Not while an ingest writes it (``CollectionLockedError``). A file the product did not store (put in
+    the uploads folder by hand, a folder ``kb ingest`` indexed) is never touched. ``Library.delete`` and
+    ``kb collections --delete`` call this.
     """
     if not _NAME.fullmatch(name) or not Collection.exists(settings.collections_root / name):
         raise UnknownCollectionError(f"no collection named {name!r}")
     folder = settings.collections_root / name
     with WriteLock(folder):
         shutil.rmtree(folder)
-    shutil.rmtree(uploads_dir(settings, name), ignore_errors=True)
+    uploads.remove_all(uploads_dir(settings, name), own_files=(FAILURES_FILE, FAILURES_FILE + ".partial"))
+
+
+def report_of(report: IngestReport, sources: Names[str]) -> IngestReport:
+    """The part of an ingest's report about ``sources``: an upload job reports its own files only.
+
+    Ingesting an upload reads the whole uploads folder, so files that failed before are tried again;
+    they stay in the document list with their reason, but are not this upload's failures."""
+    def mine(names: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(name for name in names if name in sources)
+
+    return replace(report, added=mine(report.added), updated=mine(report.updated), unchanged=mine(report.unchanged),
+                   reread=mine(report.reread), removed=mine(report.removed),
+                   failed=tuple(f for f in report.failed if f.source in sources),
+                   warnings=tuple(w for w in report.warnings if w.source in sources))
+
+
+def ingest_folder(pipeline: Pipeline, folder: Path, *, prune: bool = True, progress: bool | None = None) -> IngestReport:
+    """``kb ingest FOLDER``: bring the collection in step with a folder of the user's own, indexed in place.
+
+    Pruning removes the documents gone from ``folder``, but not the files uploaded to the collection:
+    they live in its uploads folder, not in ``folder``, and ``make run`` ingests ``data/`` every time.
+    """
+    uploaded = uploads.recorded(uploads_dir(pipeline.settings, pipeline.settings.collection))
+    if not prune or not uploaded:
+        return pipeline.ingest(folder, prune=prune, progress=progress)
+    report = pipeline.ingest(folder, prune=False, progress=progress)
+    if report.interrupted:
+        return report
+    present = {path.relative_to(folder).as_posix() for path in find_documents(folder)}
+    gone = [source for source in pipeline.collection().files if source not in present and source not in uploaded]
+    removed = pipeline.remove_documents(gone) if gone else []
+    return replace(report, removed=report.removed + tuple(removed), collection_chunks=pipeline.collection().chunk_count)
 
 
 @dataclass(frozen=True)
@@ -101,12 +141,9 @@ class Library:
         return self.base.settings.collections_root
 
     def documents_dir(self, name: str) -> Path:
-        """Where the files uploaded to ``name`` are kept: the configured folder (``KB_DOCUMENTS_DIR``) for the
-        configured collection, which ``kb ingest`` and ``make run`` fill from there; ``<home>/documents/<name>``
-        for every other."""
+        """Where the files uploaded to ``name`` are kept: ``<home>/documents/<name>``, for every collection
+        (``KB_DOCUMENTS_DIR`` is a folder of the user's own: ``kb ingest`` indexes it in place)."""
         self._check_name(name)
-        if name == self.base.settings.collection:
-            return self.base.settings.documents_dir
         return self._uploads_dir(name)
 
     def _uploads_dir(self, name: str) -> Path:
@@ -129,14 +166,18 @@ class Library:
             raise UnknownCollectionError(f"no collection named {name!r}")
         return self._pipeline(name)
 
+    def pipeline_for(self, name: str) -> Pipeline:
+        """The pipeline of ``name`` whether it exists yet or not (the UI's configured collection before its first
+        ingest: its first upload creates it)."""
+        self._check_name(name)
+        return self._pipeline(name)
+
     def _pipeline(self, name: str) -> Pipeline:
         with self._lock:
             if name not in self._pipelines:
-                if name == self.base.settings.collection:
-                    self._pipelines[name] = self.base
-                else:
-                    self._pipelines[name] = self.base.with_settings(
-                        collection=name, documents_dir=self.documents_dir(name))
+                # The configured collection too: its pipeline's documents folder is its uploads folder, not
+                # KB_DOCUMENTS_DIR. The models are the base pipeline's (with_settings shares them).
+                self._pipelines[name] = self.base.with_settings(collection=name, documents_dir=self._uploads_dir(name))
             return self._pipelines[name]
 
     def create(self, name: str) -> Pipeline:
@@ -150,7 +191,7 @@ class Library:
             if Collection.exists(folder):  # created meanwhile by another request
                 raise CollectionExistsError(f"a collection named {name!r} exists already")
             pipeline.open_collection(folder, create=True).save()
-        self.documents_dir(name).mkdir(parents=True, exist_ok=True)
+        private_folder(self.documents_dir(name))
         return pipeline
 
     def delete(self, name: str) -> None:
@@ -158,6 +199,39 @@ class Library:
         delete_collection(self.base.settings, name)
         with self._lock:
             self._pipelines.pop(name, None)
+
+    def save_uploads(self, name: str, files: Sequence[tuple[str, bytes]]) -> tuple[str, ...]:
+        """Store uploaded ``(name, bytes)`` in the collection's uploads folder and record them; returns the names.
+        Every name is checked first (``app.indexing.check_upload_name``): one bad name and nothing is written."""
+        self._check_name(name)
+        return uploads.save(self._uploads_dir(name), files)
+
+    def ingest_uploads(self, name: str, sources: Names[str],
+                       on_progress: Callable[[IngestProgress], None] | None = None) -> IngestReport:
+        """Index the uploads folder; returns the report on ``sources`` only (``report_of``), while the failures
+        of every file read are remembered for the document list."""
+        pipeline = self.pipeline_for(name)
+        folder = private_folder(self._uploads_dir(name))
+
+        def progress(state: IngestProgress) -> None:
+            if on_progress is not None:
+                on_progress(replace(state, failed=tuple(f for f in state.failed if f.source in sources)))
+
+        report = pipeline.ingest(folder, prune=False, progress=False, on_progress=progress)
+        self.record_ingest(name, report)
+        return report_of(report, sources)
+
+    def add_documents(self, name: str, files: Sequence[tuple[str, bytes]],
+                      on_progress: Callable[[IngestProgress], None] | None = None) -> IngestReport:
+        """Upload and index at once (the web UI); the report is about these files only."""
+        return self.ingest_uploads(name, self.save_uploads(name, files), on_progress)
+
+    def delete_document(self, name: str, source: str) -> bool:
+        """Remove ``source`` from the index, and its file when the product stored it (an upload); a file of the
+        user's own, or one put in the uploads folder by hand, stays on disk. False when there was nothing to remove."""
+        removed = bool(self.pipeline(name).remove_documents([source]))
+        removed = uploads.remove(self._uploads_dir(name), source) or removed
+        return self.forget_failure(name, source) or removed
 
     def documents(self, name: str) -> tuple[DocumentInfo, ...]:
         """Every indexed document with its counts, then the files whose last ingest failed."""
@@ -203,8 +277,7 @@ class Library:
         return dict(stored.get("failures", {})) if stored.get("format") == FAILURES_FORMAT else {}
 
     def _write_failures(self, name: str, failures: dict[str, str]) -> None:
-        folder = self._uploads_dir(name)  # under the home, never in a folder of the user's own
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = private_folder(self._uploads_dir(name))  # under the home, never in a folder of the user's own
         partial = folder / (FAILURES_FILE + ".partial")
         partial.write_text(json.dumps({"format": FAILURES_FORMAT, "failures": failures}, ensure_ascii=False),
                            encoding="utf-8")

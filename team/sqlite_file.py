@@ -7,13 +7,21 @@ one transaction, committed at its end, rolled back on an exception. A
 connection per block keeps the file safe to use from the web server's threads
 and from several processes (WAL journal; writers wait up to 30 s).
 
+The files hold secrets (password and key hashes, sessions, the audit log, every
+question and answer): the file is created 0600 before SQLite opens it (SQLite
+gives its -wal and -shm files the same mode) and a file or folder from an older
+version is tightened when opened; its folder is made 0700 (``private_folder``,
+which the collections' upload folders use too).
+
 Deliberately not here: upgrading an older schema in place (there is none older
 yet: the first change to a table adds its step here), the tables themselves.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +33,29 @@ class NewerSchemaError(KbError):
     """The file was written by a newer kbqa."""
 
 
+def private_folder(path: Path) -> Path:
+    """``path`` as a folder only its owner can enter (0700): created so (with any missing parents), or tightened."""
+    path = Path(path)
+    missing = [folder for folder in (path, *path.parents) if not folder.exists()]
+    for folder in reversed(missing):  # mkdir(parents=True) would give the parents the umask's mode
+        folder.mkdir(mode=0o700, exist_ok=True)
+    if stat.S_IMODE(path.stat().st_mode) & 0o077:
+        try:
+            path.chmod(0o700)
+        except PermissionError:  # somebody else's folder (e.g. KB_HOME=/srv): the files in it are still 0600
+            pass
+    return path
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 if it is missing; make it 0600 if it is not."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        if stat.S_IMODE(path.stat().st_mode) & 0o077:
+            path.chmod(0o600)
+
+
 class SQLiteFile:
     def __init__(self, path: Path, schema: str, version: int) -> None:
         self.path = Path(path)
@@ -34,7 +65,12 @@ class SQLiteFile:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self._ready:  # once per object: the modes are set before the first connection makes the files
+            private_folder(self.path.parent)
+            for path in (self.path, self.path.with_name(self.path.name + "-wal"),
+                         self.path.with_name(self.path.name + "-shm")):
+                if path == self.path or path.exists():
+                    private_file(path)
         db = sqlite3.connect(self.path, timeout=30)
         try:
             db.execute("PRAGMA foreign_keys = ON")

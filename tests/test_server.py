@@ -15,7 +15,7 @@ import pytest
 from openai import NotFoundError, OpenAI
 
 from app.indexing import MAX_NAME_BYTES
-from tests.conftest import SAMPLE_DATA, SHARED_SERVER_UPLOAD_MB, make_encrypted_pdf, make_pdf
+from tests.conftest import REPO, SAMPLE_DATA, SHARED_SERVER_UPLOAD_MB, make_encrypted_pdf, make_pdf
 from tests.server_helpers import kb, wait_for_job
 
 UPLOAD_LIMIT_MB = SHARED_SERVER_UPLOAD_MB
@@ -156,7 +156,10 @@ def test_two_uploads_at_once_are_both_indexed(http):
 
 
 @pytest.mark.parametrize("name", ["../escape.md", "/etc/escape.md", "sub/dir.md", "nul\x00.md", "..",
-                                  ".hidden.md", "x" * (MAX_NAME_BYTES + 1) + ".md", "program.exe"])
+                                  ".hidden.md", "x" * (MAX_NAME_BYTES + 1) + ".md", "program.exe",
+                                  # bidirectional controls: "invoice\u202efdp.md" shows as "invoicedm.pdf"
+                                  "invoice\u202efdp.md", "a\u2066b\u2069.md", "c\u200e.md", "d\u200f.md",
+                                  "e\u061c.md", "f\u2067.md", "g\u2068.md", "h\u202a.md", "del\x7f.md"])
 def test_unsafe_upload_names_are_refused_and_nothing_is_written(http, server, guide, name):
     before = sorted(p.relative_to(server.home.parent) for p in server.home.parent.rglob("*"))
     # The body by hand: httpx would percent-encode a NUL in a file name, and the server must see it raw.
@@ -169,6 +172,51 @@ def test_unsafe_upload_names_are_refused_and_nothing_is_written(http, server, gu
     assert response.status_code == 400 and response.json()["error"]["message"]
     after = sorted(p.relative_to(server.home.parent) for p in server.home.parent.rglob("*"))
     assert [p for p in after if p not in before and "server.log" not in str(p)] == []  # not even fine.md
+
+
+def test_unknown_routes_and_wrong_methods_answer_in_the_error_shape(http):
+    for response, status in ((http.get("/v1/no-such-route"), 404), (http.get("/nothing/here"), 404),
+                             (http.delete("/v1/models"), 405), (http.put("/v1/collections"), 405)):
+        assert response.status_code == status, response.text
+        error = response.json()["error"]
+        assert error["code"] == status and error["message"] and error["type"], error
+    assert "GET" in http.delete("/v1/models").headers["allow"]  # a 405 still says what is allowed
+
+
+def test_a_jobs_report_counts_only_the_files_of_that_job(http):
+    assert http.post("/v1/collections", json={"name": "reports"}).status_code == 201
+    bad = [("files", (f"bad-{n}.pdf", b"%PDF-1.7 nothing else")) for n in range(4)]
+    first = wait_for_job(http, http.post("/v1/collections/reports/documents", files=bad).json())
+    assert first["status"] == "done" and len(first["failures"]) == 4 and "failed 4" in first["summary"]
+    good = [("files", ("good.md", b"# Good\n\nThe good valve opens at 40 bar.\n"))]
+    second = wait_for_job(http, http.post("/v1/collections/reports/documents", files=good).json())
+    assert second["status"] == "done" and second["failures"] == [], second
+    assert "added 1" in second["summary"] and "failed 0" in second["summary"], second["summary"]
+    # The document list still shows the four failures: they were not forgotten, only not reported again.
+    listed = http.get("/v1/collections/reports/documents").json()
+    assert sum(1 for d in listed if d["failure"]) == 4
+    assert http.delete("/v1/collections/reports").status_code == 204
+
+
+def test_uploads_to_the_configured_collection_stay_in_the_home_and_a_delete_removes_only_them(http, server):
+    """The server's configured collection is ``default`` and it runs in the repository, where KB_DOCUMENTS_DIR
+    (``data``) is the repository's sample folder: an upload must never land there."""
+    repo_data = sorted(p.name for p in (REPO / "data").iterdir())
+    assert http.post("/v1/collections", json={"name": "default"}).status_code == 201
+    job = http.post("/v1/collections/default/documents",
+                    files=[("files", ("uploaded-once.md", b"# Uploaded\n\nThe spare key hangs by the door.\n"))])
+    assert wait_for_job(http, job.json())["status"] == "done"
+    uploads = server.home / "documents" / "default"
+    assert (uploads / "uploaded-once.md").is_file()
+    assert sorted(p.name for p in (REPO / "data").iterdir()) == repo_data
+    # Files of somebody's own in the same folder, put there by hand (a subfolder too), are not the product's.
+    (uploads / "by-hand.md").write_text("# Mine\n", encoding="utf-8")
+    (uploads / "sub").mkdir()
+    (uploads / "sub" / "nested.md").write_text("# Nested\n", encoding="utf-8")
+    assert http.delete("/v1/collections/default").status_code == 204
+    assert not (uploads / "uploaded-once.md").exists()
+    assert (uploads / "by-hand.md").is_file() and (uploads / "sub" / "nested.md").is_file()
+    assert http.get("/v1/collections/default").status_code == 404
 
 
 def test_an_oversized_upload_gets_413_with_the_limit(http, guide):

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import stat
 
 import httpx
 import pytest
 from openai import AuthenticationError, OpenAI
 
-from team.accounts import LOGIN_FAILURES_ALLOWED, Accounts
+from team.accounts import Accounts
+from team.throttle import LOGIN_FREE_FAILURES
 from team.binding import check_bind
 from tests.server_helpers import kb, start_server, wait_for_job
 
@@ -137,10 +139,50 @@ def test_login_gives_a_session_and_failed_logins_are_throttled(team):
         assert session.status_code == 200
         me = anyone.get("/v1/auth/me", headers={"Authorization": f"Bearer {session.json()['token']}"}).json()
         assert me == {"user": "bob", "admin": False, "accounts": True}
-        for _ in range(LOGIN_FAILURES_ALLOWED):
+        for _ in range(LOGIN_FREE_FAILURES + 1):
             assert anyone.post("/v1/auth/login", json={"username": "admin", "password": "guess"}).status_code == 401
         throttled = anyone.post("/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
         assert throttled.status_code == 429 and int(throttled.headers["Retry-After"]) > 0
+        # Only that (name, address) pair waits: bob, from the same address, logs in.
+        assert anyone.post("/v1/auth/login", json={"username": "bob", "password": BOB_PASSWORD}).status_code == 200
+
+
+def test_without_trusted_proxies_x_forwarded_for_is_not_believed(team):
+    server, _ = team
+    with httpx.Client(base_url=server.url, timeout=60) as anyone:
+        response = anyone.post("/v1/auth/login", json={"username": "forwarded-test", "password": "guess"},
+                               headers={"X-Forwarded-For": "6.6.6.6"})
+    assert response.status_code == 401
+    entries = [json.loads(line) for line in kb(server.home, "audit", "--json", "--user", "forwarded-test").stdout.splitlines()]
+    assert [(e["action"], e["detail"]) for e in entries] == [("login failed", "127.0.0.1")]
+
+
+def test_a_forged_user_name_cannot_forge_audit_lines_and_is_stored_bounded(team):
+    server, _ = team
+    forged = "x\n2030-01-01 00:00:00 UTC  cli  grant handbook: mallory: write\x1b[2J"
+    with httpx.Client(base_url=server.url, timeout=60) as anyone:
+        assert anyone.post("/v1/auth/login", json={"username": forged, "password": "guess"}).status_code == 401
+        huge = "y" * 100_000
+        assert anyone.post("/v1/auth/login", json={"username": huge, "password": "guess"}).status_code == 401
+    printed = kb(server.home, "audit", "--limit", "1000").stdout
+    assert not [line for line in printed.splitlines() if "mallory" in line and "login failed" not in line]
+    assert "x\\n2030-01-01" in printed and "\\x1b[2J" in printed and "\x1b" not in printed
+    entries = [json.loads(line) for line in kb(server.home, "audit", "--json", "--limit", "1000").stdout.splitlines()]
+    assert forged in {e["user"] for e in entries}  # --json: exact
+    long_one = next(e for e in entries if e["user"].startswith("yyyy"))
+    assert len(long_one["user"]) <= 200 and "truncated" in long_one["user"]
+    with sqlite3.connect(server.home / "accounts.sqlite3") as db:
+        assert max(len(row[0]) for row in db.execute("SELECT user FROM audit")) <= 200
+
+
+def test_grants_and_keys_name_only_possible_collections(team):
+    server, _ = team
+    for args in (("users", "grant", "bob", "../handbook"), ("users", "grant", "bob", ".hidden"),
+                 ("keys", "create", "bob", "-c", "../x"), ("keys", "create", "bob", "-c", "a/b")):
+        result = kb(server.home, *args)
+        assert result.returncode == 2 and "cannot name a collection" in result.stderr, (args, result.stderr)
+    assert "../handbook" not in Accounts(server.home).user("bob").grants
+    assert all(key.collections is None or "../x" not in key.collections for key in Accounts(server.home).keys("bob"))
 
 
 def test_the_audit_log_says_who_did_what_without_the_question(team):
@@ -164,6 +206,17 @@ def test_secrets_are_stored_hashed_and_the_audit_log_is_append_only(team):
         assert all(row[0].startswith("$argon2id$") for row in db.execute("SELECT password_hash FROM users"))
         with pytest.raises(sqlite3.DatabaseError, match="append-only"):
             db.execute("DELETE FROM audit")
+
+
+def test_the_secrets_files_are_private(team):
+    server, _ = team
+    home = server.home
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    secrets = [p for p in home.iterdir() if p.name.startswith(("accounts.sqlite3", "conversations.sqlite3"))]
+    assert any(p.name == "accounts.sqlite3" for p in secrets)
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in secrets} == {p.name: 0o600 for p in secrets}
+    uploads = home / "documents" / "team"
+    assert stat.S_IMODE(uploads.stat().st_mode) == stat.S_IMODE((home / "documents").stat().st_mode) == 0o700
 
 
 def test_a_network_address_is_allowed_once_accounts_exist(team, tmp_path):

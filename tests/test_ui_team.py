@@ -1,5 +1,6 @@
 """The web UI for a team, under AppTest with the real pipeline: log in, switch collection, upload, ask, open a
-citation, rate, reload and find the conversation; conversations renamed, exported, deleted.
+citation, rate, reload and find the conversation; conversations renamed, exported, deleted; failed logins that
+lock nobody else out; uploads kept under the home, reported per upload, and written to the audit log.
 
 Answers come from the small built-in generator (Qwen2.5-Coder-0.5B) to keep the
 runs short; what is checked is the page, not the model.
@@ -104,6 +105,12 @@ def test_a_team_member_logs_in_switches_uploads_asks_rates_and_finds_the_convers
     [conversation] = store.list("carol", "guide")
     [turn] = store.turns("carol", conversation.id)
     assert turn.rating == -1 and turn.note == "It should say 8501"
+    # The audit log has what the API's would: the login, the upload, the question (not its text by default).
+    entries = {(e.user, e.action, e.collection, e.detail) for e in accounts.audit_log()}
+    assert ("carol", "upload", "other", "parking.docx, broken.pdf") in entries
+    assert ("carol", "ask", "guide", "") in entries
+    assert any(e.user == "carol" and e.action == "login failed" and e.detail.startswith("web UI session ")
+               for e in accounts.audit_log())
     assert conversation.title == "Which port does the web interface listen on?"
 
     # Reload: a new session, log in again, the conversation is in the sidebar and opens with its rating.
@@ -136,3 +143,62 @@ def test_conversations_without_accounts_are_renamed_exported_and_deleted(home, t
     assert store.export_markdown("local", conversation.id).startswith("# Starting the UI")
     app.sidebar.button(key=f"forget-{conversation.id}").click().run()
     assert not app.exception and store.list("local") == []
+
+
+def logged_in_as(app: AppTest, name: str) -> bool:
+    """Past the login form: carol has no collection yet, so the page says so, to her by name."""
+    return not app.text_input and any(i.value.startswith(f"{name}, no collection is shared with you") for i in app.info)
+
+
+def test_failed_logins_for_a_made_up_name_lock_nobody_else_out(home, monkeypatch):
+    from streamlit.runtime.context import ContextProxy
+
+    # As a browser on the same machine (or behind a proxy nobody declared): Streamlit gives no address.
+    monkeypatch.setattr(ContextProxy, "ip_address", property(lambda self: None))
+    accounts = Accounts(home)
+    accounts.add_user("admin", "admin password", admin=True)
+    accounts.add_user("carol", PASSWORD)
+    attacker = AppTest.from_file(APP, default_timeout=600).run()
+    for _ in range(12):
+        log_in(attacker, "no-such-user", "guess")
+    assert attacker.error and not attacker.exception
+    carol = AppTest.from_file(APP, default_timeout=600).run()  # another browser
+    log_in(carol, "carol", PASSWORD)
+    assert not carol.exception and not carol.error and logged_in_as(carol, "carol")
+    log_in(attacker, "carol", PASSWORD)  # even from the attacker's own browser: another (name, address) pair
+    assert logged_in_as(attacker, "carol")
+    throttled = [e for e in accounts.audit_log() if e.action == "login throttled"]
+    assert throttled and {e.user for e in throttled} == {"no-such-user"}
+
+
+def test_uploads_stay_under_the_home_are_reported_per_upload_and_audited(home, tmp_path, monkeypatch):
+    monkeypatch.setenv("KB_AUDIT_QUESTIONS", "true")
+    app = AppTest.from_file(APP, default_timeout=600).run()
+    assert not app.exception
+
+    def upload(*files: tuple[str, bytes]) -> None:
+        app.sidebar.file_uploader[0].set_value([(name, data, "text/markdown") for name, data in files]).run()
+        next(b for b in app.sidebar.button if b.label == "Add to knowledge base").click().run()
+        assert not app.exception
+
+    upload(("broken.pdf", b"%PDF-1.7 nothing else"), ("parking.md", b"# Parking\n\nVisitors park on level -2.\n"))
+    assert [e.value for e in app.sidebar.error if "broken.pdf" in e.value]  # the failure, by file
+    assert any("1 added" in s.value for s in app.sidebar.success)
+    upload(("canteen.md", b"# Canteen\n\nThe canteen opens at 11:30.\n"))
+    assert not app.sidebar.error  # broken.pdf failed once: it is not this upload's failure
+    [success] = [s.value for s in app.sidebar.success]
+    assert "1 added" in success and "time:" not in success and "failed" not in success
+    uploads = home / "documents" / "default"
+    assert sorted(p.name for p in uploads.iterdir() if not p.name.startswith(".")) == ["broken.pdf", "canteen.md",
+                                                                                       "parking.md"]
+    assert not (tmp_path / "docs").exists()  # KB_DOCUMENTS_DIR is not where uploads go
+
+    app.chat_input[0].set_value("What is the capital of Mongolia?").run()  # refused without generating
+    assert not app.exception
+    entries = {(e.user, e.action, e.collection, e.detail) for e in Accounts(home).audit_log()}
+    assert ("local", "upload", "default", "canteen.md") in entries
+    assert ("local", "ask", "default", "What is the capital of Mongolia?") in entries
+    app.sidebar.button(key="delete-canteen.md").click().run()
+    assert not (uploads / "canteen.md").exists()
+    assert ("local", "delete document", "default", "canteen.md") in {
+        (e.user, e.action, e.collection, e.detail) for e in Accounts(home).audit_log()}

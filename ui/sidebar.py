@@ -1,7 +1,11 @@
 """The sidebar: which collection, its documents (upload, delete, search only some), the saved conversations.
 
 Each panel takes what it shows and the stores it changes; the page
-(``ui.streamlit_app``) decides who the user is and what they may do.
+(``ui.streamlit_app``) decides who the user is and what they may do, and
+hands the documents panel the audit log to record uploads and deletions in.
+Uploads go to the collection's uploads folder under the home (``team.collections``);
+the report shown after one is about its files only: success as success, each
+failure by file, no internal timings.
 Delete buttons are icon-only "tertiary" buttons in a column wide enough for the
 icon (a narrow bordered button clipped it at 1400x1100).
 
@@ -10,13 +14,15 @@ Deliberately not here: answers and their sources (``ui.rendering``), logging in.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import streamlit as st
 
 from team.collections import Library
 from team.conversations import Conversations
-from app.pipeline import SUPPORTED_SUFFIXES, CollectionStatus, IngestProgress, KbError, Pipeline
+from app.pipeline import SUPPORTED_SUFFIXES, CollectionStatus, IngestProgress, IngestReport, KbError
+
+Audit = Callable[[str, str], None]  # (action, detail): an entry in the audit log for this user and collection
 
 UPLOAD_TYPES = [suffix.lstrip(".") for suffix in SUPPORTED_SUFFIXES]  # the loaders' one table of file types
 ROW = [0.82, 0.18]  # name | icon button
@@ -30,7 +36,7 @@ def collection_picker(names: Sequence[str], current: str) -> str:
     return names[0] if names else current
 
 
-def documents_panel(pipeline: Pipeline, library: Library | None, status: CollectionStatus, may_write: bool) -> list[str]:
+def documents_panel(library: Library, status: CollectionStatus, may_write: bool, audit: Audit) -> list[str]:
     """Upload and remove documents (with write access); returns the documents to search (empty: all)."""
     st.sidebar.subheader("Documents")
     _show_last_upload()
@@ -38,7 +44,7 @@ def documents_panel(pipeline: Pipeline, library: Library | None, status: Collect
         uploads = st.sidebar.file_uploader("Add PDF, Word, HTML, Markdown or text files", type=UPLOAD_TYPES,
                                            accept_multiple_files=True)
         if uploads and st.sidebar.button("Add to knowledge base", type="primary"):
-            _add(pipeline, library, status.name, [(upload.name, upload.getvalue()) for upload in uploads])
+            _add(library, status.name, [(upload.name, upload.getvalue()) for upload in uploads], audit)
     chosen = st.sidebar.multiselect(
         "Search only these documents", options=list(status.files), default=[],
         format_func=lambda source: status.records[source].description if source in status.records else source,
@@ -53,14 +59,13 @@ def documents_panel(pipeline: Pipeline, library: Library | None, status: Collect
             name_column.caption(", ".join(part for part in (record.organisation, record.period_label) if part))
         if may_write and button_column.button("", icon=":material/delete:", type="tertiary", key=f"delete-{source}",
                                               help=f"Remove {source} from the knowledge base"):
-            pipeline.delete_document(source)
-            if library is not None:
-                library.forget_failure(status.name, source)
+            library.delete_document(status.name, source)  # the file too, when it was uploaded (team.uploads)
+            audit("delete document", source)
             st.rerun()
     return [source for source in chosen if source in status.files]
 
 
-def _add(pipeline: Pipeline, library: Library | None, collection: str, files: list[tuple[str, bytes]]) -> None:
+def _add(library: Library, collection: str, files: list[tuple[str, bytes]], audit: Audit) -> None:
     """Save and index uploads with a progress bar per file read; failures listed by file."""
     bar = st.sidebar.progress(0.0, text="Saving…")
 
@@ -70,23 +75,35 @@ def _add(pipeline: Pipeline, library: Library | None, collection: str, files: li
         bar.progress(min(share, 1.0), text=f"{state.files_done} of {state.files_total} files indexed{current}")
 
     try:
-        report = pipeline.add_documents(files, on_progress=progress)
-    except KbError as exc:  # a name that would leave the folder, a locked or broken index
+        saved = library.save_uploads(collection, files)
+        audit("upload", ", ".join(saved))
+        report = library.ingest_uploads(collection, saved, on_progress=progress)
+    except KbError as exc:  # a name that is refused, a locked or broken index
         bar.empty()
         st.sidebar.error(str(exc))
         return
-    if library is not None:
-        library.record_ingest(collection, report)
     # Drawn again so the counts and the list include the new files; the report is shown once after that.
     st.session_state["upload_report"] = report
     st.rerun()
+
+
+def upload_summary(report: IngestReport) -> str | None:
+    """What an upload did, for the user: the files indexed and what the collection holds now (no timings);
+    None when none of its files could be used (the failures say why, one by one)."""
+    parts = [f"{len(files)} {label}" for files, label in ((report.added, "added"), (report.updated, "updated"),
+                                                          (report.unchanged, "already indexed")) if files]
+    if not parts:
+        return None
+    return f"{', '.join(parts)}; the knowledge base holds {report.collection_chunks} passages."
 
 
 def _show_last_upload() -> None:
     report = st.session_state.pop("upload_report", None)
     if report is None:
         return
-    (st.sidebar.error if report.failed else st.sidebar.success)(report.summary())
+    summary = upload_summary(report)
+    if summary is not None:
+        st.sidebar.success(summary)
     for failure in report.failed:
         st.sidebar.error(f"{failure.source}: {failure.reason}")
     for warning in report.warnings:

@@ -9,7 +9,10 @@ them (``team.collections``).
 - Accounts (``team.accounts``): once a user exists (``kb users add``), the page
   asks for a user name and password first and shows only the collections the
   user was granted; uploading and deleting need write access. Without accounts
-  the one local user may do everything, as before.
+  the one local user may do everything, as before. Failed logins back off per
+  user name and browser address (``client_address``), never for every user at once.
+- The audit log records what the API's records: logins, questions (their text
+  only with ``KB_AUDIT_QUESTIONS=true``), uploads and deletions.
 - The answer streams as it is generated; while other questions are being
   answered first, the page says how many are ahead. When complete it is
   replaced by the version with checked citations (``ui.rendering``).
@@ -47,6 +50,24 @@ def get_library(settings_json: str) -> Library:
     return Library(pipeline)
 
 
+def session_id() -> str:
+    """This browser session's random id (Streamlit keeps session state per browser tab)."""
+    return st.session_state.setdefault("session_id", uuid.uuid4().hex)
+
+
+def client_address() -> str:
+    """The address a login from this page counts against (``team.throttle``) and the audit log names.
+
+    Streamlit's server gives the connection's address, after ``KB_TRUSTED_PROXIES`` (``kb ui`` hands
+    them to it), and none for a loopback one; then this browser session stands for it, so one person's
+    failures never count against everybody using the page, as one shared key for all of them did.
+    """
+    address = st.context.ip_address
+    if isinstance(address, str) and address:  # (a test harness's stand-in client gives no string)
+        return address
+    return f"web UI session {session_id()[:12]}"
+
+
 def current_caller(accounts: Accounts) -> Caller | None:
     """Who is using the page; None after drawing the login form (accounts on, nobody logged in)."""
     if not accounts.enabled():
@@ -63,8 +84,7 @@ def current_caller(accounts: Accounts) -> Caller | None:
         password = st.text_input("Password", type="password")
         if st.form_submit_button("Log in", type="primary"):
             try:
-                # Throttled per user name and per browser address: one person's typos do not lock everybody out.
-                _, token = accounts.login(name.strip(), password, client=f"web UI {st.context.ip_address or '?'}")
+                _, token = accounts.login(name.strip(), password, client=client_address())
             except AuthenticationError as exc:  # wrong password, or throttled after repeated failures
                 st.error(str(exc))
             else:
@@ -77,7 +97,7 @@ def requester(caller: Caller) -> str:
     """Whose turn it is in the generator's queue: the user, or this browser session without accounts."""
     if caller is not LOCAL_CALLER:
         return caller.requester
-    return "session:" + st.session_state.setdefault("session_id", uuid.uuid4().hex)
+    return "session:" + session_id()
 
 
 def render_turn(turn: SavedTurn, store: Conversations, user: str) -> None:
@@ -109,7 +129,7 @@ def main() -> None:
         st.error(f"kbqa cannot start: {exc}")
         st.stop()
         return
-    accounts = Accounts(settings.home)
+    accounts = Accounts(settings.home, audit_questions=settings.audit_questions)
     caller = current_caller(accounts)
     if caller is None:
         return
@@ -130,7 +150,7 @@ def main() -> None:
     if st.session_state.get("collection") != collection:  # switched: a conversation belongs to one collection
         st.session_state["collection"] = collection
         st.session_state["conversation"] = None
-    pipeline = library.pipeline(collection) if library.exists(collection) else library.base
+    pipeline = library.pipeline_for(collection)  # uploads go to its folder under the home, even before it exists
     try:
         status = pipeline.status()
     except KbError as exc:  # e.g. built with another embedder: say so instead of a traceback
@@ -141,13 +161,14 @@ def main() -> None:
     st.sidebar.header("Knowledge base")
     st.sidebar.write(f"Collection **{status.name}**: {len(status.files)} documents, {status.chunks} passages")
     st.sidebar.caption(f"Embedder: {status.embedder} on {status.embedder_runs_on} · reranker: {pipeline.reranker.name}")
-    info = pipeline.generator_info
-    st.sidebar.caption(f"Generator: {info.model if info else 'the language model'} on {status.generator_runs_on}")
+    info = library.base.generator_info  # one generator for every collection, loaded at start by the base pipeline
+    st.sidebar.caption(f"Generator: {info.model if info else 'the language model'} on {library.base.generator_runs_on}")
     if info is not None and info.notice:  # e.g. a GPU this llama.cpp build cannot use, with the command that fixes it
         st.sidebar.warning(info.notice, icon="⚠️")
     store = Conversations(settings.home)
     conversations_panel(store, caller.name, collection)
-    only = documents_panel(pipeline, library, status, caller.may(Action.WRITE, collection))
+    only = documents_panel(library, status, caller.may(Action.WRITE, collection),
+                           audit=lambda action, detail: accounts.audit(caller.name, action, collection, detail))
     if not status.exists or status.chunks == 0:
         st.info(
             "The knowledge base is empty. Add files in the sidebar under **Documents**, "
@@ -162,6 +183,7 @@ def main() -> None:
     question = st.chat_input("Ask a question about your documents (English or 中文)")
     if not question:
         return
+    accounts.audit(caller.name, "ask", collection, question if accounts.audit_questions else "")
     with st.chat_message("user"):
         st.markdown(question)
     with st.chat_message("assistant"):
