@@ -91,9 +91,10 @@ _YES_NO = re.compile(r"^\W*(?:yes|no|是|否|对|不|能|不能|可以|不可以
 
 
 def _fragment(sentence: str) -> bool:
-    """A sentence that says nothing: markers, a letter or one word (a bare yes or no is an answer)."""
+    """A sentence that says nothing: markers, a letter or one word (a bare yes or no is an answer, and so
+    is a bare figure such as "8501": whether a passage states it is the fact check's business)."""
     bare = MARKER.sub(" ", sentence)
-    return len(_WORDS.findall(bare)) < 2 and not _YES_NO.match(bare)
+    return len(_WORDS.findall(bare)) < 2 and not _YES_NO.match(bare) and not re.search(r"\d", bare)
 
 
 def make_answer(question: Question, generated: str, sources: Sequence[Source], policy: AnswerPolicy = AnswerPolicy(),

@@ -147,3 +147,13 @@ def test_a_bare_yes_is_an_answer():
     sources = [_source(1, "Yes, the index files are stored without pickle.")]
     answer = make_answer(analyse_question("Is pickle avoided?"), "Yes [1].", sources)
     assert not answer.abstained
+
+
+def test_a_bare_figure_is_an_answer_when_a_passage_states_it():
+    # The 0.5B model through the model server answered "Which port ...?" with "[1]: [8501]".
+    sources = [_source(1, "The web interface listens on port 8501 and binds to 127.0.0.1 by default.")]
+    question = analyse_question("Which port does the web interface listen on?")
+    for draft in ("[1]: [8501]", "8501 [1]."):
+        answer = make_answer(question, draft, sources)
+        assert not answer.abstained and "8501" in answer.text
+    assert make_answer(question, "8080 [1].", sources).abstained  # a bare figure no passage states

@@ -15,6 +15,7 @@ from pypdf import PdfReader
 
 from ingest.loaders import LoadError, LoadOptions, load_file
 from retrieval.store import Collection
+from team.uploads import save
 from tests.conftest import SAMPLE_DATA, make_encrypted_pdf, write
 
 BIN = Path(sys.executable).parent
@@ -142,11 +143,14 @@ def test_collections_are_listed_and_deleted(tmp_path, model_cache):
                               capture_output=True).returncode == 0
     listing = subprocess.run([str(BIN / "kb"), "collections"], env=env, capture_output=True, text=True).stdout
     assert listing.split() == ["alpha", "beta"]
-    uploaded = write(tmp_path / "home" / "documents" / "alpha" / "up.md", "# Up\n\nUploaded through the API.\n")
+    uploads = tmp_path / "home" / "documents" / "alpha"
+    uploaded = uploads / save(uploads, [("up.md", b"# Up\n\nUploaded through the API.\n")])[0]
+    kept = write(uploads / "own.md", "# Own\n\nPut here by hand, not uploaded.\n")
     deleted = subprocess.run([str(BIN / "kb"), "collections", "--delete", "alpha"], env=env, capture_output=True, text=True)
     assert deleted.returncode == 0
-    assert not uploaded.parent.exists()  # the one way to delete a collection takes its uploads too (as the API does)
+    assert not uploaded.exists()  # the one way to delete a collection takes its uploads too (as the API does)
     assert (docs / "a.md").is_file()  # a folder of the user's own is never touched
+    assert kept.is_file()  # and only what was uploaded
     assert subprocess.run([str(BIN / "kb"), "collections"], env=env, capture_output=True, text=True).stdout.split() == ["beta"]
     missing = subprocess.run([str(BIN / "kb"), "collections", "--delete", "../home"], env=env, capture_output=True, text=True)
     assert missing.returncode == 2
