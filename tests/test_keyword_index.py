@@ -107,6 +107,8 @@ def test_specific_items_are_the_names_and_numbers_a_passage_must_hold():
     assert "北京" in specific_items("北京今天的天气怎么样？")  # a place, by jieba's part of speech
     assert specific_items("如何更换嵌入模型？") == set()  # ordinary words only: rewording them is fine
     assert specific_items("怎样启用 GPU 加速？") == {"gpu"}
+    # A capital opening a second sentence is no name; a year worded "mid-2023" is the year.
+    assert specific_items("Has Intel turned around? Give the figure for mid-2023.") == {"intel", "2023"}
     assert "8.x" not in specific_items("TiDB 8.x 各版本对 CentOS 7 的支持情况")  # a range of versions, not a name
     assert missing_items({"2021", "super", "红楼梦"}, "Super Bowl 2022 and 《红楼梦》") == ("2021",)
     assert as_written(["academi", "2021"], "the 92nd Academy Awards of 2021") == ["Academy", "2021"]

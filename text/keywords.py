@@ -40,6 +40,7 @@ NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _IDENTIFIER = re.compile(r"\b[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+\b")  # snake_case / SCREAMING_CASE names
 _BACKTICKED = re.compile(r"`([^`]+)`")
 _WORD = re.compile(r"[A-Za-z0-9_][\w.\-]*")
+_WORD_AND_YEAR = re.compile(r"[a-z]+-((?:19|20)\d\d)")
 _TITLE = re.compile(r"《([^《》]{1,40})》")
 # jieba's tags for names of people (nr, nrfg, nrt), places (ns), organisations (nt) and other proper nouns (nz).
 _CHINESE_NAME_TAGS = frozenset({"nr", "nrfg", "nrt", "ns", "nt", "nz"})
@@ -121,11 +122,16 @@ def name_like_words(sentence: str) -> list[str]:
     "How do I run `kb ingest` on Linux?" -> ["kb ingest", "Linux"].
     """
     words = list(_BACKTICKED.findall(sentence))
-    for index, match in enumerate(_WORD.finditer(_BACKTICKED.sub(" ", sentence))):
+    text = _BACKTICKED.sub(" ", sentence)
+    for match in _WORD.finditer(text):
         word = match.group(0).strip(".-")
+        # "... each quarter? Give the figures": a capital that opens any sentence is no name.
+        opens_sentence = not text[:match.start()].strip() or text[:match.start()].rstrip()[-1] in ".?!:;"
         capital_inside = any(ch.isupper() for ch in word[1:])
-        capital_later = index > 0 and word[:1].isupper()
-        if capital_inside or capital_later or any(ch.isdigit() or ch == "_" for ch in word):
+        capital_later = not opens_sentence and word[:1].isupper()
+        if _WORD_AND_YEAR.fullmatch(word):  # "mid-2023", "pre-2020": the year is the item, not the wording
+            words.append(_WORD_AND_YEAR.fullmatch(word).group(1))
+        elif capital_inside or capital_later or any(ch.isdigit() or ch == "_" for ch in word):
             words.append(word)
     return words
 
