@@ -179,6 +179,9 @@ def build_service(settings: Settings, pipeline: Pipeline | None = None) -> Servi
                    accounts=Accounts(settings.home, audit_questions=settings.audit_questions))
 
 
+KEEP_ALIVE_S = 75  # longer than the idle timeout of common load balancers (60 s), as servers behind them need
+
+
 def serve(settings: Settings) -> None:
     """Run the service until interrupted (``kb serve``)."""
     import uvicorn
@@ -189,5 +192,8 @@ def serve(settings: Settings) -> None:
     service.library.base.warm_up()
     # proxy_headers off: uvicorn would take X-Forwarded-For from any loopback client as the client's address;
     # the login route reads it itself, from the proxies KB_TRUSTED_PROXIES names only.
+    # timeout_keep_alive: uvicorn closes an idle keep-alive connection after 5 s, and a client polling a job
+    # every few seconds on a busy machine then sends its next request into a connection the server is closing
+    # ("Connection reset by peer"). Proxies and clients keep connections for a minute or more; so does this.
     uvicorn.run(create_app(service), host=settings.serve_host, port=settings.serve_port, log_level="info",
-                timeout_graceful_shutdown=5, proxy_headers=False)
+                timeout_graceful_shutdown=5, timeout_keep_alive=KEEP_ALIVE_S, proxy_headers=False)

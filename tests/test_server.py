@@ -295,3 +295,25 @@ def test_the_openapi_schema_documents_the_kb_field(http):
     assert {"citations", "abstained", "sentences"} <= set(schema["components"]["schemas"]["KbAnswer"]["properties"])
     assert {"/v1/models", "/v1/embeddings", "/v1/collections/{name}/documents", "/v1/jobs/{job_id}"} <= set(schema["paths"])
 
+
+
+def test_a_client_that_waits_between_polls_keeps_its_connection(server):
+    """A client polling a job every few seconds reuses its keep-alive connection; the server must not close it
+    under the client after 5 s idle (uvicorn's default), which a busy machine turns into 'connection reset'."""
+    import http.client
+    import time
+    from urllib.parse import urlsplit
+
+    address = urlsplit(server.url)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+    try:
+        connection.request("GET", "/healthz")
+        assert connection.getresponse().read() and connection.sock is not None
+        first_socket = connection.sock
+        time.sleep(7)  # idle longer than uvicorn's default keep-alive
+        connection.request("GET", "/healthz")  # http.client does not reconnect: a closed socket fails here
+        response = connection.getresponse()
+        assert response.status == 200 and response.read()
+        assert connection.sock is first_socket
+    finally:
+        connection.close()
