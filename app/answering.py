@@ -15,6 +15,7 @@ Deliberately not here: retrieval, abstention decisions, the single-prompt answer
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -26,7 +27,7 @@ from core.types import Answer, Question, Source
 from text.documents import DocumentRecord
 from llm.answer import citation_from_source
 from llm.generator import Generator
-from llm.per_document import not_stated, per_document_answer
+from llm.per_document import not_stated, per_document_answer, quoted_line
 from llm.prompt import PromptBuilder
 from llm.refusals import NOT_IN_DOCUMENTS
 
@@ -56,10 +57,18 @@ NONE_OF_THEM = {
     "en": "(None of the {looked} documents looked at states it.)",
     "zh": "（查看的 {looked} 份文档都没有提到。）",
 }
+EACH_LOOKED_AT = {
+    "en": "{looked} documents looked at, one line each:",
+    "zh": "查看了 {looked} 份文档，每份一行：",
+}
 LOOKED_AT = {
     "en": "{kept} of the {looked} documents looked at state it:",
     "zh": "在查看的 {looked} 份文档中，有 {kept} 份提到：",
 }
+
+
+# Markdown heading attributes ("Form Models { #form-models }", as MkDocs sites write them) are no part of a title.
+_HEADING_ANCHOR = re.compile(r"\s*\{\s*#[^{}]*\}\s*$")
 
 
 def document_labels(sources: Sequence[Source], records: Mapping[str, DocumentRecord], dated: bool = False) -> list[str]:
@@ -73,9 +82,10 @@ def document_labels(sources: Sequence[Source], records: Mapping[str, DocumentRec
         if record is None:
             labels.append(source.hit.chunk.source)
             continue
-        label = record.period_label or record.title
+        title = _HEADING_ANCHOR.sub("", record.title).strip() or record.title
+        label = record.period_label or title
         if dated and not record.period_label and record.published:
-            label = f"{record.title} · {record.published}"
+            label = f"{title} · {record.published}"
         # "Amazon.com, Inc" without its final ".": a sentence end inside the label would split the line.
         labels.append(f"{record.organisation.rstrip('.')} · {label}" if several and record.organisation else label)
     return labels
@@ -114,21 +124,7 @@ def answer_per_document(
         finally:
             turns.leave(ticket)
         finished = time.perf_counter()
-        # Each document's sentence is checked alone (the label is ours, not a claim of the model's).
-        checked = [(label, text, check(text, sources)) for label, text in lines]
-        draft = "\n".join(f"- {label}: {text}" for label, text in lines)
-        if listing:
-            checked = [(label, text, answer) for label, text, answer in checked
-                       if not not_stated(text) and not answer.abstained and any(s.supported for s in answer.sentences)]
-        if not checked or all(answer.abstained for _, _, answer in checked):
-            note = NONE_OF_THEM[question.language].format(looked=len(lines)) if listing else ""
-            stream.answer = Answer(
-                question=question.text, text=f"{NOT_IN_DOCUMENTS[question.language]} {note}".strip(), citations=(),
-                sources=tuple(citation_from_source(source) for source in sources), supported=False, abstained=True,
-                withdrawn_draft=draft)
-        else:
-            header = LOOKED_AT[question.language].format(kept=len(checked), looked=len(lines)) if listing else None
-            stream.answer = one_line_each(question, header, checked, sources)
+        stream.answer = checked_lines(question, lines, sources, check, listing)
         stream.timings = AskTimings(
             retrieval=retrieval.timings, prompt_ms=0.0,
             first_token_ms=((first_line_at or finished) - started) * 1e3, total_ms=(finished - started) * 1e3,
@@ -137,6 +133,32 @@ def answer_per_document(
 
     stream._pieces = pieces()
     return stream
+
+
+def checked_lines(question: Question, lines: Sequence[tuple[str, str]], sources: Sequence[Source],
+                  check: Callable[[str, Sequence[Source]], Answer], listing: bool) -> Answer:
+    """The answer made of the model's one line per source (``lines``: label, sentence; in the sources' order).
+
+    Each line is checked alone (the label is ours, not a claim of the model's). ``listing``: a question asking
+    which documents say something; "not stated" of a document whose passage names what was asked becomes the
+    passage's own sentence (``quoted_line``), and only the lines whose document states it are kept.
+    Needs no model: ``benchmarks/replay_answers.py`` replays stored lines through it.
+    """
+    if listing:
+        lines = [(label, (quoted_line(question, source, label) or text) if not_stated(text) else text)
+                 for (label, text), source in zip(lines, sources)]
+    checked = [(label, text, check(text, sources)) for label, text in lines]
+    draft = "\n".join(f"- {label}: {text}" for label, text in lines)
+    if listing:
+        checked = [(label, text, answer) for label, text, answer in checked
+                   if not not_stated(text) and not answer.abstained and any(s.supported for s in answer.sentences)]
+    if not checked or all(answer.abstained for _, _, answer in checked):
+        note = NONE_OF_THEM[question.language].format(looked=len(lines)) if listing else ""
+        return Answer(question=question.text, text=f"{NOT_IN_DOCUMENTS[question.language]} {note}".strip(),
+                      citations=(), sources=tuple(citation_from_source(source) for source in sources),
+                      supported=False, abstained=True, withdrawn_draft=draft)
+    header = (LOOKED_AT if listing else EACH_LOOKED_AT)[question.language].format(kept=len(checked), looked=len(lines))
+    return one_line_each(question, header, checked, sources)
 
 
 def one_line_each(question: Question, header: str | None, lines: Sequence[tuple[str, str, Answer]],

@@ -58,7 +58,10 @@ class AnswerChecks:
 
     def answer_policy(self) -> AnswerPolicy:
         return AnswerPolicy(withdraw=self.settings.withdraw_unsupported,
-                            decline_unsupported=self.settings.decline_unsupported, decline=self.settings.abstain)
+                            decline_unsupported=self.settings.decline_unsupported, decline=self.settings.abstain,
+                            figure_context_min=self.settings.figure_context_min,
+                            new_words_min=self.settings.new_words_min,
+                            keep_held_figures=self.settings.keep_held_figures)
 
     def checked_answer(self, retrieval: Retrieval, generated: str, sources: Sequence[Source]) -> Answer:
         """The generated text as the user gets it: cited, checked, what no passage holds withdrawn (``llm.answer``),

@@ -50,7 +50,8 @@ from retrieval.question import analyse_question
 from retrieval.rerank import Reranker, load_reranker
 from retrieval.scope import Scope, named_period, prompt_hits, scope_question
 from retrieval.table_rows import prefer_asked_rows
-from text.periods import PERIOD_WORD
+from retrieval.named_years import prefer_named_years
+from text.periods import PERIOD_WORD, year_mentions
 from retrieval.store import Collection, CollectionMissingError, WriteLock
 
 # What the CLI and the UI take from here besides the pipeline: its result types and the one error type.
@@ -276,6 +277,8 @@ class Pipeline:
         reranked = reranker.rerank(searched, candidates)
         if scope.scoped:  # within named documents: the statement row over the prose that discusses it
             reranked = prefer_asked_rows(searched, reranked, self.settings.table_row_weight)
+        if not (scope.scoped and scope.periods):  # a year no document's period resolved: its passages first
+            reranked = prefer_named_years(reranked, year_mentions(searched.text))
         t3 = time.perf_counter()
         timings = RetrievalTimings(embed_ms=(t1 - t0) * 1e3, first_stage_ms=(t2 - t1) * 1e3, rerank_ms=(t3 - t2) * 1e3)
         context = prompt_hits(reranked, scope, self.settings.context_chunks, self.settings.across_documents)

@@ -118,6 +118,11 @@ def ask(pipeline, question: dict, retrieval_only: bool, context_chunks: int) -> 
         result["scope"] = list(retrieval.scope.documents)
         result["scope_periods"] = list(retrieval.scope.periods)
         result["evidence"] = asdict(retrieval.evidence) if retrieval.evidence else None
+        scope = retrieval.scope
+        # As the pipeline decides (app.pipeline.Pipeline.ask_stream): replay_answers.py checks such answers line by line.
+        result["per_document"] = bool(scope.across or scope.one_each or scope.lists) and len(result["shown"]) > 1 \
+            and not result["refused_before_generation"]
+        result["listing"] = scope.lists and not scope.across
     return result
 
 
@@ -149,6 +154,9 @@ def run(args: argparse.Namespace) -> None:
         scored.append(score(question, result))
         print(f"[{number}/{len(questions)}] {question['id']} {question['kind']}: doc={scored[-1].get('right_document')} "
               f"right={right(scored[-1])}", file=sys.stderr)
+        if args.out:  # as it goes: a long run's answers can be read, or replayed, before it ends
+            Path(args.out).write_text(json.dumps({"summary": {}, "scored": scored, "results": results},
+                                                 ensure_ascii=False, indent=1), encoding="utf-8")
     summary = summarise(scored, results)
     print(json.dumps(summary, indent=2, ensure_ascii=False))
     if args.out:

@@ -86,6 +86,12 @@ def score(question: dict, result: dict) -> dict:
     answer = result["answer"]
     scored["false_refusal"] = bool(result.get("abstained"))
     kind = question["kind"]
+    draft = result.get("draft")
+    if draft and kind not in LISTS:
+        # The model's text before any check: a refusal of a right draft is a false refusal proper; a refusal of
+        # a wrong one stopped a wrong answer (the checks are judged by both).
+        scored["draft_right"] = (any(item_stated(draft, item) for item in gold) if kind in SINGLE
+                                 else bool(gold) and all(item_stated(draft, item) for item in gold))
     if kind in SINGLE:
         # several gold items of a single-fact question are alternative places of the same fact
         scored["figure_right"] = any(item_stated(answer, item) for item in gold)
@@ -129,6 +135,10 @@ def summarise(scored: list[dict], results: list[dict]) -> dict:
             "lists_items_share": mean([s["items_share"] for s in scored if "items_share" in s and s["kind"] in LISTS]),
             "lists_markers_only": share([s["markers_only"] for s in scored if "markers_only" in s]),
             "false_refusals": share([s["false_refusal"] for s in answerable if "false_refusal" in s]),
+            "drafts_right": share([s["draft_right"] for s in answerable if "draft_right" in s]),
+            "right_drafts_refused": share([s["false_refusal"] for s in answerable if s.get("draft_right")]),
+            "wrong_drafts_shown": share([not s["false_refusal"] for s in answerable
+                                         if "draft_right" in s and not s["draft_right"]]),
             "unanswerable_refused": share([s["refused"] for s in scored if not s["answerable"]]),
             "first_token_s_median": median([r["first_token_ms"] / 1e3 for r in results if "first_token_ms" in r]),
             "total_s_median": median([r["total_ms"] / 1e3 for r in results if "total_ms" in r]),

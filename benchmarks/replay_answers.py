@@ -11,6 +11,8 @@ seconds; a change to retrieval or prompts still needs a new run.
         [--out nm-replayed.json] [--show-changes]
 
 Drafts of answers refused before generation are not replayed (nothing was generated): they stay refused.
+An answer of one line per document is replayed line by line through ``app.answering.checked_lines``, as
+the pipeline checks it.
 Deliberately not here: generating, retrieval.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -51,7 +54,14 @@ def replay(result: dict, checks) -> dict:
                           evidence=evidence, scope=Scope(documents=tuple(result.get("scope", ())),
                                                          periods=tuple(result.get("scope_periods", ()))),
                           context=tuple(s.hit for s in sources))
-    answer = checks.checked_answer(retrieval, result["draft"], sources)
+    lines = document_lines(result)
+    if lines is not None:  # one line per document (app.answering): each line checked alone, as the pipeline does
+        from app.answering import checked_lines
+
+        answer = checked_lines(question, lines, sources, lambda text, shown: checks.checked_answer(retrieval, text, shown),
+                               listing=listing(result))
+    else:
+        answer = checks.checked_answer(retrieval, result["draft"], sources)
     return {**result, "answer": answer.text, "abstained": answer.abstained, "supported": answer.supported,
             "withdrawn_draft": answer.withdrawn_draft,
             "withdrawn": [{"text": s.text, "because": s.withdrawn_because} for s in answer.withdrawn],
@@ -59,10 +69,38 @@ def replay(result: dict, checks) -> dict:
                            "citations": list(s.citations)} for s in answer.sentences]}
 
 
+_LINE = re.compile(r"^- (.+?): (.*)$")
+# How a stored answer says it kept only the documents that state it (app.answering's LOOKED_AT, NONE_OF_THEM).
+_LISTED = re.compile(r"documents looked at state it|documents looked at states it|None of the \d+ documents looked at|"
+                     r"在查看的 \d+ 份文档中|查看的 \d+ 份文档都没有提到")
+
+
+def document_lines(result: dict) -> list[tuple[str, str]] | None:
+    """The (label, sentence) lines of a one-line-per-document answer, or None for an ordinary answer.
+
+    Runs since ``per_document`` was stored say so; before, a draft of one "- label: sentence" line per shown
+    source is one."""
+    draft_lines = [line for line in result["draft"].split("\n") if line.strip()]
+    if result.get("per_document") is False or len(draft_lines) < 2 or len(draft_lines) != len(result["shown"]):
+        return None
+    matches = [_LINE.match(line) for line in draft_lines]
+    if not all(matches):
+        return None
+    return [(match.group(1), match.group(2)) for match in matches]
+
+
+def listing(result: dict) -> bool:
+    """Whether the answer keeps only the documents that state it (``Scope.lists``), as stored or as its text says."""
+    if "listing" in result:
+        return bool(result["listing"])
+    return bool(_LISTED.search(result.get("answer", "")))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--answers", nargs="+", required=True, help="--out files of benchmarks/doc_questions.py")
     parser.add_argument("--questions", nargs="+", required=True)
+    parser.add_argument("--half", choices=("tune", "report"), help="only the questions of this half (doc_questions.py)")
     parser.add_argument("--out")
     parser.add_argument("--show-changes", action="store_true", help="print each question whose verdict changed")
     args = parser.parse_args()
@@ -70,7 +108,7 @@ def main() -> None:
     from app.settings import load_settings
 
     checks = AnswerChecks(load_settings())
-    questions = {q["id"]: q for q in read_questions(args.questions)}
+    questions = {q["id"]: q for q in read_questions(args.questions, args.half)}
     stored = [r for path in args.answers for r in json.loads(Path(path).read_text(encoding="utf-8"))["results"]
               if r["id"] in questions]
     replayed = [replay(r, checks) for r in stored]

@@ -22,7 +22,8 @@ The steps:
    question names, are withdrawn (``llm.verification``): removed from the text, kept in
    ``Answer.withdrawn`` with the reason.
 4. When no supported sentence is left (``AnswerPolicy.decline_unsupported``; otherwise when no
-   sentence is left at all), the model itself said the documents do not hold the answer, or the
+   sentence is left at all), a sentence whose numbers its cited passages write counts as left
+   (``keep_held_figures``: wording is weak evidence, a figure strong; it is shown flagged), the model itself said the documents do not hold the answer, or the
    answer is made of citation markers and fragments ("[1] [2][3]", "U.S [1]."), the answer is
    "not in the documents" with the passages as the closest ones, and the model's text is
    kept as ``withdrawn_draft`` for the user to judge.
@@ -45,7 +46,8 @@ from llm.figures import figures_in_right_rows
 from llm.grounding import ABSTENTION, ground
 from llm.refusals import NOT_IN_DOCUMENTS, draft_withdrawn
 from llm.sentences import MARKER, segments
-from llm.verification import check_facts, check_periods, without_withdrawn
+from llm.verification import check_facts, check_figure_contexts, check_new_words, check_periods, without_withdrawn
+from text.keywords import numbers_and_identifiers
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,9 @@ class AnswerPolicy:
     withdraw: bool = True  # sentences with invented facts or from another year's passage are removed
     decline_unsupported: bool = True  # no supported sentence left: "not in the documents" (else: none left)
     decline: bool = True  # False: never answer "not in the documents" after generation (abstention off)
+    figure_context_min: float = 0.0  # least share of the question's keywords by a figure in its passage sentence
+    new_words_min: float = 0.7  # least share of a sentence's words beyond the question's its evidence must hold
+    keep_held_figures: bool = True  # an unsupported sentence whose figures its cited passages write is not declined
 
 
 def citation_from_source(source: Source) -> Citation:
@@ -97,6 +102,21 @@ def _fragment(sentence: str) -> bool:
     return len(_WORDS.findall(bare)) < 2 and not _YES_NO.match(bare) and not re.search(r"\d", bare)
 
 
+def _figures_held(question: Question, sentence: SentenceSupport, passages: Mapping[int, str]) -> bool:
+    """Whether the sentence states numbers beyond the question's and its cited passages write every one of them.
+
+    Wording is weak evidence, a figure strong: "设计学类计划招53人 [2]" over a table whose cells stand one per
+    line ("设计学类" / "53") shares too few words with any two of its lines to be supported, yet [2] writes 53.
+    """
+    numbers = set(numbers_and_identifiers(MARKER.sub(" ", sentence.text))) - set(question.stated_numbers)
+    numbers = {n for n in numbers if any(ch.isdigit() for ch in n)}
+    cited = [passages[n] for n in sentence.citations if n in passages]
+    if not numbers or not cited:
+        return False
+    held = set().union(*(numbers_and_identifiers(text) for text in cited))
+    return numbers <= held
+
+
 def make_answer(question: Question, generated: str, sources: Sequence[Source], policy: AnswerPolicy = AnswerPolicy(),
                 scoped: Collection[str] = ()) -> Answer:
     """Keep valid [n] markers, ground and check each sentence, withdraw what no passage holds (see module doc).
@@ -132,7 +152,9 @@ def make_answer(question: Question, generated: str, sources: Sequence[Source], p
                              {s.number: (s.hit.chunk.source, s.hit.chunk.page) for s in sources})
     sentences = check_facts(question, sentences, claims, facts_shown)
     sentences = check_periods(question, sentences, shown, headers, {s.number: s.hit.chunk.source for s in sources},
-                              scoped)
+                              facts_shown, scoped)
+    sentences = check_figure_contexts(question, sentences, facts_shown, headers, policy.figure_context_min)
+    sentences = check_new_words(question, sentences, shown, policy.new_words_min)
     sentences = _without_headers(sentences, {number: len(header) for number, header in headers.items()})
     final_text, kept = (without_withdrawn(grounded.text, sentences) if policy.withdraw
                         else (grounded.text, tuple(replace(s, withdrawn_because="") for s in sentences)))
@@ -143,7 +165,8 @@ def make_answer(question: Question, generated: str, sources: Sequence[Source], p
     checkable = [s for s in kept if s.checked]
     said_not_found = any(ABSTENTION.search(s.text) for s in kept) and not any(s.supported for s in kept)
     said_nothing = bool(kept) and all(_fragment(s.text) for s in kept)  # "[1] [2][3]", "U.S [1]."
-    left = [s for s in kept if s.supported] if policy.decline_unsupported else checkable
+    left = ([s for s in kept if s.supported or (policy.keep_held_figures and _figures_held(question, s, bare_shown))]
+            if policy.decline_unsupported else checkable)
     if policy.decline and (said_not_found or said_nothing or (not left and (checkable or withdrawn))):
         missing = tuple(dict.fromkeys(item for s in withdrawn for item in s.missing))
         return Answer(question=question.text,

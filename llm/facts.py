@@ -41,8 +41,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
+from llm.claims import spelled_numbers
+from llm.sentences import sentence_spans
 from text.keywords import chinese_names
-from text.periods import MONTHS, date_spans
+from text.periods import MONTHS, date_spans, year_mentions
 
 _SCALES = {"thousand": 1e3, "k": 1e3, "million": 1e6, "mn": 1e6, "m": 1e6, "billion": 1e9, "bn": 1e9, "b": 1e9,
            "trillion": 1e12, "千": 1e3, "万": 1e4, "百万": 1e6, "千万": 1e7, "亿": 1e8}
@@ -53,6 +55,9 @@ _MONTH = "|".join(sorted(MONTHS, key=len, reverse=True))
 _MONTH_DAY = re.compile(rf"\b({_MONTH})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?\b(?!,?\s*\d{{4}})", re.IGNORECASE)
 _MONTH_YEAR = re.compile(rf"\b({_MONTH})\.?\s+((?:19|20)\d\d)\b", re.IGNORECASE)
 _CHINESE_MONTH_DAY = re.compile(r"(?<![\d年])(\d{1,2})\s*月\s*(\d{1,2})\s*[日号]")
+# A span of days: "1月3-4日", "1月3日至4日", "January 3-4, 2019": each day counts as written.
+_CHINESE_DAY_SPAN = re.compile(r"(?:((?:19|20)\d\d)\s*年\s*)?(\d{1,2})\s*月\s*(\d{1,2})\s*日?\s*[-–—~至到]\s*(\d{1,2})\s*[日号]")
+_ENGLISH_DAY_SPAN = re.compile(rf"\b({_MONTH})\.?\s+(\d{{1,2}})\s*[-–—]\s*(\d{{1,2}}),?(?:\s+((?:19|20)\d\d))?", re.IGNORECASE)
 _CHINESE_YEAR_MONTH = re.compile(r"((?:19|20)\d\d)\s*年\s*(\d{1,2})\s*月(?!\s*\d{1,2}\s*[日号])")
 _YEAR = re.compile(r"(?<![\d.,])((?:19|20)\d\d)(?![\d%]|[.,]\d)")
 _IDENTIFIER = re.compile(r"\b[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+\b")
@@ -73,6 +78,7 @@ _COMPUTED = re.compile(
     r"|增长|增加|下降|减少|占|比|差|合计|共计|总计|提高|降低", re.IGNORECASE)
 _QUARTERS = frozenset({"q1", "q2", "q3", "q4"})
 _LIST_NUMBER = re.compile(r"^\s*(?:[-*+•]\s*)?\d{1,2}[.)、]\s")
+SMALL_COUNT = 10  # a bare whole number below this is a count ("2 segments"), not a figure to check (docs/benchmarks.md)
 MAX_COMPUTED_FIGURES = 120  # figures of the cited passages tried in pairs (a statement page holds about that many)
 
 
@@ -107,7 +113,9 @@ def facts(sentence: str, given: Iterable[str] = ()) -> tuple[Fact, ...]:
             found.append(Fact("identifier", match.group(1), match.group(1).lower()))
     text = _blank(_BACKTICKED, _blank(_IDENTIFIER, text))
     dates, text = _dates(text)
-    found += dates
+    # A date the question names ("the June 2023 quarter") is the question's, not the model's: whether the
+    # passage speaks of that period is ``llm.verification.check_periods``' business.
+    found += [date for date in dates if not any(date.written.lower() in item for item in given_lower)]
     for match in _YEAR.finditer(text):
         if match.group(1) not in given_lower:
             found.append(Fact("year", match.group(1), int(match.group(1))))
@@ -157,7 +165,7 @@ def _figure(match: re.Match[str]) -> Fact | None:
     decimals = len(digits.split(".")[1]) if "." in digits else 0
     percent = unit.lower() in ("%", "％", "percent") or unit.lower().startswith("per")
     scale = 1.0 if percent or not unit else _SCALES.get(unit.lower(), _SCALES.get(unit, 1.0))
-    if not percent and not unit and value < 10 and decimals == 0:
+    if not percent and not unit and value < SMALL_COUNT and decimals == 0:
         return None  # "2 segments", "step 3": small counts are checked as words by llm.grounding
     return Fact("figure", match.group(0).strip(), value * scale, decimals, scaled=scale != 1.0, percent=percent)
 
@@ -213,17 +221,48 @@ class ShownFacts:
                 scale = _SCALES.get((match.group(2) or "").strip().lower(), _SCALES.get((match.group(2) or "").strip()))
                 if scale:
                     figures.append(_Figure(value * scale, decimals))
+            # Counts a passage spells out ("three segments", "三个") hold the digits a sentence writes.
+            figures += [_Figure(float(value), 0) for value in spelled_numbers(text)]
         return found
 
     @cached_property
     def _dates(self) -> set[tuple]:
+        """Every date the passages write, as (year, month, day), also without the parts a sentence may leave out;
+        a day without a year counts for the years its passage speaks of ("2月21日" on the 2015 notice)."""
         found = set()
         for text in self.passages.values():
-            dates, _ = _dates(text)
-            for fact in dates:
-                year, month, day = fact.value
+            written = [fact.value for fact in _dates(text)[0]]
+            for match in _CHINESE_DAY_SPAN.finditer(text):
+                year = int(match.group(1)) if match.group(1) else None
+                written += [(year, int(match.group(2)), int(match.group(3))), (year, int(match.group(2)), int(match.group(4)))]
+            for match in _ENGLISH_DAY_SPAN.finditer(text):
+                year, month = (int(match.group(4)) if match.group(4) else None), MONTHS[match.group(1).lower()]
+                written += [(year, month, int(match.group(2))), (year, month, int(match.group(3)))]
+            years = set(year_mentions(text))
+            for year, month, day in written:
                 found |= {(year, month, day), (None, month, day), (year, month, None)}
+                if year is None:
+                    found |= {(spoken, month, day) for spoken in years} | {(spoken, month, None) for spoken in years}
         return found
+
+    @cached_property
+    def _pieces(self) -> list[tuple[int, str, list[_Figure]]]:
+        """Each passage's sentences (table rows are lines) with the figures they write."""
+        pieces = []
+        for number, text in self.passages.items():
+            for start, end in sentence_spans(text, 0, len(text), wrapped_lines=True):
+                piece = text[start:end]
+                figures = [_Figure(float(m.group(1).replace(",", "")),
+                                   len(m.group(1).split(".")[1]) if "." in m.group(1) else 0)
+                           for m in _FIGURE.finditer(piece)]
+                if figures:
+                    pieces.append((number, piece, figures))
+        return pieces
+
+    def contexts(self, fact: Fact) -> list[tuple[int, str]]:
+        """(passage number, sentence) of every passage sentence that writes the figure ``fact`` states."""
+        return [(number, piece) for number, piece, figures in self._pieces
+                if any(_same_figure(fact, figure) for figure in figures)]
 
     def missing(self, sentence: str, sentence_facts: Iterable[Fact], cited: Iterable[int] = ()) -> tuple[Fact, ...]:
         """The facts of ``sentence`` that no shown passage holds (a page: none of the cited passages' own)."""

@@ -16,7 +16,13 @@ stream as each is finished.
 
 A question asking which documents say something ("Which filings mention the stock split?",
 ``retrieval.scope.Scope.lists``) is asked the same way, with a prompt that lets the model say "Not
-stated"; the pipeline keeps the lines of the documents that state it (``app.answering``).
+stated"; the pipeline keeps the lines of the documents that state it (``app.answering``). The
+small model says "Not stated" of documents that do name the thing asked about (8 of the 21
+documents missing from the lists of docs/benchmarks.md, Lists); ``quoted_line`` then quotes the
+passage's sentence that names it, so the reader judges from the document's own words::
+
+    "哪些教程页面讲到了用 UploadFile 接收上传的文件？", the model: "没有提到 [1]。"
+    -> "可以使用 `UploadFile` 接收上传的文件…… [1]"   (the passage's sentence naming UploadFile)
 
 Deliberately not here: choosing the documents and their order (``retrieval.scope``
 and the pipeline), a closing summary sentence (the model's "it increased" is
@@ -29,10 +35,11 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from llm.generator import Generator
-from llm.sentences import MARKER
 from core.types import Question, Source
+from llm.generator import Generator
 from llm.prompt import PromptBuilder
+from llm.sentences import MARKER, split_sentences
+from text.keywords import NUMBER, missing_items
 
 
 @dataclass(frozen=True)
@@ -79,3 +86,24 @@ def per_document_answer(
         # Only the first line: the model sometimes adds a second, general sentence about the other periods.
         first = next((line for line in text.strip().splitlines() if line.strip()), "")
         yield DocumentLine(source.number, label, _renumber(first, source.number), prompt.prompt_tokens)
+
+
+def quoted_line(question: Question, source: Source, label: str) -> str | None:
+    """The sentence of ``source`` that names every name or identifier of ``question``, cited, or None.
+
+    Only the question's items that are not numbers (a "$20 billion" threshold is a judgement, not a
+    name to find) and that the document's label and header do not hold (the company every filing is
+    about names no document in particular). None when there is no such item, or the passage lacks one of them.
+    """
+    items = {item for item in question.specific_items if not NUMBER.fullmatch(item)}
+    naming = f"{label}\n{source.hit.chunk.header}"  # the document's own name and record: "Intel" of Intel's filings
+    items -= set(items) - set(missing_items(items, naming))
+    text = source.text
+    if not items or missing_items(items, text):
+        return None
+    spans = split_sentences(text) or [(0, len(text))]
+    best = min(spans, key=lambda span: (len(missing_items(items, text[span[0]:span[1]])), span[0]))
+    sentence = " ".join(text[best[0]:best[1]].split())
+    if len(sentence) > 300:  # a table or a run-on line: the start of it, not a screenful
+        sentence = sentence[:300].rsplit(" ", 1)[0] + " …"
+    return f"{sentence} [{source.number}]"

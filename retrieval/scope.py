@@ -90,7 +90,7 @@ _LISTS = re.compile(
     rf"\bin\s+which\s+(?:of\s+\S+\s+)?(?:\S+\s+)?(?:{_DOCUMENT_NOUNS})\b|"
     rf"\bhow\s+many\s+(?:of\s+(?:the|these)\s+)?(?:\S+\s+)?(?:{_DOCUMENT_NOUNS})\b|"
     rf"\blist\s+(?:all\s+|the\s+|each\s+|every\s+)?(?:\S+\s+){{0,3}}?(?:{_DOCUMENT_NOUNS})\b|"
-    rf"(?:哪些|哪几个?|哪一些|有几(?:个|份|篇)|多少(?:个|份|篇)|几个|几份|几篇)[^，。？?]{{0,12}}?{_DOCUMENT_NOUNS_ZH}",
+    rf"(?:哪些|哪几个?|哪一些|有几(?:个|份|篇)|多少(?:个|份|篇)|几个|几份|几篇|列出|列举)[^，。？?]{{0,12}}?{_DOCUMENT_NOUNS_ZH}",
     re.IGNORECASE)
 # A comparison with another period of the same document: "compared with Q2 2022", "the year-earlier quarter".
 _COMPARES = re.compile(
@@ -218,6 +218,8 @@ def scope_question(question: Question, records: Mapping[str, DocumentRecord]) ->
         return Scope()
     text = question.search_text
     lists = bool(_LISTS.search(text))
+    # Unscoped, "each year's …" / "各年……" asks for a line per document too ("列出各年招生简章的发布日期").
+    unscoped_lists = lists or bool(_ACROSS.search(text))
     names = {source: document_names(record) for source, record in records.items()}
     everywhere = frozenset.intersection(*names.values()) if names else frozenset()
     asked = _words(text)
@@ -239,7 +241,7 @@ def scope_question(question: Question, records: Mapping[str, DocumentRecord]) ->
 
         in_period = {s for s in in_scope if matches(s) or not _has_period(records[s])}
         if not any(matches(s) for s in in_period):
-            return Scope(lists=lists)  # a period no document has: leave it to retrieval and abstention
+            return Scope(lists=unscoped_lists)  # a period no document has: leave it to retrieval and abstention
         in_scope = in_period
 
     latest = bool(_LATEST.search(text)) and not periods_named
@@ -255,7 +257,7 @@ def scope_question(question: Question, records: Mapping[str, DocumentRecord]) ->
             in_scope = newest | {s for s in in_scope if records[s].date is None}
 
     if not in_scope or in_scope == set(records):
-        return Scope(lists=lists)  # nothing named, or everything: no narrowing
+        return Scope(lists=unscoped_lists)  # nothing named, or everything: no narrowing
     ordered = sorted(in_scope, key=lambda s: (records[s].date or date.min, records[s].version_tuple or (), s))
     dated = [s for s in ordered if records[s].date is not None or records[s].version is not None]
     across = bool(_ACROSS.search(text)) and len(dated) > 1

@@ -124,7 +124,8 @@ def test_a_question_across_quarters_lists_each_period_with_its_citation(pipeline
     "".join(stream)
     answer = stream.answer
     assert [hit.chunk.source for hit in stream.retrieval.context] == ["2023 Q1 ACME.pdf", "2023 Q2 ACME.pdf", "2023 Q3 ACME.pdf"]
-    lines = answer.text.splitlines()
+    header, *lines = answer.text.splitlines()
+    assert header == "3 documents looked at, one line each:"  # how many documents the answer rests on
     assert len(lines) == 3
     for line, figure, number in zip(lines, ("1,310", "1,420", "1,585"), (1, 2, 3)):
         assert figure in line and f"[{number}]" in line
@@ -138,7 +139,8 @@ def test_a_question_comparing_organisations_gets_one_cited_line_each(pipeline):
     answer = stream.answer
     assert stream.retrieval.scope.one_each
     assert [hit.chunk.source for hit in stream.retrieval.context] == ["2023 Q2 ACME.pdf", "2023 Q2 GLOBEX.pdf"]
-    lines = answer.text.splitlines()
+    header, *lines = answer.text.splitlines()
+    assert header == "2 documents looked at, one line each:"
     assert len(lines) == 2
     for line, organisation, figure, number in zip(lines, ("Acme Corporation", "Globex Inc"), ("1,420", "9,213"), (1, 2)):
         assert line.startswith(f"- {organisation} · quarter ended") and figure in line and f"[{number}]" in line

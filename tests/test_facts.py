@@ -157,3 +157,93 @@ def test_a_bare_figure_is_an_answer_when_a_passage_states_it():
         answer = make_answer(question, draft, sources)
         assert not answer.abstained and "8501" in answer.text
     assert make_answer(question, "8080 [1].", sources).abstained  # a bare figure no passage states
+
+
+def test_passages_of_the_asked_year_come_first_and_a_cohort_is_not_a_year():
+    from retrieval.named_years import prefer_named_years
+
+    def hit(rank: int, text: str, header: str = "") -> Hit:
+        return Hit(Chunk(f"p{rank}.html", None, (), 0, len(text), text, header=header), 1.0 / rank, rank)
+
+    hits = [hit(1, "在2021年的考试中，中法学院2019级学生通过率达93%，优秀率达59%。", "dated 2021-07-10"),
+            hit(2, "学费为每年5000元。"),
+            hit(3, "在2019年的考试中，中法学院2017级学生通过率达96%，优秀率达48%。", "dated 2020-07-10")]
+    assert [h.chunk.source for h in prefer_named_years(hits, [2019])] == ["p3.html", "p2.html", "p1.html"]
+    assert prefer_named_years(hits, []) == hits
+
+
+def test_a_figure_from_another_quarters_document_is_withdrawn_unless_the_scope_chose_it():
+    header = "2023 Q3 INTC · Intel Corporation · quarter ended September 30, 2023"
+    sources = [_source(1, "| Net revenue | 14,158 | 15,338 |", header=header, source="2023 Q3 INTC.pdf")]
+    question = analyse_question("What revenue did Intel report for Q4 2023?")
+    answer = make_answer(question, "Intel reported net revenue of $14,158 million [1].", sources)
+    assert answer.abstained and "2023 Q3" in answer.withdrawn[0].withdrawn_because
+    fiscal = analyse_question("What revenue did Intel report for the fourth quarter of fiscal 2023?")
+    assert not make_answer(fiscal, "Intel reported net revenue of $14,158 million [1].", sources).withdrawn
+    scoped = make_answer(question, "Intel reported net revenue of $14,158 million [1].", sources,
+                         scoped=("2023 Q3 INTC.pdf",))
+    assert not scoped.withdrawn
+
+
+def test_a_figure_copied_from_a_sentence_about_something_else_is_withdrawn():
+    sources = [_source(1, "Restructuring charges: employee severance and benefit arrangements of $607 million. "
+                          "The company employed about 124,800 people at year end.")]
+    question = analyse_question("How many employees did Intel let go under its 2022 Restructuring Program?")
+    strict = AnswerPolicy(figure_context_min=0.6)
+    copied = make_answer(question, "Intel let go of 607 million in severance under its restructuring [1].", sources, strict)
+    assert copied.abstained, copied.text
+    right = make_answer(analyse_question("What were Intel's employee severance and benefit charges?"),
+                        "Employee severance and benefit charges were $607 million [1].", sources, strict)
+    assert not right.abstained and right.supported
+
+
+def test_days_written_as_a_span_or_without_their_year_hold_a_full_date():
+    passages = shown("（一）选拔测试时间：2019年1月3-4日", "2015年高水平运动队招生简章：网上报名即日起至2月21日")
+    assert missing("测试在2019年1月3日和4日。", passages, cited=(1,)) == []
+    assert missing("报名到2015年2月21日结束。", passages, cited=(2,)) == []
+    assert missing("报名到2016年2月21日结束。", passages, cited=(2,)) == ["2016年2月21日"]
+
+
+def test_a_document_the_model_calls_silent_is_quoted_when_its_passage_names_what_was_asked():
+    from llm.per_document import quoted_line
+
+    def source(number: int, text: str) -> Source:
+        return Source(number, Hit(Chunk("page.md", None, (), 0, len(text), text), 1.0, number), text)
+
+    question = analyse_question("哪些教程页面讲到了用 UploadFile 接收上传的文件？")
+    names_it = source(2, "# 请求文件\n\n可以使用 `UploadFile` 接收上传的文件。它比 bytes 更好。")
+    assert quoted_line(question, names_it, "请求文件") == "可以使用 `UploadFile` 接收上传的文件。 [2]"
+    assert quoted_line(question, source(3, "# 表单\n\n表单数据使用 Form。"), "表单") is None
+    # The company every filing is about names no document; a threshold is a judgement, not a name to find.
+    intel = analyse_question("Which of Intel's filings describe the Tower Semiconductor acquisition as pending?")
+    filing = source(1, "Intel Corporation reported revenue. We agreed to acquire Tower Semiconductor; it is pending.")
+    assert quoted_line(intel, filing, "Intel Corporation · quarter ended April 1, 2023") == \
+        "We agreed to acquire Tower Semiconductor; it is pending. [1]"
+    assert quoted_line(intel, source(1, "Intel Corporation reported revenue."), "Intel Corporation") is None
+    threshold = analyse_question("In which filings was net income more than $20 billion?")
+    assert quoted_line(threshold, source(1, "Net income was $20,081 million."), "Apple Inc") is None
+
+
+def test_a_sentence_whose_figure_its_cited_table_writes_is_kept_though_its_words_are_not():
+    # A notice's table read one cell per line (the 2015 admissions page of the dated-pages set): the sentence
+    # shares too few words with any two of its lines to be supported, yet the passage writes 53.
+    table = ("中国人民大学2015年艺术类（美术）专业招生简章\n\n一、招生专业与计划\n\n序号\n\n招生专业名称\n\n招生\n\n计划\n\n"
+             "入学后分流专业（方向）\n\n1\n\n绘画\n\n27\n\n中国画、油画\n\n2\n\n设计学类\n\n53\n\n视觉传达设计\n\n"
+             "环境设计（景观建筑方向）\n\n3\n\n美术学（艺术管理与策划方向）\n\n10\n\n总计\n\n90")
+    sources = [_source(1, table)]
+    question = analyse_question("2015年人大美术类招生，设计学类计划招多少人？")
+    draft = "2015年人大美术类招生，设计学类计划招53人。[1]"
+    kept = make_answer(question, draft, sources)
+    assert not kept.abstained and "53" in kept.text and not kept.supported  # shown, flagged as unverified
+    assert make_answer(question, draft, sources, AnswerPolicy(keep_held_figures=False)).abstained
+    assert make_answer(question, "2015年人大美术类招生，设计学类计划招60人。[1]", sources).abstained
+
+
+def test_a_date_from_another_versions_release_notes_is_withdrawn():
+    notes = _source(1, "TiDB 8.5.4 发版说明。发版日期：2025 年 11 月 27 日。修复了统计信息的问题。", header="v8.5.4 · dated 2025-11-27")
+    question = analyse_question("TiDB v8.5.8 是什么时候发布的？")
+    answer = make_answer(question, "TiDB v8.5.8 是在 2025 年 11 月 27 日发布的 [1]。", [notes])
+    assert answer.abstained and "v8.5.4" in answer.withdrawn[0].withdrawn_because
+    asked_right = make_answer(analyse_question("TiDB v8.5.4 是什么时候发布的？"), "TiDB v8.5.4 是在 2025 年 11 月 27 日发布的 [1]。",
+                              [notes])
+    assert not asked_right.abstained and asked_right.supported

@@ -253,3 +253,10 @@ def test_the_named_documents_period_chooses_the_column_unless_the_question_compa
     assert "8,861" in shown("How did Globex's latest quarterly net revenue compare with the year-earlier quarter?")
     assert "8,861" in shown("Globex net revenue in Q3 2023 versus Q3 2022")
     assert named_period(scope_question(analyse_question("Globex revenue in 2023"), FILINGS), FILINGS) == ""  # 3 filings
+
+
+def test_questions_asking_for_documents_are_lists_even_when_they_name_none():
+    assert scope_question(analyse_question("Which filings mention a stock split?"), FILINGS).lists
+    assert scope_question(analyse_question("列出各年招生简章的发布日期。"), FILINGS).lists
+    assert scope_question(analyse_question("How did revenue change over the quarters?"), FILINGS).lists  # a line each
+    assert not scope_question(analyse_question("What is the revenue recognition policy?"), FILINGS).lists
