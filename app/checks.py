@@ -48,7 +48,9 @@ class AnswerChecks:
             return True
         if answer is None or answer.abstained:
             return bool(answer and answer.abstained)
-        if not self.abstention_policy().keeps_answer(retrieval.evidence, answer.grounded_share):
+        # A sentence whose numbers its cited passage writes grounds the answer as a supported one does.
+        held = any(s.figures_held for s in answer.sentences)
+        if not self.abstention_policy().keeps_answer(retrieval.evidence, 1.0 if held else answer.grounded_share):
             return True
         if self.settings.abstain_min_answer_support <= 0:
             return False  # the check is off: do not tokenise the passages on every answer

@@ -219,6 +219,7 @@ class SentenceSupport:
     checked: bool = True
     missing: tuple[str, ...] = ()  # facts it states that no passage holds, as written ("$100,000")
     withdrawn_because: str = ""  # why it was withdrawn from the answer (``llm.verification``); "" when kept
+    figures_held: bool = False  # not supported in words, but its cited passages write every number it states
 
     @property
     def flagged(self) -> bool:

@@ -165,8 +165,9 @@ def make_answer(question: Question, generated: str, sources: Sequence[Source], p
     checkable = [s for s in kept if s.checked]
     said_not_found = any(ABSTENTION.search(s.text) for s in kept) and not any(s.supported for s in kept)
     said_nothing = bool(kept) and all(_fragment(s.text) for s in kept)  # "[1] [2][3]", "U.S [1]."
-    left = ([s for s in kept if s.supported or (policy.keep_held_figures and _figures_held(question, s, bare_shown))]
-            if policy.decline_unsupported else checkable)
+    kept = tuple(replace(s, figures_held=True) if policy.keep_held_figures and s.checked and not s.supported
+                 and _figures_held(question, s, bare_shown) else s for s in kept)
+    left = [s for s in kept if s.supported or s.figures_held] if policy.decline_unsupported else checkable
     if policy.decline and (said_not_found or said_nothing or (not left and (checkable or withdrawn))):
         missing = tuple(dict.fromkeys(item for s in withdrawn for item in s.missing))
         return Answer(question=question.text,
