@@ -21,12 +21,17 @@ embeds every chunk too. Chunks without a second vector (a collection built
 before it, or with another second model) get one at the end of the next
 ingest, without re-reading or re-embedding their files.
 
-Also here: where an uploaded file may be stored (``safe_document_path``) and
-which files of a folder are documents (``find_documents``).
+With ``ray_address`` set (``kb ingest --ray``, ``KB_RAY_ADDRESS``) files are read and embedded on a Ray
+cluster (``app.distributed``) and come back as ``PreparedFile``s; the same loop writes them, so hashing,
+checkpoints, pruning and the report are the same. ``store_config`` says which store a collection goes to
+(``retrieval.backend``: local files or Milvus).
+
+Also here, re-exported from ``app.document_files``: where an uploaded file may be stored
+(``safe_document_path``) and which files of a folder are documents (``find_documents``).
 
 Deliberately not here: reading a file (``ingest.loaders``), chunking
-(``ingest.chunking``), the on-disk format (``retrieval.store``), embedding in
-a process of its own (the embedder's library already uses every core it has).
+(``ingest.chunking``), the on-disk format (``retrieval.store``, ``retrieval.milvus_store``), embedding in
+a process of its own on one machine (the embedder's library already uses every core it has).
 """
 
 from __future__ import annotations
@@ -39,19 +44,71 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
+from app.document_files import (  # noqa: F401 - re-exported: the pipeline, the server and the team import them here
+    MAX_NAME_BYTES, UnsafeFileNameError, check_upload_name, find_documents, safe_document_path, save_uploads,
+)
 from app.results import IngestProgress, IngestReport, IngestStages
 from app.settings import Settings
-from core.errors import KbError
 from core.files import file_sha256
-from core.types import FileFailure, LoadedFile
+from core.types import Chunk, FileFailure, LoadedFile
 from ingest.chunking import Chunker
 from ingest.isolation import IsolatedLoader, PendingLoad
-from ingest.loaders import READER_VERSION, SUPPORTED_SUFFIXES, LoadError, LoadOptions
+from ingest.loaders import READER_VERSION, SUPPORTED_SUFFIXES, LoadError, LoadOptions  # noqa: F401 - re-exported
 from ingest.records import describe_document
+from retrieval.backend import CollectionStore, StoreConfig
 from retrieval.embedders import Embedder
-from retrieval.store import Collection, WriteLock
+from retrieval.store import WriteLock
+from text.documents import DocumentRecord
+
+
+def store_config(settings: Settings) -> StoreConfig:
+    """Where the settings put new collections (``retrieval.backend``); Milvus Lite in KB_HOME by default."""
+    uri = settings.milvus_uri or str(settings.home / "milvus.db")
+    token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
+    return StoreConfig(settings.store, uri, token, settings.milvus_index, settings.exact_search_up_to)
+
+
+@dataclass(frozen=True)
+class PreparedFile:
+    """A file read, chunked and embedded: what is written to the store (here, or by a Ray embedder actor)."""
+
+    source: str
+    content_sha256: str
+    chunks: tuple[Chunk, ...]
+    vectors: np.ndarray
+    second_vectors: np.ndarray | None
+    record: DocumentRecord
+    pages: int
+    ocr_pages: int
+    warnings: tuple[str, ...]
+    seconds: dict[str, float]  # chunking, embedding, second_embedding
+
+
+def embed_texts(embedder: Embedder, texts: list[str], batch_size: int) -> np.ndarray:
+    batches = [embedder.embed_passages(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
+    return np.concatenate(batches) if batches else np.zeros((0, embedder.identity.dim), np.float32)
+
+
+def prepare_file(loaded: LoadedFile, chunker: Chunker, embedder: Embedder, second_embedder: Embedder | None,
+                 batch_size: int) -> PreparedFile:
+    """Chunk a read file under its document record's header and embed it; ``LoadError`` when no text is left."""
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    record = describe_document(loaded, loaded.title)
+    chunks = tuple(replace(chunk, header=record.header_for(chunk.heading_path)) for chunk in chunker.chunk(loaded.pages))
+    if not chunks:
+        raise LoadError("no text left after chunking")
+    texts = [c.embedding_text for c in chunks]
+    seconds["chunking"] = time.perf_counter() - started
+    vectors = embed_texts(embedder, texts, batch_size)
+    seconds["embedding"] = time.perf_counter() - started - seconds["chunking"]
+    second = embed_texts(second_embedder, texts, batch_size) if second_embedder else None
+    seconds["second_embedding"] = time.perf_counter() - started - seconds["chunking"] - seconds["embedding"]
+    return PreparedFile(loaded.source, loaded.content_sha256, chunks, vectors, second, record, len(loaded.pages),
+                        sum(1 for page in loaded.pages if page.ocr), loaded.warnings, seconds)
 
 
 @dataclass(frozen=True)
@@ -68,90 +125,12 @@ class _Ready:
         return self.document
 
 
-class UnsafeFileNameError(KbError, ValueError):
-    """A file name that would leave the documents folder or is not a supported document."""
-
-
-def safe_document_path(folder: Path, name: str, *, allow_subfolders: bool = False) -> Path:
-    """Where a document called ``name`` lives inside ``folder``; never outside it."""
-    cleaned = name.replace("\\", "/").strip()
-    if not allow_subfolders:
-        cleaned = cleaned.rsplit("/", 1)[-1]
-    parts = [part for part in cleaned.split("/") if part not in ("", ".")]
-    if not parts or any(part == ".." or part.startswith(".") for part in parts) or "\x00" in cleaned:
-        raise UnsafeFileNameError(f"not an acceptable file name: {name!r}")
-    if Path(parts[-1]).suffix.lower() not in SUPPORTED_SUFFIXES:
-        raise UnsafeFileNameError(f"{parts[-1]!r}: only {', '.join(SUPPORTED_SUFFIXES)} files can be added")
-    root = folder.resolve()
-    target = root.joinpath(*parts).resolve()
-    if root not in target.parents:  # a symlink inside the folder could still point outside
-        raise UnsafeFileNameError(f"{name!r} would be stored outside {folder}")
-    return target
-
-
-MAX_NAME_BYTES = 200  # file systems allow 255; the partial file's name adds a few
-
-
-def check_upload_name(name: str) -> str:
-    """``name`` when it is a plain file name a client may upload under; ``UnsafeFileNameError`` otherwise.
-
-    Stricter than ``safe_document_path``, which reduces a path to its last part: an
-    API client that sends ``../x.md`` or ``/etc/x.md`` is told no, not silently renamed.
-    Control characters (C0, DEL, C1) and the bidirectional controls are refused: with
-    U+202E "invoice\\u202efdp.md" is listed as "invoicedm.pdf".
-    """
-    bidirectional = {"\u061c", "\u200e", "\u200f", *map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))}
-    if (not name or any(ch in name for ch in "/\\") or name.strip() != name
-            or any(ord(ch) < 32 or 0x7F <= ord(ch) <= 0x9F or ch in bidirectional for ch in name)):
-        raise UnsafeFileNameError(f"not an acceptable file name: {name!r} (a plain name, no folders or control characters)")
-    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
-        raise UnsafeFileNameError(f"file name longer than {MAX_NAME_BYTES} bytes: {name[:40]!r}…")
-    return safe_document_path(Path("."), name).name  # hidden names, '..', unsupported suffixes
-
-
-def save_uploads(folder: Path, files: Sequence[tuple[str, bytes]]) -> None:
-    """Write uploaded (name, bytes) into ``folder`` under safe names (``safe_document_path``).
-
-    Each file is written under a hidden partial name and renamed into place, so an interrupted
-    upload never leaves half a file under the real name.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, data in files:
-        target = safe_document_path(folder, name)
-        partial = target.with_name(f".{target.name}.partial")
-        partial.write_bytes(data)
-        partial.replace(target)
-
-
-def find_documents(folder: Path) -> list[Path]:
-    """Supported files below ``folder`` in a stable order.
-
-    Hidden files and folders are skipped; symlinked folders are followed (people
-    link their document folders together), each real folder once, so a link loop
-    cannot make the walk endless.
-    """
-    found = []
-    seen: set[str] = set()
-    for directory, subdirectories, files in os.walk(folder, followlinks=True):
-        real = os.path.realpath(directory)
-        if real in seen:
-            subdirectories[:] = []
-            continue
-        seen.add(real)
-        subdirectories[:] = sorted(d for d in subdirectories if not d.startswith("."))
-        for name in files:
-            path = Path(directory) / name
-            if not name.startswith(".") and path.suffix.lower() in SUPPORTED_SUFFIXES and path.is_file():
-                found.append(path)
-    return sorted(found)
-
-
 class Indexer:
     """Indexes files into one collection with the given embedders; ``open_collection`` opens it for writing."""
 
     def __init__(
         self, settings: Settings, embedder: Embedder, second_embedder: Embedder | None,
-        open_collection: Callable[..., Collection],
+        open_collection: Callable[..., CollectionStore],
     ) -> None:
         self.settings = settings
         self.embedder = embedder
@@ -178,6 +157,16 @@ class Indexer:
             else:
                 by_source[source] = path
         present = {path.relative_to(folder).as_posix() for path in paths}
+        if settings.ray_address:  # files read and embedded on a Ray cluster; written here (app.distributed)
+            from app.distributed import RayFiles
+
+            with RayFiles(settings, options) as cluster:
+                return self._index(
+                    sources=list(by_source), content_hash=lambda source: file_sha256(by_source[source]),
+                    submit=lambda source: cluster.submit(by_source[source], source), read_ahead=cluster.read_ahead,
+                    present=present if prune else None, failed_early=too_large, progress=progress,
+                    on_progress=on_progress, prepare=lambda job: job.result(), load_models=False,
+                )
         workers = settings.parse_workers or max(1, min(8, (os.cpu_count() or 2) // 2))
         with IsolatedLoader(options, settings.file_timeout_seconds, workers) as loader:
             return self._index(
@@ -222,8 +211,13 @@ class Indexer:
         failed_early: list[FileFailure],
         progress: bool | None,
         on_progress: Callable[[IngestProgress], None] | None = None,
+        prepare: Callable[[PendingLoad | _Ready], PreparedFile] | None = None,
+        load_models: bool = True,
     ) -> IngestReport:
-        """The one indexing loop: skip unchanged, load ahead, chunk, embed, checkpoint, prune."""
+        """The one indexing loop: skip unchanged, load ahead, chunk, embed, checkpoint, prune.
+
+        ``prepare`` turns a submitted job into a ``PreparedFile`` (default: read here, ``prepare_file`` here).
+        """
         started = time.perf_counter()
         settings = self.settings
         target = settings.collection_dir
@@ -265,7 +259,7 @@ class Indexer:
                             reread.append(source)  # same file, but this version extracts better text from it
                         todo.append((source, previous is not None))
 
-                if todo:
+                if todo and load_models:
                     with stage("loading_models"):  # counting a token loads a lazy model: not the chunker's time
                         for embedder in (self.embedder, self.second_embedder):
                             if embedder is not None:
@@ -295,30 +289,29 @@ class Indexer:
                     bar.set_postfix_str(job.source[-40:], refresh=False)
                     report_progress(job.source)
                     try:
-                        with stage("reading"):
-                            loaded = job.result()
-                        with stage("chunking"):
-                            record = describe_document(loaded, loaded.title)
-                            chunks = [replace(chunk, header=record.header_for(chunk.heading_path))
-                                      for chunk in self.chunker.chunk(loaded.pages)]
-                        if not chunks:
-                            raise LoadError("no text left after chunking")
+                        if prepare is None:
+                            with stage("reading"):
+                                loaded = job.result()
+                            prepared = prepare_file(loaded, self.chunker, self.embedder, self.second_embedder,
+                                                    settings.embed_batch_size)
+                        else:
+                            with stage("reading"):  # waiting for the cluster: reading and embedding elsewhere
+                                prepared = prepare(job)
                     except LoadError as exc:
                         failed.append(FileFailure(job.source, str(exc)))  # previous chunks, if any, stay
                         bar.update()
                         continue
-                    warnings.extend(FileFailure(job.source, warning) for warning in loaded.warnings)
-                    texts = [c.embedding_text for c in chunks]
-                    with stage("embedding"):
-                        vectors = self._embed(self.embedder, texts)
-                    with stage("second_embedding"):
-                        second = self._embed(self.second_embedder, texts) if self.second_embedder else None
-                    collection.put_file(job.source, loaded.content_sha256, chunks, vectors, len(loaded.pages), second,
-                                        record=record, reader_version=READER_VERSION)
+                    if prepare is None:  # a cluster's seconds were spent in parallel, not in this process's wall time
+                        for name, spent in prepared.seconds.items():
+                            seconds[name] += spent
+                    warnings.extend(FileFailure(job.source, warning) for warning in prepared.warnings)
+                    collection.put_file(job.source, prepared.content_sha256, prepared.chunks, prepared.vectors,
+                                        prepared.pages, prepared.second_vectors, record=prepared.record,
+                                        reader_version=READER_VERSION)
                     (updated if was_indexed[job.source] else added).append(job.source)
-                    chunks_embedded += len(chunks)
-                    pages_read += len(loaded.pages)
-                    ocr_pages += sum(1 for page in loaded.pages if page.ocr)
+                    chunks_embedded += len(prepared.chunks)
+                    pages_read += prepared.pages
+                    ocr_pages += prepared.ocr_pages
                     dirty = True
                     bar.update()
                     if time.monotonic() - last_save > settings.checkpoint_seconds:
@@ -340,7 +333,7 @@ class Indexer:
             except KeyboardInterrupt:
                 interrupted = True
             finally:
-                if dirty or not Collection.exists(target):
+                if dirty or collection.generation is None:
                     with stage("saving"):
                         collection.save()
         return IngestReport(
@@ -353,14 +346,7 @@ class Indexer:
             stages=IngestStages(**seconds),
         )
 
-    def _embed(self, embedder: Embedder, texts: list[str]):
-        import numpy as np
-
-        size = self.settings.embed_batch_size
-        batches = [embedder.embed_passages(texts[i : i + size]) for i in range(0, len(texts), size)]
-        return np.concatenate(batches) if batches else np.zeros((0, embedder.identity.dim), np.float32)
-
-    def _add_second_vectors(self, collection: Collection, missing: list[int], progress: bool | None) -> None:
+    def _add_second_vectors(self, collection: CollectionStore, missing: list[int], progress: bool | None) -> None:
         """Give these chunks a second-embedder vector (a collection from before it, or from another model).
 
         Runs after the files, so an interrupted ingest keeps those; the chunks done here are kept too
@@ -374,7 +360,7 @@ class Indexer:
             for start in range(0, len(missing), size):
                 ids = missing[start : start + size]
                 texts = [collection.chunk(chunk_id).embedding_text for chunk_id in ids]
-                collection.put_second_vectors(ids, self._embed(self.second_embedder, texts))
+                collection.put_second_vectors(ids, embed_texts(self.second_embedder, texts, self.settings.embed_batch_size))
                 bar.update(len(ids))
         finally:
             bar.close()

@@ -30,7 +30,8 @@ from pathlib import Path
 
 from app.answering import answer_per_document, fixed_answer
 from app.checks import AnswerChecks
-from app.indexing import SUPPORTED_SUFFIXES, Indexer, UnsafeFileNameError, safe_document_path, save_uploads
+from app.indexing import (SUPPORTED_SUFFIXES, Indexer, UnsafeFileNameError, safe_document_path, save_uploads,
+                          store_config)
 from app.results import (AnswerStream, AskTimings, CollectionStatus, IngestProgress, IngestReport, QueuePosition,
                          Retrieval, RetrievalTimings)
 from app.settings import Settings
@@ -52,7 +53,9 @@ from retrieval.scope import Scope, named_period, prompt_hits, scope_question
 from retrieval.table_rows import prefer_asked_rows
 from retrieval.named_years import prefer_named_years
 from text.periods import PERIOD_WORD, year_mentions
-from retrieval.store import Collection, CollectionMissingError, WriteLock
+from retrieval.backend import CollectionStore as Collection, current_generation as store_generation
+from retrieval.backend import open_collection as open_store
+from retrieval.store import CollectionMissingError, WriteLock
 
 # What the CLI and the UI take from here besides the pipeline: its result types and the one error type.
 __all__ = [
@@ -131,16 +134,16 @@ class Pipeline:
 
     # ----- collection ------------------------------------------------------
     def open_collection(self, folder: Path, *, create: bool = False, upgrade: bool = False) -> Collection:
-        return Collection.open(
-            folder, self.embedder.identity, create=create, upgrade=upgrade,
-            exact_up_to=self.settings.exact_search_up_to,
+        """The collection in its store (local files or Milvus: ``retrieval.backend``)."""
+        return open_store(
+            folder, store_config(self.settings), self.embedder.identity, create=create, upgrade=upgrade,
             second_identity=self.second_embedder.identity if self.second_embedder else None,
         )
 
     def collection(self) -> Collection:
         """The live collection, reloaded when an ingest has saved a newer generation."""
         folder = self.settings.collection_dir
-        live = Collection.current_generation(folder)
+        live = store_generation(folder, store_config(self.settings))
         if self._collection is None or self._collection.generation != live:
             self._collection = self.open_collection(folder)
         return self._collection

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -29,13 +30,15 @@ from team.collections import UnknownCollectionError, delete_collection, ingest_f
 from cli.support import pipeline_or_exit as _pipeline
 from cli.support import settings_or_exit as _settings
 from app.pipeline import Pipeline
-from app.settings import Settings
+from app.settings import COLLECTION_NAME, Settings
 from core.errors import KbError
 from core.types import Answer, Turn
 from llm.generator import GenerationError
 from llm.models import BUILTIN_MODELS, ModelError, resolve_model_path
 from retrieval.embedders import EmbedderError, load_embedder
-from retrieval.store import Collection, StoreError
+from app.indexing import store_config
+from retrieval.backend import copy_collection, open_collection as open_store
+from retrieval.store import Collection, StoreError, WriteLock
 
 commands = typer.Typer(add_completion=False, no_args_is_help=True, help="Private question answering over your documents.")
 
@@ -51,6 +54,10 @@ def ingest(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     password: Annotated[Optional[list[str]], typer.Option("--password", help="Password for encrypted PDFs (repeatable).")] = None,
     no_ocr: Annotated[bool, typer.Option("--no-ocr", help="Do not OCR pages without a text layer.")] = False,
+    ray: Annotated[Optional[str], typer.Option(
+        "--ray", metavar="[ADDRESS]",
+        help="Read and embed on a Ray cluster (KB_RAY_ADDRESS): `--ray` alone starts one on this machine, "
+             "`--ray auto` joins this machine's cluster, or ray://head:10001.")] = None,
 ) -> None:
     """Index a folder; unchanged files are skipped, changed ones re-indexed, deleted ones removed."""
     base = _settings(collection=collection)
@@ -58,6 +65,7 @@ def ingest(
         collection=collection,
         pdf_passwords=[*base.pdf_passwords, *(password or [])] or None,
         ocr=False if no_ocr else None,
+        ray_address=ray,
     )
     pipeline = _pipeline(settings)
     try:
@@ -66,7 +74,7 @@ def ingest(
     except FileNotFoundError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    except StoreError as exc:
+    except KbError as exc:  # the store cannot be used, or the Ray cluster cannot be reached
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(3) from None
     if as_json:
@@ -216,17 +224,23 @@ def status(collection: CollectionOption = None) -> None:
 @commands.command()
 def collections(
     delete: Annotated[Optional[str], typer.Option("--delete", help="Delete this collection's index and the files uploaded to it (files of your own folders are not touched).")] = None,
+    copy_to: Annotated[Optional[str], typer.Option("--copy-to", help="Copy the collection named by -c into Milvus (KB_MILVUS_URI), vectors and all, without embedding again.")] = None,
+    collection: CollectionOption = None,
+    to: Annotated[Optional[str], typer.Option("--to", help="Name of the copy (default: <name>-milvus).")] = None,
 ) -> None:
-    """List the knowledge bases, or delete one."""
-    settings = _settings()
+    """List the knowledge bases, delete one, or copy one into Milvus."""
+    settings = _settings(collection=collection)
     root = settings.collections_root
+    if copy_to is not None:
+        _copy_collection(settings, copy_to, to or f"{settings.collection}-milvus")
+        return
     if delete is not None:
         try:
-            delete_collection(settings, delete)
+            delete_collection(settings, delete)  # and its Milvus side, if it has one
         except UnknownCollectionError:
             typer.echo(f"error: no collection named {delete!r} in {root}", err=True)
             raise typer.Exit(2) from None
-        except StoreError as exc:  # an ingest is writing it
+        except StoreError as exc:  # an ingest is writing it, or its Milvus cannot be reached
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(3) from None
         typer.echo(f"deleted collection {delete} and its uploaded files")
@@ -236,6 +250,38 @@ def collections(
         typer.echo(f"no collections in {root}; run `kb ingest <folder>`")
     for name in names:
         typer.echo(name + ("  (current)" if name == settings.collection else ""))
+
+
+def _copy_collection(settings: Settings, backend: str, name: str) -> None:
+    if backend != "milvus":
+        typer.echo(f"error: --copy-to takes 'milvus', not {backend!r}", err=True)
+        raise typer.Exit(2)
+    if not re.fullmatch(COLLECTION_NAME, name):  # a folder under the collections: no "../", no separators
+        typer.echo(f"error: {name!r} is not a collection name (letters, digits, '_', '.', '-'; at most 64)", err=True)
+        raise typer.Exit(2)
+    pipeline = _pipeline(settings)
+    target_folder = settings.collections_root / name
+    second = pipeline.second_embedder.identity if pipeline.second_embedder else None
+    try:
+        source = pipeline.collection()
+        with WriteLock(target_folder):
+            target = open_store(target_folder, store_config(settings), pipeline.embedder.identity, create=True,
+                                second_identity=second, backend="milvus")
+            if target.backend != "milvus":
+                raise StoreError(f"{target_folder} holds a local collection already; choose another name with --to")
+            shown = [0]
+
+            def progress(done: int, total: int) -> None:  # about every 5 %, on one line
+                if done - shown[0] >= max(1, total // 20) or done == total:
+                    shown[0] = done
+                    typer.echo(f"\r{done:,} of {total:,} passages", nl=False, err=True)
+
+            copied = copy_collection(source, target, on_progress=progress)
+    except StoreError as exc:
+        typer.echo(f"\nerror: {exc}", err=True)
+        raise typer.Exit(3) from None
+    typer.echo(f"\ncopied {copied:,} passages of {settings.collection} into Milvus as {name} "
+               f"({store_config(settings).milvus_uri}); use it with -c {name}")
 
 
 @commands.command()
@@ -326,8 +372,20 @@ commands.command(name="audit")(cli_team.audit)
 commands.add_typer(cli_team.feedback, name="feedback")
 
 
+def _ray_without_address(argv: list[str]) -> list[str]:
+    """``--ray`` with no address (last, or before another option) means ``--ray local``: typer's options
+    always take their value, and ``kb ingest docs --ray`` is how the README writes it."""
+    fixed = []
+    for position, argument in enumerate(argv):
+        fixed.append(argument)
+        following = argv[position + 1] if position + 1 < len(argv) else None
+        if argument == "--ray" and (following is None or following.startswith("-")):
+            fixed.append("local")
+    return fixed
+
+
 def main() -> None:
-    commands()
+    commands(args=_ray_without_address(sys.argv[1:]))
 
 
 _ingest_only = typer.Typer(add_completion=False)
@@ -336,7 +394,7 @@ _ingest_only.command()(ingest)
 
 def ingest_entry() -> None:
     """The ``ingest`` console script: ``ingest <folder>`` is ``kb ingest <folder>``."""
-    _ingest_only()
+    _ingest_only(args=_ray_without_address(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,10 @@ On disk (next to the FAISS file, no pickle)::
     keywords.npz        chunk_ids, offsets, term_ids, counts (int arrays)
     keyword_terms.json  the term of each term id
 
+The same scores for a store that keeps its term statistics elsewhere (Milvus, ``retrieval.milvus_store``):
+``normalised_bm25`` and ``idf_coverage`` take the candidates' term counts and the collection's document
+frequencies, and compute what ``search``/``scores_for`` and ``coverage`` compute here.
+
 Deliberately not here: phrase or proximity scoring, query expansion, field
 weights (a title counts like any other text), and deleting unused terms from the
 vocabulary (an unused term costs one string).
@@ -213,3 +217,46 @@ class _Compiled:
         if ceiling <= 0 or math.isnan(ceiling):
             return None
         return np.asarray(self.weights[:, term_ids] @ idf).ravel() / ceiling
+
+
+def bm25_idf(count: int, document_frequency: int) -> float:
+    """Lucene's idf; 0 for a term no chunk holds (its weight in the ceiling is ``unseen_idf``)."""
+    if document_frequency <= 0:
+        return 0.0
+    return math.log(1 + (count - document_frequency + 0.5) / (document_frequency + 0.5))
+
+
+def unseen_idf(count: int) -> float:
+    return math.log(1 + (count + 0.5) / 0.5)
+
+
+def normalised_bm25(
+    terms: Sequence[str], documents: Sequence[Counter], frequencies: dict[str, int], count: int,
+    average_length: float, k1: float = 1.2, b: float = 0.75,
+) -> np.ndarray:
+    """``KeywordIndex.scores_for`` from the parts: each document's term counts, the collection's document
+    frequency of every query term, its chunk count and average chunk length (in tokens)."""
+    query = sorted(set(terms))
+    if not documents:
+        return np.zeros(0)
+    idf = {term: bm25_idf(count, frequencies.get(term, 0)) for term in query}
+    if not any(idf.values()):
+        return np.zeros(len(documents))
+    ceiling = sum(value if value > 0 else unseen_idf(count) for value in idf.values()) * (k1 + 1)
+    average = max(float(average_length), 1.0)
+    scores = np.zeros(len(documents))
+    for row, counts in enumerate(documents):
+        norm = k1 * (1 - b + b * sum(counts.values()) / average)
+        scores[row] = sum(idf[term] * counts[term] * (k1 + 1) / (counts[term] + norm)
+                          for term in query if idf[term] > 0 and counts.get(term))
+    return scores / ceiling
+
+
+def idf_coverage(terms: Sequence[str], present: set[str], frequencies: dict[str, int], count: int) -> float:
+    """``KeywordIndex.coverage`` from the parts: ``present`` holds the terms the chunks contain."""
+    query = set(terms)
+    if not count or not query:
+        return 0.0
+    weights = {term: bm25_idf(count, frequencies.get(term, 0)) or unseen_idf(count) for term in query}
+    total = sum(weights.values())
+    return sum(weight for term, weight in weights.items() if term in present) / total if total > 0 else 0.0

@@ -35,6 +35,7 @@ from retrieval.embedders import EmbedderIdentity
 from text.documents import DocumentRecord
 
 FORMAT_VERSION = 2  # 2: document records, chunk headers
+MILVUS_MARKER = "milvus.json"  # in a collection folder whose passages live in Milvus (``retrieval.backend``)
 
 
 class StoreError(KbError):
@@ -52,7 +53,7 @@ class IndexMismatchError(StoreError):
 class OlderFormatError(IndexMismatchError):
     """Built by an older version of this program: ``kb ingest`` re-indexes it."""
 
-    def __init__(self, found: int, folder: Path) -> None:
+    def __init__(self, found: int, folder: object) -> None:
         super().__init__(
             f"{folder} was indexed by an older version (format {found}, now {FORMAT_VERSION}: documents now "
             "carry their title, organisation and period); run `kb ingest <folder>` again to re-index it"
@@ -94,28 +95,35 @@ class Manifest:
     second_embedder: dict | None = None  # the second embedder's identity record, as stored
 
 
+def check_compatible(raw: dict, where: object, identity: EmbedderIdentity) -> EmbedderIdentity:
+    """The embedder a collection's header (a manifest, or a Milvus header row) names, when ``identity`` can
+    search it; ``OlderFormatError`` / ``IndexMismatchError`` otherwise. Both backends ask here."""
+    found = raw.get("format_version")
+    if isinstance(found, int) and found < FORMAT_VERSION:
+        raise OlderFormatError(found, where)
+    if found != FORMAT_VERSION:
+        raise IndexMismatchError(
+            f"{where} has index format {raw.get('format_version')!r}, this version reads "
+            f"{FORMAT_VERSION}; ingest the documents again into a new collection"
+        )
+    built_with = EmbedderIdentity(**raw["embedder"])
+    if not identity.can_search(built_with):
+        raise IndexMismatchError(
+            f"{where} was built with embedder {built_with.name!r} ({built_with.dim}-dim, "
+            f"{built_with.fingerprint}) but the configured embedder is {identity.name!r} "
+            f"({identity.dim}-dim, {identity.fingerprint}); set the embedding model back, "
+            "or ingest into a new collection"
+        )
+    return built_with
+
+
 def read_manifest(gen_dir: Path, folder: Path, identity: EmbedderIdentity) -> Manifest:
     """The manifest of ``gen_dir``, when a collection searched with ``identity`` can use it."""
     try:
         raw = json.loads((gen_dir / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise CorruptCollectionError(f"unreadable manifest in {gen_dir}: {exc}") from exc
-    found = raw.get("format_version")
-    if isinstance(found, int) and found < FORMAT_VERSION:
-        raise OlderFormatError(found, folder)
-    if found != FORMAT_VERSION:
-        raise IndexMismatchError(
-            f"{folder} has index format {raw.get('format_version')!r}, this version reads "
-            f"{FORMAT_VERSION}; ingest the documents again into a new collection"
-        )
-    built_with = EmbedderIdentity(**raw["embedder"])
-    if not identity.can_search(built_with):
-        raise IndexMismatchError(
-            f"{folder} was built with embedder {built_with.name!r} ({built_with.dim}-dim, "
-            f"{built_with.fingerprint}) but the configured embedder is {identity.name!r} "
-            f"({identity.dim}-dim, {identity.fingerprint}); set the embedding model back, "
-            "or ingest into a new collection"
-        )
+    built_with = check_compatible(raw, folder, identity)
     try:
         vector_index = raw.get("vector_index") or {}
         return Manifest(

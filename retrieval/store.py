@@ -70,7 +70,7 @@ from retrieval.keyword_index import KeywordIndex
 from text.keywords import TOKENIZER_VERSION, text_language
 from retrieval.generations import GENERATION, current_generation, write_generation
 from retrieval.manifest import (  # noqa: F401 - the errors and the lock are the store's interface too
-    FORMAT_VERSION, CollectionLockedError, CollectionMissingError, CorruptCollectionError, IndexedFile,
+    FORMAT_VERSION, MILVUS_MARKER, CollectionLockedError, CollectionMissingError, CorruptCollectionError, IndexedFile,
     IndexMismatchError, Manifest, OlderFormatError, StoreError, WriteLock, read_manifest, write_manifest,
 )
 from retrieval.vector_index import VectorIndex
@@ -82,7 +82,13 @@ SECOND_VECTORS_FILE = "second_vectors.faiss"
 
 
 class Collection:
-    """One knowledge base: load, search, change in memory, save atomically."""
+    """One knowledge base on local files (the ``local`` backend): load, search, change in memory, save atomically.
+
+    Its public methods are the store's protocol (``retrieval.backend.CollectionStore``), which the Milvus
+    backend (``retrieval.milvus_store``) implements too.
+    """
+
+    backend = "local"
 
     def __init__(
         self, folder: Path, identity: EmbedderIdentity, exact_up_to: int = EXACT_UP_TO,
@@ -106,7 +112,8 @@ class Collection:
     # ----- opening -------------------------------------------------------
     @classmethod
     def exists(cls, folder: Path) -> bool:
-        return (Path(folder) / "CURRENT").is_file()
+        """A collection lives here: a local one, or the marker of one stored in Milvus (``retrieval.backend``)."""
+        return (Path(folder) / "CURRENT").is_file() or (Path(folder) / MILVUS_MARKER).is_file()
 
     @classmethod
     def open(
@@ -119,7 +126,7 @@ class Collection:
         its next save replaces it, so the ingest that opened it re-indexes everything.
         """
         collection = cls(folder, identity, exact_up_to, second_identity)
-        if not cls.exists(folder):
+        if not (Path(folder) / "CURRENT").is_file():
             if create:
                 return collection
             raise CollectionMissingError(f"no index at {folder}: run `kb ingest <folder>` first")
@@ -268,6 +275,12 @@ class Collection:
         if self._second is None:
             raise ValueError("this collection was opened without a second embedder")
         return self._second.cosines(query_vector, chunk_ids)
+
+    def stored_second_vectors(self, chunk_ids: Sequence[int]) -> np.ndarray:
+        """The second embedder's vectors of these chunks (each must have one: ``missing_second_vectors``)."""
+        if self._second is None:
+            raise ValueError("this collection was opened without a second embedder")
+        return self._second.vectors(chunk_ids)
 
     def missing_second_vectors(self) -> list[int]:
         """Chunk ids that have no second-embedder vector yet (none when no second embedder is configured)."""

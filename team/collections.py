@@ -38,11 +38,12 @@ from collections.abc import Callable, Collection as Names, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from app.indexing import find_documents
+from app.indexing import find_documents, store_config
 from app.pipeline import Pipeline
 from app.results import IngestProgress, IngestReport
 from app.settings import COLLECTION_NAME, Settings
 from core.errors import KbError
+from retrieval.backend import milvus_dropper
 from retrieval.store import Collection, WriteLock
 from team import uploads
 from team.sqlite_file import private_folder
@@ -78,8 +79,12 @@ def delete_collection(settings: Settings, name: str) -> None:
     if not _NAME.fullmatch(name) or not Collection.exists(settings.collections_root / name):
         raise UnknownCollectionError(f"no collection named {name!r}")
     folder = settings.collections_root / name
+    # Reaches Milvus now, for a collection stored there: one it cannot reach refuses the delete before the
+    # folder goes, rather than leave the passages in Milvus with nothing naming them.
+    drop_milvus_side = milvus_dropper(folder, store_config(settings))
     with WriteLock(folder):
         shutil.rmtree(folder)
+    drop_milvus_side()
     uploads.remove_all(uploads_dir(settings, name), own_files=(FAILURES_FILE, FAILURES_FILE + ".partial"))
 
 

@@ -89,6 +89,22 @@ def shared_server(tmp_path_factory):
     running.stop()
 
 
+@pytest.fixture(scope="session")
+def milvus_uri(tmp_path_factory) -> str:
+    """One Milvus Lite file for the run: opening one costs about a second and a server thread that stays
+    until the process ends, and every knowledge base gets Milvus collections of its own name anyway."""
+    return str(tmp_path_factory.mktemp("milvus") / "milvus.db")
+
+
+@pytest.fixture(params=["local", "milvus"])
+def backend(request, monkeypatch) -> str:
+    """Runs a test once per store backend (``retrieval.backend``): ``make_settings`` reads KB_STORE."""
+    if request.param == "milvus":
+        monkeypatch.setenv("KB_STORE", "milvus")
+        monkeypatch.setenv("KB_MILVUS_URI", request.getfixturevalue("milvus_uri"))
+    return request.param
+
+
 @pytest.fixture
 def make_settings(tmp_path, model_cache):
     def make(**overrides) -> Settings:

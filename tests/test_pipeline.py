@@ -1,4 +1,8 @@
-"""End to end through the pipeline with the default models: ingest the sample data, ask, cite."""
+"""End to end through the pipeline with the default models: ingest the sample data, ask, cite.
+
+The tests that do not generate run on both store backends (``backend``: local files and Milvus Lite);
+those that generate answers run on local files only: past retrieval, generation never reads the store, and
+each answer costs seconds of the 1.5B model."""
 
 from __future__ import annotations
 
@@ -53,6 +57,7 @@ def test_english_question_over_a_chinese_source_gets_an_english_answer(sample_pi
     assert "CUDA" in answer.text
 
 
+@pytest.mark.usefixtures("backend")
 def test_empty_knowledge_base_says_how_to_fill_it(make_pipeline):
     pipeline = make_pipeline()
     answer = pipeline.ask("What is the refund policy?")
@@ -61,6 +66,7 @@ def test_empty_knowledge_base_says_how_to_fill_it(make_pipeline):
     assert "知识库是空的" in pipeline.ask("退款政策是什么？").text
 
 
+@pytest.mark.usefixtures("backend")
 def test_reingest_is_incremental(make_pipeline, tmp_path):
     docs = tmp_path / "docs"
     write(docs / "a.md", "# A\n\nApples are red.\n")
@@ -88,6 +94,7 @@ def test_reingest_is_incremental(make_pipeline, tmp_path):
     assert kept.removed == ()
 
 
+@pytest.mark.usefixtures("backend")
 def test_files_read_by_an_older_reader_are_read_again(make_pipeline, tmp_path):
     """A collection indexed before a better text extraction gains it on the next ``kb ingest``, without
     the user rebuilding it: the manifest keeps the reader version each file was read with."""
@@ -99,11 +106,20 @@ def test_files_read_by_an_older_reader_are_read_again(make_pipeline, tmp_path):
     pipeline = make_pipeline()
     pipeline.ingest(docs, progress=False)
     folder = pipeline.settings.collection_dir
-    manifest_path = folder / (folder / "CURRENT").read_text().strip() / "manifest.json"
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    for row in manifest["files"].values():  # as the manifest of a version that did not record it
-        del row["reader_version"]
-    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    if pipeline.collection().backend == "milvus":  # its document rows, as a version that did not record it
+        collection = pipeline.collection()
+        rows = list(collection._db.query(collection._meta, 'kind == "document"', ["key", "kind", "payload"]))
+        for row in rows:
+            payload = json.loads(row["payload"])
+            del payload["reader_version"]
+            row.update(payload=json.dumps(payload), unused=[0.0, 0.0])
+        collection._db.upsert(collection._meta, rows)
+    else:
+        manifest_path = folder / (folder / "CURRENT").read_text().strip() / "manifest.json"
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        for row in manifest["files"].values():  # as the manifest of a version that did not record it
+            del row["reader_version"]
+        manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
     pipeline = make_pipeline()  # a new process on the old collection
 
     again = pipeline.ingest(docs, progress=False)
@@ -114,6 +130,7 @@ def test_files_read_by_an_older_reader_are_read_again(make_pipeline, tmp_path):
     assert sorted(third.unchanged) == ["a.md", "c.pdf"] and third.reread == () and third.chunks_embedded == 0
 
 
+@pytest.mark.usefixtures("backend")
 def test_failed_file_keeps_its_previous_chunks(make_pipeline, tmp_path):
     docs = tmp_path / "docs"
     make_pdf(docs / "manual.pdf", ["The pump runs at 3000 rpm."])
@@ -125,6 +142,7 @@ def test_failed_file_keeps_its_previous_chunks(make_pipeline, tmp_path):
     assert "3000 rpm" in pipeline.retrieve("pump speed").hits[0].chunk.text
 
 
+@pytest.mark.usefixtures("backend")
 def test_uploads_stay_inside_the_documents_folder(make_pipeline, tmp_path):
     pipeline = make_pipeline()
     report = pipeline.add_documents([("../../escape/notes.md", "# Notes\n\nThe vault code is 4711.\n".encode())])
@@ -139,6 +157,7 @@ def test_uploads_stay_inside_the_documents_folder(make_pipeline, tmp_path):
     assert not (pipeline.settings.documents_dir / "notes.md").exists()
 
 
+@pytest.mark.usefixtures("backend")
 def test_linked_folders_are_followed_once_even_in_a_loop(make_pipeline, tmp_path):
     shared = tmp_path / "shared-notes"
     write(shared / "policy.md", "# Policy\n\nLaptops are replaced every four years.\n")
@@ -154,6 +173,7 @@ def _never_generate():
     raise AssertionError("abstention must decide before the model is loaded")
 
 
+@pytest.mark.usefixtures("backend")
 def test_question_the_documents_do_not_cover_is_refused_without_generating(sample_pipeline):
     strict = Pipeline(sample_pipeline.settings.model_copy(update={"abstain_min_coverage": 0.5}),
                       sample_pipeline.embedder, sample_pipeline.reranker, _never_generate)
@@ -168,6 +188,7 @@ def test_question_the_documents_do_not_cover_is_refused_without_generating(sampl
     assert not strict.would_abstain(covered)
 
 
+@pytest.mark.usefixtures("backend")
 def test_questions_worded_differently_from_the_documents_are_not_refused(sample_pipeline):
     # Each misses most of its words in the passages (coverage < 0.45: "启用", "send"), but none of its names.
     for reworded in ("怎样启用 GPU 加速？", "Does kbqa send my documents anywhere?"):
@@ -194,6 +215,7 @@ class _ScriptedGenerator(Generator):
         yield from self.pieces
 
 
+@pytest.mark.usefixtures("backend")
 def test_answer_to_a_reworded_question_is_withdrawn_when_no_passage_supports_it(sample_pipeline):
     question = "怎样启用 GPU 加速？"  # let through on meaning: coverage is low, no name is missing
 

@@ -1,4 +1,4 @@
-"""Both retrieval stages on a small real bilingual corpus, with real models."""
+"""Both retrieval stages on a small real bilingual corpus, with real models, on both store backends."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from retrieval.rerank import CrossEncoderReranker, LexicalFusionReranker, NoRera
 from retrieval.store import IndexMismatchError
 from tests.conftest import write
 from retrieval.question import analyse_question
+
+pytestmark = pytest.mark.usefixtures("backend")  # every test on local files and on Milvus Lite
 
 CORPUS = {
     "garden.md": "# Garden\n\nTomatoes need six hours of direct sunlight and deep watering twice a week.\n",
