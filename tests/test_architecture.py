@@ -121,3 +121,11 @@ def test_the_architecture_page_names_every_room():
         assert f"`{room}/`" in page, room
         assert f"`{room}/`" in readme, f"README's table of where the code lives lacks {room}/"
     assert "`benchmarks/`" in readme
+
+
+def test_the_table_of_todays_figures_is_the_rendering_of_figures_json():
+    """docs/benchmarks.md opens with today's figures; they come from docs/figures.json, and a default changed
+    since a figure was measured marks it stale (benchmarks/today_table.py)."""
+    from benchmarks.today_table import check
+
+    assert check() == []
