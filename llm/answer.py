@@ -58,7 +58,7 @@ class AnswerPolicy:
     decline_unsupported: bool = True  # no supported sentence left: "not in the documents" (else: none left)
     decline: bool = True  # False: never answer "not in the documents" after generation (abstention off)
     figure_context_min: float = 0.0  # least share of the question's keywords by a figure in its passage sentence
-    new_words_min: float = 0.7  # least share of a sentence's words beyond the question's its evidence must hold
+    new_words_min: float = 0.0  # least share of a sentence's words beyond the question's its evidence must hold
     keep_held_figures: bool = True  # an unsupported sentence whose figures its cited passages write is not declined
 
 
