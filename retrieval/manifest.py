@@ -95,6 +95,14 @@ class Manifest:
     second_embedder: dict | None = None  # the second embedder's identity record, as stored
 
 
+def check_file_vectors(chunk_count: int, vectors, second_vectors=None) -> None:
+    """A file's vectors, one per chunk (both stores' ``put_file``); ValueError otherwise."""
+    if len(vectors) != chunk_count:
+        raise ValueError(f"{chunk_count} chunks but {len(vectors)} vectors")
+    if second_vectors is not None and len(second_vectors) != chunk_count:
+        raise ValueError(f"{chunk_count} chunks but {len(second_vectors)} second-embedder vectors")
+
+
 def check_compatible(raw: dict, where: object, identity: EmbedderIdentity) -> EmbedderIdentity:
     """The embedder a collection's header (a manifest, or a Milvus header row) names, when ``identity`` can
     search it; ``OlderFormatError`` / ``IndexMismatchError`` otherwise. Both backends ask here."""

@@ -40,7 +40,7 @@ from core.types import Chunk, Hit
 from retrieval.embedders import EmbedderIdentity
 from retrieval.keyword_index import idf_coverage, normalised_bm25
 from retrieval.manifest import (FORMAT_VERSION, MILVUS_MARKER, CollectionMissingError, CorruptCollectionError,
-                                IndexedFile, OlderFormatError, check_compatible)
+                                IndexedFile, OlderFormatError, check_compatible, check_file_vectors)
 from retrieval.milvus_client import MilvusConnection, keyword_field_token
 from retrieval.milvus_journal import Batch, journal_row, roll_back, stored_terms, write_batch
 from retrieval.milvus_rows import (PassageRow, StoredDocument, describe_document, document_from_payload,
@@ -334,10 +334,7 @@ class MilvusCollection:
         second_vectors: np.ndarray | None = None, record: DocumentRecord | None = None, reader_version: int = 1,
     ) -> None:
         """Add a file, replacing whatever was indexed for it before (written with the next batch)."""
-        if len(chunks) != len(vectors):
-            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
-        if second_vectors is not None and len(second_vectors) != len(chunks):
-            raise ValueError(f"{len(chunks)} chunks but {len(second_vectors)} second-embedder vectors")
+        check_file_vectors(len(chunks), vectors, second_vectors)
         self.remove_file(source)
         self._counted = None
         start = self._next_id

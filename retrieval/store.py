@@ -71,7 +71,8 @@ from text.keywords import TOKENIZER_VERSION, text_language
 from retrieval.generations import GENERATION, current_generation, write_generation
 from retrieval.manifest import (  # noqa: F401 - the errors and the lock are the store's interface too
     FORMAT_VERSION, MILVUS_MARKER, CollectionLockedError, CollectionMissingError, CorruptCollectionError, IndexedFile,
-    IndexMismatchError, Manifest, OlderFormatError, StoreError, WriteLock, read_manifest, write_manifest,
+    IndexMismatchError, Manifest, OlderFormatError, StoreError, WriteLock, check_file_vectors, read_manifest,
+    write_manifest,
 )
 from retrieval.vector_index import VectorIndex
 
@@ -321,10 +322,7 @@ class Collection:
         second_vectors: np.ndarray | None = None, record: DocumentRecord | None = None, reader_version: int = 1,
     ) -> None:
         """Add a file, replacing whatever was indexed for it before."""
-        if len(chunks) != len(vectors):
-            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
-        if second_vectors is not None and len(second_vectors) != len(chunks):
-            raise ValueError(f"{len(chunks)} chunks but {len(second_vectors)} second-embedder vectors")
+        check_file_vectors(len(chunks), vectors, second_vectors)
         self.remove_file(source)
         ids = np.arange(self._next_id, self._next_id + len(chunks), dtype=np.int64)
         self._next_id += len(chunks)
