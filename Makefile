@@ -22,7 +22,7 @@ PIP_LLAMA_FLAGS  :=
 TORCH_SPEC       := torch==2.13.0
 endif
 
-.PHONY: install run test bench browser clean-index
+.PHONY: install run test bench browser fonts clean-index
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,7 +38,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: install
+run: install fonts
 	$(BIN)/kb ingest data
 	$(BIN)/kb ui
 
@@ -49,7 +49,15 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-test: install browser
+# A cited PDF page is drawn by pdfium with the fonts the PDF names; Chinese PDFs often name fonts they do
+# not embed (STSong-Light), which draw as nothing without a Chinese font: Debian's WenQuanYi Micro Hei.
+fonts:
+	@test -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || { \
+	  echo "installing Debian's fonts-wqy-microhei (Chinese pages are drawn with it)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq fonts-wqy-microhei >/dev/null; }
+
+test: install browser fonts
 	$(BIN)/python -m pytest
 
 bench: install

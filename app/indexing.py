@@ -53,11 +53,12 @@ from app.document_files import (  # noqa: F401 - re-exported: the pipeline, the 
 from app.results import IngestProgress, IngestReport, IngestStages
 from app.settings import Settings
 from core.files import file_sha256
-from core.types import Chunk, FileFailure, LoadedFile
+from core.types import Chunk, FileFailure, LoadedFile, PageLayout
 from ingest.chunking import Chunker
 from ingest.isolation import IsolatedLoader, PendingLoad
 from ingest.loaders import READER_VERSION, SUPPORTED_SUFFIXES, LoadError, LoadOptions  # noqa: F401 - re-exported
 from ingest.records import describe_document
+from retrieval import page_layouts
 from retrieval.backend import CollectionStore, StoreConfig
 from retrieval.embedders import Embedder
 from retrieval.store import WriteLock
@@ -85,6 +86,7 @@ class PreparedFile:
     ocr_pages: int
     warnings: tuple[str, ...]
     seconds: dict[str, float]  # chunking, embedding, second_embedding
+    layouts: tuple[tuple[int, PageLayout], ...] = ()  # (page number, where its text lies): PDF pages
 
 
 def embed_texts(embedder: Embedder, texts: list[str], batch_size: int) -> np.ndarray:
@@ -108,7 +110,9 @@ def prepare_file(loaded: LoadedFile, chunker: Chunker, embedder: Embedder, secon
     second = embed_texts(second_embedder, texts, batch_size) if second_embedder else None
     seconds["second_embedding"] = time.perf_counter() - started - seconds["chunking"] - seconds["embedding"]
     return PreparedFile(loaded.source, loaded.content_sha256, chunks, vectors, second, record, len(loaded.pages),
-                        sum(1 for page in loaded.pages if page.ocr), loaded.warnings, seconds)
+                        sum(1 for page in loaded.pages if page.ocr), loaded.warnings, seconds,
+                        tuple((page.page, page.layout) for page in loaded.pages
+                              if page.page is not None and page.layout is not None))
 
 
 @dataclass(frozen=True)
@@ -166,6 +170,7 @@ class Indexer:
                     submit=lambda source: cluster.submit(by_source[source], source), read_ahead=cluster.read_ahead,
                     present=present if prune else None, failed_early=too_large, progress=progress,
                     on_progress=on_progress, prepare=lambda job: job.result(), load_models=False,
+                    file_of=by_source.get,
                 )
         workers = settings.parse_workers or max(1, min(8, (os.cpu_count() or 2) // 2))
         with IsolatedLoader(options, settings.file_timeout_seconds, workers) as loader:
@@ -179,6 +184,7 @@ class Indexer:
                 failed_early=too_large,
                 progress=progress,
                 on_progress=on_progress,
+                file_of=by_source.get,
             )
 
     def ingest_documents(
@@ -213,10 +219,12 @@ class Indexer:
         on_progress: Callable[[IngestProgress], None] | None = None,
         prepare: Callable[[PendingLoad | _Ready], PreparedFile] | None = None,
         load_models: bool = True,
+        file_of: Callable[[str], Path | None] = lambda source: None,
     ) -> IngestReport:
         """The one indexing loop: skip unchanged, load ahead, chunk, embed, checkpoint, prune.
 
         ``prepare`` turns a submitted job into a ``PreparedFile`` (default: read here, ``prepare_file`` here).
+        ``file_of`` names the file a source was read from, kept with its page layouts (``retrieval.page_layouts``).
         """
         started = time.perf_counter()
         settings = self.settings
@@ -305,6 +313,9 @@ class Indexer:
                         for name, spent in prepared.seconds.items():
                             seconds[name] += spent
                     warnings.extend(FileFailure(job.source, warning) for warning in prepared.warnings)
+                    # Before the generation that lists the file goes live: a crash leaves an unnamed file, pruned.
+                    page_layouts.write(target, job.source, prepared.content_sha256, READER_VERSION,
+                                       file_of(job.source), dict(prepared.layouts))
                     collection.put_file(job.source, prepared.content_sha256, prepared.chunks, prepared.vectors,
                                         prepared.pages, prepared.second_vectors, record=prepared.record,
                                         reader_version=READER_VERSION)
@@ -336,6 +347,7 @@ class Indexer:
                 if dirty or collection.generation is None:
                     with stage("saving"):
                         collection.save()
+                        page_layouts.prune(target, collection.files.values())
         return IngestReport(
             added=tuple(added), updated=tuple(updated), removed=tuple(removed), unchanged=tuple(unchanged),
             reread=tuple(source for source in reread if source in updated),

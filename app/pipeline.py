@@ -32,6 +32,7 @@ from app.answering import answer_per_document, fixed_answer
 from app.checks import AnswerChecks
 from app.indexing import (SUPPORTED_SUFFIXES, Indexer, UnsafeFileNameError, safe_document_path, save_uploads,
                           store_config)
+from app.pages import DocumentViewer
 from app.results import (AnswerStream, AskTimings, CollectionStatus, IngestProgress, IngestReport, QueuePosition,
                          Retrieval, RetrievalTimings)
 from app.settings import Settings
@@ -80,6 +81,7 @@ class Pipeline:
         self._generator_factory = generator_factory
         self._generator: Generator | None = None
         self._collection: Collection | None = None
+        self._viewer: DocumentViewer | None = None
         # One llama.cpp context cannot serve two generations at once; the UI and the API share one
         # generator between sessions and collections, so questions take turns, fairly (app.turns).
         # An abandoned stream gives its turn up when it is closed (Streamlit closes it on rerun).
@@ -170,6 +172,12 @@ class Pipeline:
             return self._generator.info.runs_on
         settings = self.settings
         return planned_placement(settings.llm_base_url, settings.gpu_layers, settings.threads)
+
+    def viewer(self) -> DocumentViewer:
+        """Pages, passages and originals of this collection's documents (``app.pages``); one per pipeline."""
+        if self._viewer is None:
+            self._viewer = DocumentViewer(self.settings.collection_dir, self.collection, self.settings.pdf_passwords)
+        return self._viewer
 
     def remove_documents(self, sources: list[str]) -> list[str]:
         """Drop documents from the index (the files themselves are not touched)."""

@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 
-from core.types import Answer, Evidence, FileFailure, Hit, Question, Source
+from core.types import Answer, Evidence, FileFailure, Hit, Question, Source, TextBox
 from text.documents import DocumentRecord
 from retrieval.scope import Scope
 
@@ -166,3 +166,47 @@ class AnswerStream:
         close = getattr(self._pieces, "close", None)
         if close is not None:
             close()
+
+
+# ----- showing a document (``app.pages``) ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShownPage:
+    """A PDF page drawn with its highlights."""
+
+    source: str
+    page: int
+    page_count: int
+    png: bytes
+    width: int  # pixels
+    height: int
+    highlighted: int  # boxes drawn strongly (what supports the answer)
+    passage_boxes: int  # boxes drawn lightly (the rest of the passage)
+    note: str = ""  # why nothing is highlighted although something was asked, "" otherwise
+
+
+@dataclass(frozen=True)
+class DocumentPassage:
+    """A passage as the index holds it, with where it lies on its page (PDF)."""
+
+    chunk_id: int
+    page: int | None
+    heading_path: tuple[str, ...]
+    start_char: int
+    end_char: int
+    text: str
+    ocr: bool
+    boxes: tuple[TextBox, ...]  # fractions of the displayed page; () for text documents or unknown
+
+
+@dataclass(frozen=True)
+class DocumentSection:
+    """A text document's section around a passage, stitched from the index, with the passage's place in it."""
+
+    source: str
+    heading_path: tuple[str, ...]
+    text: str
+    passage_start: int  # where the passage lies in ``text``
+    passage_end: int
+

@@ -4,6 +4,7 @@ A leaf: it imports nothing of this project, so every stage can read these
 types and none has to reach into another stage's module for them.
 
 - ``Page``: text that one citation can point at (a PDF page, a Markdown heading section).
+- ``TextBox`` / ``PageLayout``: where spans of a PDF page's text lie on the page (``ingest.layout``).
 - ``Chunk``: the unit that is embedded, retrieved and cited; it never crosses a page.
 - ``LoadedFile`` / ``FileFailure``: a file that was read, or one that could not be used and why.
 - ``Turn``: one earlier exchange of a conversation.
@@ -43,6 +44,36 @@ def describe_location(source: str, page: int | None, heading_path: tuple[str, ..
 
 
 @dataclass(frozen=True)
+class TextBox:
+    """Where characters ``start``..``end`` of a page's text lie, as fractions of the page as displayed.
+
+    Displayed: the crop box with the page's rotation applied, origin at the top left, as a renderer
+    draws it. A box is one word on one line, or one Chinese character, so a highlight of any span
+    is the boxes that overlap it.
+    """
+
+    start: int
+    end: int
+    left: float
+    top: float
+    right: float
+    bottom: float
+
+
+@dataclass(frozen=True)
+class PageLayout:
+    """The boxes of a page's text; characters that could not be placed have none."""
+
+    width: float  # points, as displayed
+    height: float
+    boxes: tuple[TextBox, ...]
+
+    def boxes_for(self, start: int, end: int) -> tuple[TextBox, ...]:
+        """The boxes of the characters ``start``..``end`` of the page's text."""
+        return tuple(box for box in self.boxes if box.start < end and box.end > start)
+
+
+@dataclass(frozen=True)
 class Page:
     """Text that one citation can point at."""
 
@@ -52,6 +83,7 @@ class Page:
     heading_path: tuple[str, ...] = ()  # Markdown headings above this section, outermost first
     start_char: int = 0  # where ``text`` starts in the file's text (0 for PDF pages)
     ocr: bool = False  # the text was recognised from the page image, not extracted
+    layout: PageLayout | None = None  # where the text lies on a PDF page (offsets into ``text``)
 
 
 @dataclass(frozen=True)

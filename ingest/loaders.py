@@ -13,6 +13,9 @@
 - Markdown is split along its heading structure (parsed by markdown-it-py, so
   ``#`` lines inside code fences are not mistaken for headings and setext
   headings count); each section keeps the path of headings above it.
+- Every PDF page keeps where its words lie (``ingest.layout``: pdfium's character
+  boxes aligned with the indexed text; OCR's line boxes), so the page can be
+  shown with a cited passage highlighted.
 - PDF pages without a text layer go through OCR (``ingest.ocr``) when it is
   switched on; such pages are marked ``ocr=True``. A page OCR cannot read is
   listed in the file's warnings, never indexed as empty.
@@ -45,7 +48,8 @@ from markdown_it import MarkdownIt
 from pypdf import PdfReader, apply_configuration
 from pypdf.errors import DependencyError, FileNotDecryptedError, LimitReachedError, PdfReadError, PyPdfError
 
-from core.types import LoadedFile, Page
+from core.types import LoadedFile, Page, PageLayout
+from ingest.layout import LayoutError, pdf_layouts
 from ingest.ocr import OcrError, PageOCR, pdfium_page_texts
 from ingest.tables import looks_tabular, render_page
 from ingest.text_quality import diagnose, undouble
@@ -53,7 +57,7 @@ from ingest.text_quality import diagnose, undouble
 # Raised whenever the text or chunks a file gives change (table rebuilding, headings, chunk boundaries).
 # The manifest keeps the version each file was read with; ``kb ingest`` reads older ones again, so a
 # collection gains the better text without being rebuilt by hand. 1: files indexed before it was recorded.
-READER_VERSION = 3  # 3: mixed-script, private-use and repeated-line text layers re-read or repaired
+READER_VERSION = 4  # 4: PDF pages keep where their words lie (``ingest.layout``), to be shown highlighted
 
 
 @dataclass(frozen=True)
@@ -239,23 +243,24 @@ def _pdf_pages(
             raise LoadError(f"corrupt PDF: {type(exc).__name__}: {exc}") from exc
         warnings.append(f"damaged PDF ({type(exc).__name__}: {exc}); its text was recovered with pdfium")
     texts = _usable_texts(path, password, texts, warnings)
+    layouts = _layouts(path, password, {n: text for n, text in enumerate(texts, start=1) if text.strip()}, warnings)
     pages: list[Page] = []
     textless: list[int] = []
     for number, text in enumerate(texts, start=1):
         if text.strip():
-            pages.append(Page(source=source, page=number, text=text))
+            pages.append(Page(source=source, page=number, text=text, layout=layouts.get(number)))
         else:
             textless.append(number)
     if textless and ocr is not None:
         unreadable = []
         for number in textless:
             try:
-                text = ocr.read_page(path, number - 1, password)
+                text, layout = ocr.read_page_layout(path, number - 1, password)
             except OcrError as exc:
                 warnings.append(str(exc))
                 continue
             if text:
-                pages.append(Page(source=source, page=number, text=text, ocr=True))
+                pages.append(Page(source=source, page=number, text=text, ocr=True, layout=layout))
             else:
                 unreadable.append(number)
         pages.sort(key=lambda page: page.page or 0)
@@ -270,6 +275,15 @@ def _pdf_pages(
             "it was not indexed"
         )
     return pages, title
+
+
+def _layouts(path: Path, password: str | None, texts: dict[int, str], warnings: list[str]) -> dict[int, PageLayout]:
+    """Where each page's text lies (``ingest.layout``); none, with a warning, when pdfium cannot open the file."""
+    try:
+        return pdf_layouts(path, password, texts)
+    except LayoutError as exc:
+        warnings.append(f"the positions of the text could not be read ({exc}); its pages are shown without highlights")
+        return {}
 
 
 # A garbled page's re-read must find at least this share of its characters: GBK mojibake spells each Chinese

@@ -78,6 +78,42 @@ def citation_from_source(source: Source) -> Citation:
     )
 
 
+def _into_passages(sentences: Sequence[SentenceSupport], sources: Mapping[int, Source]) -> tuple[SentenceSupport, ...]:
+    """Evidence offsets into what the model was shown of a source, turned into offsets into its passage.
+
+    The model may be shown an excerpt of a passage, or its table written out as sentences
+    (``llm.prompt``); a citation highlights the passage itself. A supporting sentence is found there
+    again (exactly, else with any whitespace); one that cannot be found is left out, never guessed.
+    """
+    moved = []
+    for sentence in sentences:
+        evidence = []
+        for item in sentence.evidence:
+            source = sources.get(item.source_number)
+            if source is None:
+                continue
+            passage = source.hit.chunk.text
+            if source.text == passage:
+                evidence.append(item)
+                continue
+            found = _find_again(source.text[item.start_char:item.end_char], passage)
+            if found is not None:
+                evidence.append(replace(item, start_char=found[0], end_char=found[1]))
+        moved.append(replace(sentence, evidence=tuple(evidence)))
+    return tuple(moved)
+
+
+def _find_again(piece: str, passage: str) -> tuple[int, int] | None:
+    words = piece.split()
+    if not words:
+        return None
+    at = passage.find(piece.strip())
+    if at >= 0:
+        return at, at + len(piece.strip())
+    match = re.search(r"\s+".join(re.escape(word) for word in words), passage)
+    return (match.start(), match.end()) if match else None
+
+
 def _without_headers(sentences: Sequence[SentenceSupport], lengths: Mapping[int, int]) -> tuple[SentenceSupport, ...]:
     """Evidence offsets into header + passage, turned into offsets into the passage (evidence in the header dropped)."""
     moved = []
@@ -156,6 +192,7 @@ def make_answer(question: Question, generated: str, sources: Sequence[Source], p
     sentences = check_figure_contexts(question, sentences, facts_shown, headers, policy.figure_context_min)
     sentences = check_new_words(question, sentences, shown, policy.new_words_min)
     sentences = _without_headers(sentences, {number: len(header) for number, header in headers.items()})
+    sentences = _into_passages(sentences, {source.number: source for source in sources})
     final_text, kept = (without_withdrawn(grounded.text, sentences) if policy.withdraw
                         else (grounded.text, tuple(replace(s, withdrawn_because="") for s in sentences)))
     withdrawn = tuple(s for s in sentences if s.withdrawn_because) if policy.withdraw else ()
