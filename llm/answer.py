@@ -104,12 +104,13 @@ def _into_passages(sentences: Sequence[SentenceSupport], sources: Mapping[int, S
 
 
 def _find_again(piece: str, passage: str) -> tuple[int, int] | None:
+    piece = piece.strip().strip("…").strip()  # an excerpt marks what it left out with "…"
     words = piece.split()
     if not words:
         return None
-    at = passage.find(piece.strip())
+    at = passage.find(piece)
     if at >= 0:
-        return at, at + len(piece.strip())
+        return at, at + len(piece)
     match = re.search(r"\s+".join(re.escape(word) for word in words), passage)
     return (match.start(), match.end()) if match else None
 

@@ -245,3 +245,15 @@ def test_a_number_the_question_states_need_not_stand_in_the_passage():
     assert ground(repeated, passage, given=question.stated_numbers).sentences[0].supported
     invented = "TiDB 8.4 里 TiKV 的 sst-max-size 默认值改成了 512 MiB。[1]"
     assert not ground(invented, passage, given=question.stated_numbers).sentences[0].supported
+
+
+def test_supporting_spans_point_into_the_passage_when_the_model_was_shown_an_excerpt():
+    """The prompt may show an excerpt of a passage ("… Bananas are yellow."); the citation highlights the
+    passage itself, so the span must be the sentence's place there, not its place in the excerpt."""
+    passage = "Apples are red. Pears grow on trees. Bananas are yellow in the shops of Lima."
+    excerpt = "… Bananas are yellow in the shops of Lima."
+    sources = [Source(1, Hit(Chunk("fruit.md", None, (), 0, len(passage), passage), 0.9, 1), excerpt)]
+    answer = make_answer(analyse_question("What colour are bananas in Lima?"),
+                         "Bananas are yellow in the shops of Lima [1].", sources)
+    (start, end), = answer.supported_spans(1)
+    assert passage[start:end].startswith("Bananas are yellow")
