@@ -42,7 +42,8 @@ from core.errors import KbError
 from llm.generator import GenerationError
 from llm.models import ModelError
 from retrieval.store import CollectionLockedError, StoreError
-from server import routes_chat, routes_collections
+from app.pages import OriginalUnavailableError, UnknownDocumentError
+from server import routes_chat, routes_collections, routes_documents
 from team.binding import check_bind
 from team.permissions import CollectionHiddenError, ForbiddenError
 from team.accounts import AccountError, Accounts, AuthenticationError, LoginThrottledError
@@ -77,6 +78,8 @@ def _error(status: int, message: str, kind: str, headers: dict[str, str] | None 
 # Our exceptions and the status each answers with (first match wins: subclasses before their bases).
 _STATUS_OF: tuple[tuple[type[Exception], int, str], ...] = (
     (UnknownCollectionError, 404, "not_found"),
+    (UnknownDocumentError, 404, "not_found"),
+    (OriginalUnavailableError, 409, "original_unavailable"),
     (CollectionHiddenError, 404, "not_found"),  # the same answer as a collection that does not exist
     (ForbiddenError, 403, "forbidden"),
     (LoginThrottledError, 429, "rate_limited"),
@@ -97,6 +100,9 @@ _STATUS_OF: tuple[tuple[type[Exception], int, str], ...] = (
 def create_app(service: Service) -> FastAPI:
     app = FastAPI(
         title="kbqa", version="1",
+        # Swagger UI and ReDoc load their scripts from a public CDN: nothing may be fetched from outside the
+        # server (air-gapped sites). The schema itself stays at /openapi.json.
+        docs_url=None, redoc_url=None,
         summary="Answers from your documents with checkable citations; OpenAI-compatible chat.",
         description="`model` names a collection. Answers carry their citations in the extra field `kb`. "
                     "With accounts on, send `Authorization: Bearer <API key or session token>`.",
@@ -104,6 +110,7 @@ def create_app(service: Service) -> FastAPI:
     app.state.service = service
     app.include_router(routes_chat.router)
     app.include_router(routes_collections.router)
+    app.include_router(routes_documents.router)
     upload_limit = service.settings.max_upload_mb * 1024 * 1024
 
     @app.middleware("http")

@@ -32,7 +32,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.pages import page_spans
 from app.pipeline import Answer, AskTimings, Citation, Turn
+from server.routes_documents import page_url
 
 
 class ContentPart(BaseModel):
@@ -92,6 +94,12 @@ class CitedPassage(BaseModel):
     supported_spans: list[tuple[int, int]] = Field(description="Character spans of the passage that support the answer.")
     ocr: bool
     score: float
+    start_char: int = Field(0, description="Where the passage starts in its page's text (PDF) or its file's text.")
+    end_char: int = Field(0, description="Where it ends.")
+    page_spans: list[tuple[int, int]] = Field(default_factory=list, description="The supported spans as offsets into "
+                                              "the page's text, as the page route takes them.")
+    page_url: str | None = Field(None, description="The cited PDF page drawn with the supporting words highlighted "
+                                                   "(GET, same credentials); null for text documents.")
 
 
 class KbAnswer(BaseModel):
@@ -152,20 +160,23 @@ def question_and_history(messages: list[ChatMessage]) -> tuple[str, list[Turn]]:
     return question, history
 
 
-def cited_passage(answer: Answer, citation: Citation) -> CitedPassage:
+def cited_passage(answer: Answer, citation: Citation, collection: str) -> CitedPassage:
+    spans = list(answer.supported_spans(citation.number))
     return CitedPassage(
         number=citation.number, source=citation.source, page=citation.page,
         section=" › ".join(citation.heading_path) or None, location=citation.location, document=citation.document,
-        passage=citation.passage, supported_spans=list(answer.supported_spans(citation.number)), ocr=citation.ocr,
-        score=round(citation.score, 4),
+        passage=citation.passage, supported_spans=spans, ocr=citation.ocr,
+        score=round(citation.score, 4), start_char=citation.start_char, end_char=citation.end_char,
+        page_spans=list(page_spans(citation, spans)), page_url=page_url(collection, citation, spans),
     )
 
 
-def kb_answer(answer: Answer, timings: AskTimings | None, queue_position: int) -> KbAnswer:
+def kb_answer(answer: Answer, timings: AskTimings | None, queue_position: int, collection: str) -> KbAnswer:
     return KbAnswer(
         text=answer.text, abstained=answer.abstained, supported=answer.supported,
-        citations=[cited_passage(answer, citation) for citation in answer.citations],
-        closest_passages=[cited_passage(answer, citation) for citation in answer.sources] if answer.abstained else [],
+        citations=[cited_passage(answer, citation, collection) for citation in answer.citations],
+        closest_passages=[cited_passage(answer, citation, collection) for citation in answer.sources]
+        if answer.abstained else [],
         sentences=[SupportedSentence(text=s.text, start_char=s.start_char, end_char=s.end_char,
                                      citations=list(s.citations), supported=s.supported, score=round(s.score, 4),
                                      checked=s.checked) for s in answer.sentences],

@@ -84,8 +84,8 @@ def chat_completions(body: ChatCompletionRequest, http: Request, service: Servic
     finally:
         stream.close()
     assert stream.answer is not None
-    return JSONResponse(completion.whole(kb_answer(stream.answer, stream.timings, most_ahead), stream.timings),
-                        headers=headers)
+    answer = kb_answer(stream.answer, stream.timings, most_ahead, completion.model)
+    return JSONResponse(completion.whole(answer, stream.timings), headers=headers)
 
 
 def _sse(stream: AnswerStream, completion: Completion) -> Iterator[str]:
@@ -108,7 +108,7 @@ def _sse(stream: AnswerStream, completion: Completion) -> Iterator[str]:
     finally:
         stream.close()  # closed early (the client left): the generator's turn goes to the next question now
     assert stream.answer is not None
-    final = kb_answer(stream.answer, stream.timings, most_ahead)
+    final = kb_answer(stream.answer, stream.timings, most_ahead, completion.model)
     yield event(completion.chunk({}, finish_reason="stop", kb=final.model_dump()))
     yield "data: [DONE]\n\n"
 

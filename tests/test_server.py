@@ -49,7 +49,7 @@ def openai_client(server):
     return OpenAI(base_url=f"{server.url}/v1", api_key="not-needed-without-accounts", max_retries=0)
 
 
-def test_the_openai_client_gets_an_answer_with_its_citations(openai_client, guide):
+def test_the_openai_client_gets_an_answer_with_its_citations(openai_client, http, guide):
     assert "guide" in [model.id for model in openai_client.models.list()]
     response = openai_client.chat.completions.create(
         model=guide, messages=[{"role": "user", "content": "How do I start the web UI?"}])
@@ -63,6 +63,11 @@ def test_the_openai_client_gets_an_answer_with_its_citations(openai_client, guid
     assert all({"supported", "citations", "start_char"} <= set(s) for s in kb_field["sentences"])
     for start, end in citation["supported_spans"]:
         assert 0 <= start < end <= len(citation["passage"])
+    for cited in kb_field["citations"]:  # a PDF's citation says where to get its page drawn; a text's does not
+        assert (cited["page_url"] is None) == (cited["page"] is None)
+        if cited["page_url"]:
+            page = http.get(cited["page_url"])
+            assert page.status_code == 200 and page.headers["content-type"] == "image/png"
 
 
 def test_a_streamed_answer_ends_with_the_checked_answer(openai_client, guide):
@@ -317,3 +322,51 @@ def test_a_client_that_waits_between_polls_keeps_its_connection(server):
         assert connection.sock is first_socket
     finally:
         connection.close()
+
+
+def test_a_cited_pdf_page_is_drawn_with_its_highlight_and_the_original_can_be_fetched(http, tmp_path):
+    from tests.test_pages import OTHER_EN, TARGET_EN, _check_highlight, _draw
+    from ingest.page_images import render_page
+
+    pdf = _draw(tmp_path / "launch plan.pdf", [(700, TARGET_EN), (150, OTHER_EN)])
+    alone = _draw(tmp_path / "alone.pdf", [(700, TARGET_EN)])
+    assert http.post("/v1/collections", json={"name": "pages"}).status_code == 201
+    job = http.post("/v1/collections/pages/documents", files=[("files", (pdf.name, pdf.read_bytes())),
+                                                            ("files", ("notes.md", b"# Notes\n\nThe valve opens at 40 bar.\n"))])
+    assert wait_for_job(http, job.json())["status"] == "done"
+    base = "/v1/collections/pages/documents/launch%20plan.pdf"
+
+    passages = http.get(f"{base}/passages").json()
+    assert passages[0]["page"] == 1 and passages[0]["boxes"]
+    start = passages[0]["start_char"] + passages[0]["text"].index("The launch")
+    end = passages[0]["start_char"] + passages[0]["text"].index("42.") + 3
+    page = http.get(f"{base}/pages/1", params={"spans": f"{start}-{end}", "width": 800})
+    assert page.status_code == 200 and page.headers["content-type"] == "image/png"
+    assert page.headers["x-page-count"] == "1" and int(page.headers["x-highlighted"]) > 0
+    _check_highlight(page.content, render_page(alone, 1, max_width=800).png)
+
+    original = http.get(f"{base}/file")
+    assert original.status_code == 200 and original.content == pdf.read_bytes()
+    assert "attachment" in original.headers["content-disposition"]
+
+    notes = http.get("/v1/collections/pages/documents/notes.md/passages").json()
+    section = http.get("/v1/collections/pages/documents/notes.md/section",
+                       params={"start": notes[0]["start_char"], "end": notes[0]["end_char"]}).json()
+    assert section["text"][section["passage_start"]:section["passage_end"]] == notes[0]["text"]
+
+    # Bad requests: clear 4xx answers in the error shape.
+    for path, status in ((f"{base}/pages/2", 404), (f"{base}/pages/1?spans=9-3", 400), (f"{base}/pages/1?spans=x", 400),
+                         (f"{base}/pages/1?width=99999", 400), ("/v1/collections/pages/documents/nope.pdf/pages/1", 404),
+                         ("/v1/collections/pages/documents/notes.md/pages/1", 404),
+                         ("/v1/collections/pages/documents/..%2F..%2Fetc%2Fpasswd/file", 404)):
+        response = http.get(path)
+        assert response.status_code == status, (path, response.text)
+        assert response.json()["error"]["message"], path
+    assert http.delete("/v1/collections/pages").status_code == 204
+
+
+def test_nothing_the_service_sends_loads_from_another_host(http):
+    """Air-gapped sites: the CDN-hosted API explorers are off; the schema names no outside host."""
+    assert http.get("/docs").status_code == 404 and http.get("/redoc").status_code == 404
+    schema = http.get("/openapi.json").text
+    assert "cdn." not in schema and "https://" not in schema and "http://" not in schema

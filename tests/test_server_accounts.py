@@ -96,6 +96,10 @@ REQUESTS = {
     "upload": lambda c, name: c.post(f"/v1/collections/{name}/documents", files=[("files", ("x.md", b"# X\n"))]),
     "delete document": lambda c, name: c.delete(f"/v1/collections/{name}/documents/{name}.md"),
     "reindex": lambda c, name: c.post(f"/v1/collections/{name}/documents/{name}.md/reindex"),
+    "page": lambda c, name: c.get(f"/v1/collections/{name}/documents/{name}.md/pages/1?spans=0-5"),
+    "passages": lambda c, name: c.get(f"/v1/collections/{name}/documents/{name}.md/passages"),
+    "section": lambda c, name: c.get(f"/v1/collections/{name}/documents/{name}.md/section?start=0&end=10"),
+    "original file": lambda c, name: c.get(f"/v1/collections/{name}/documents/{name}.md/file"),
     "delete collection": lambda c, name: c.delete(f"/v1/collections/{name}"),
 }
 
