@@ -67,6 +67,12 @@ def _strong(pixels: np.ndarray) -> np.ndarray:
     return (red > 225) & (green > 180) & (green < 235) & (blue < 175)
 
 
+def _light(pixels: np.ndarray) -> np.ndarray:
+    """White paper under the light highlight (blue, mostly transparent): the rest of a cited passage."""
+    red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    return (blue > 245) & (red > 200) & (red < 232) & (green > 220) & (green < 245)
+
+
 def _check_highlight(shown_png: bytes, alone_png: bytes) -> None:
     alone = _pixels(alone_png)
     ink = _bbox(alone.sum(axis=2) < 600)  # the target's ink where nothing else is drawn

@@ -55,6 +55,24 @@ def test_question_gets_a_streamed_answer_with_its_sources(ui_env, monkeypatch):
     # and its passage, with the sentence that supports the answer highlighted
     assert ":orange-background[The web interface listens on port 8501 of 127\\.0\\.0\\.1\\.]" in text
 
+    # "Show page": the PDF page drawn with the highlight, previous/next, the original to download.
+    show = next(t for t in app.toggle if t.label == "Show page")
+    show.set_value(True).run()
+    assert not app.exception
+    captions = [c.value for c in app.caption]
+    assert "Page 2 of 3 · highlighted: what supports the answer" in captions, captions
+    assert app.image and app.image[0].captions == ["quick-reference.pdf, page 2"], "no page image shown"
+    assert any(b.label == "Download the original" for b in app.get("download_button"))
+    next(b for b in app.button if b.label == "Next page").click().run()
+    assert "Page 3 of 3" in [c.value for c in app.caption]
+
+    # A document in the sidebar opens its passages as the index holds them.
+    app.button(key="passages-quick-reference.pdf").click().run()
+    assert not app.exception
+    assert any(c.value.startswith("quick-reference.pdf: ") and "passages, in reading order" in c.value
+               for c in app.caption)
+    assert any("page 2" in m.value and "placed on the page" in m.value for m in app.markdown)
+
 
 class ScriptedGenerator(Generator):
     """Forces two rare paths: an answer with an invented sentence, and a GPU this build cannot use."""

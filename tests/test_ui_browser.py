@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+from urllib.parse import urljoin
 
 import pytest
 
@@ -26,6 +27,7 @@ from app.settings import load_settings
 from llm.models import QWEN_0_5B
 from tests.conftest import REPO, SAMPLE_DATA
 from tests.server_helpers import free_port, wait_until_up
+from tests.test_pages import _light, _pixels, _strong
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PASSWORD = "dana's password"
@@ -70,6 +72,8 @@ def test_in_chromium_a_user_logs_in_asks_rates_and_finds_the_conversation_after_
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        requested: list[str] = []
+        page.on("request", lambda request: requested.append(request.url))
         page.goto(ui_server)
         log_in(page)
         page.get_by_placeholder("Ask a question about your documents").fill(QUESTION)
@@ -81,6 +85,20 @@ def test_in_chromium_a_user_logs_in_asks_rates_and_finds_the_conversation_after_
         citation.click()
         expect(page.locator('[data-testid="stExpander"]').first.locator('[data-testid="stMarkdownContainer"]').last
                ).not_to_be_empty()
+        # "Show page" on a PDF source (cited, or among the closest passages when the small model's draft was
+        # withdrawn): the page image, with the supporting words (orange) or the passage (blue) highlighted.
+        expander = page.locator('[data-testid="stExpander"]').filter(has_text=".pdf, page").first
+        expander.locator("summary").click()
+        expander.get_by_text("Show page").first.click()
+        image = expander.locator('[data-testid="stImage"] img').first
+        image.wait_for(timeout=120_000)
+        drawn = page.request.get(urljoin(page.url, image.get_attribute("src")))
+        assert drawn.ok and drawn.headers["content-type"] == "image/png"
+        pixels = _pixels(drawn.body())
+        assert _strong(pixels).sum() + _light(pixels).sum() > 200, "the page image has no highlight"
+        expect(expander).to_contain_text("Page 2 of 3")
+        page.screenshot(path=str(tmp_path / "page-shown.png"), full_page=True)
+
         thumbs_down.click()
         page.get_by_label("Note (optional)").fill("It should say 8501")
         page.keyboard.press("Enter")
@@ -108,3 +126,6 @@ def test_in_chromium_a_user_logs_in_asks_rates_and_finds_the_conversation_after_
         expect(page.locator('[data-testid="stChatMessage"]').first).to_contain_text(QUESTION, timeout=60_000)
         page.screenshot(path=str(tmp_path / "reloaded.png"), full_page=True)
         browser.close()
+    # Air-gapped: everything the page loaded came from the UI's own server.
+    outside = [url for url in requested if not url.startswith((ui_server, "data:", "blob:"))]
+    assert not outside, outside[:5]

@@ -1,48 +1,25 @@
 """How an answer is shown: the checked text with marks, its sources with the supporting sentences highlighted.
 
-Passages and generated text are shown as Markdown: passages are escaped first,
-so a passage can never inject formatting or a fake highlight; the answer is the
-model's Markdown by design.
+Passages and generated text are shown as Markdown: passages are escaped first
+(``ui.markdown_text``), so a passage can never inject formatting or a fake
+highlight; the answer is the model's Markdown by design. With a viewer, each
+source can be shown on its page or in its section (``ui.document_view``).
 
 Deliberately not here: the page's layout, sessions, storage (``ui.streamlit_app``).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import streamlit as st
 
+from app.pages import DocumentViewer
 from app.pipeline import Answer, Citation
+from ui.document_view import show_original
+from ui.markdown_text import escape_markdown, marked_text
 
 UNSUPPORTED_MARK = ":red[**⚠**]"
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$^=&])")
-_OPEN, _CLOSE = "\ue000", "\ue001"  # private-use characters: stand for the highlight until escaping is done
-
-
-def escape_markdown(text: str) -> str:
-    """Text shown literally by st.markdown: every character Markdown or a Streamlit directive could read is escaped."""
-    # Hard breaks keep the passage's lines; leading spaces would make a code block.
-    return "  \n".join(_MARKDOWN_SPECIAL.sub(r"\\\1", line.lstrip()) for line in text.split("\n"))
-
-
-def highlighted_passage(passage: str, spans: Sequence[tuple[int, int]]) -> str:
-    """The passage as escaped Markdown with the character spans highlighted (overlapping spans merged)."""
-    merged: list[list[int]] = []
-    for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    parts, position = [], 0
-    for start, end in merged:
-        # One line inside the highlight: a line break would end the directive.
-        parts += [passage[position:start], _OPEN, " ".join(passage[start:end].split()), _CLOSE]
-        position = end
-    parts.append(passage[position:])
-    escaped = escape_markdown("".join(parts))
-    return escaped.replace(_OPEN, ":orange-background[").replace(_CLOSE, "]")
 
 
 def answer_markdown(answer: Answer) -> str:
@@ -75,37 +52,40 @@ def render_withdrawn(answer: Answer) -> None:
                 st.markdown(f"~~{escape_markdown(sentence.text)}~~  \n*{escape_markdown(sentence.withdrawn_because)}*")
 
 
-def render_sources(answer: Answer) -> None:
+def render_sources(answer: Answer, viewer: DocumentViewer | None = None, key: str = "answer") -> None:
+    """The answer's sources; with ``viewer``, each can be shown on its page or in its section (``key``: the
+    answer's own prefix for the widgets, e.g. its saved turn's id)."""
     render_withdrawn(answer)
-    if answer.abstained:
-        if answer.withdrawn_draft:
-            # Collapsed and labelled: the check is lexical, so a right answer worded differently from the
-            # passages can be withdrawn; the user may still read it, knowing no passage was found to say it.
-            with st.expander("Withdrawn draft: no passage was found to say this"):
-                st.markdown(escape_markdown(answer.withdrawn_draft))
-        if answer.sources:
-            with st.expander("Closest passages found"):
-                for citation in answer.sources:
-                    st.markdown(f"**[{citation.number}] {escape_markdown(citation.label)}**")
-                    _render_citation(citation)
-        return
-    if not answer.citations:
-        if answer.sources:
+    closest = answer.sources if answer.abstained or not answer.citations else ()
+    if answer.abstained and answer.withdrawn_draft:
+        # Collapsed and labelled: the check is lexical, so a right answer worded differently from the
+        # passages can be withdrawn; the user may still read it, knowing no passage was found to say it.
+        with st.expander("Withdrawn draft: no passage was found to say this"):
+            st.markdown(escape_markdown(answer.withdrawn_draft))
+    if closest:
+        if not answer.abstained:
             st.warning("This answer cites none of your documents. Treat it as unsupported.")
-            with st.expander("Closest passages found"):
-                for citation in answer.sources:
-                    st.markdown(f"**[{citation.number}] {escape_markdown(citation.label)}**")
-                    _render_citation(citation)
+        with st.expander("Closest passages found"):
+            for citation in closest:
+                st.markdown(f"**[{citation.number}] {escape_markdown(citation.label)}**")
+                _render_citation(citation, (), viewer, f"{key}-closest")
+        return
+    if answer.abstained or not answer.citations:
         return
     st.caption("Sources")
     for citation in answer.citations:
         spans = answer.supported_spans(citation.number)
         with st.expander(f"[{citation.number}] {citation.label}"):
-            _render_citation(citation, spans)
+            _render_citation(citation, spans, viewer, key)
 
 
-def _render_citation(citation: Citation, spans: Sequence[tuple[int, int]] = ()) -> None:
+def _render_citation(citation: Citation, spans: Sequence[tuple[int, int]], viewer: DocumentViewer | None,
+                     key: str) -> None:
     ocr_note = " · text recognised by OCR from a scanned page, may contain errors" if citation.ocr else ""
     support_note = " · highlighted: what supports the answer" if spans else ""
     st.caption(f"relevance {citation.score:.2f}{ocr_note}{support_note}")
-    st.markdown(highlighted_passage(citation.passage, spans))
+    st.markdown(marked_text(citation.passage, spans))
+    if viewer is not None:
+        widget = f"{key}-source-{citation.number}"
+        if st.toggle("Show page" if citation.page is not None else "Show section", key=f"{widget}-show"):
+            show_original(viewer, citation, spans, widget)

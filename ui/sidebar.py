@@ -18,14 +18,17 @@ from collections.abc import Callable, Sequence
 
 import streamlit as st
 
+from app.pages import DocumentViewer
+from app.pipeline import SUPPORTED_SUFFIXES, CollectionStatus, IngestProgress, IngestReport, KbError
 from team.collections import Library
 from team.conversations import Conversations
-from app.pipeline import SUPPORTED_SUFFIXES, CollectionStatus, IngestProgress, IngestReport, KbError
+from ui.document_view import show_passages
 
 Audit = Callable[[str, str], None]  # (action, detail): an entry in the audit log for this user and collection
 
 UPLOAD_TYPES = [suffix.lstrip(".") for suffix in SUPPORTED_SUFFIXES]  # the loaders' one table of file types
 ROW = [0.82, 0.18]  # name | icon button
+DOCUMENT_ROW = [0.64, 0.18, 0.18]  # name | passages | delete
 
 
 def collection_picker(names: Sequence[str], current: str) -> str:
@@ -36,8 +39,10 @@ def collection_picker(names: Sequence[str], current: str) -> str:
     return names[0] if names else current
 
 
-def documents_panel(library: Library, status: CollectionStatus, may_write: bool, audit: Audit) -> list[str]:
-    """Upload and remove documents (with write access); returns the documents to search (empty: all)."""
+def documents_panel(library: Library, status: CollectionStatus, may_write: bool, viewer: DocumentViewer,
+                    audit: Audit) -> list[str]:
+    """Upload and remove documents (with write access), open a document's passages; returns the documents to
+    search (empty: all)."""
     st.sidebar.subheader("Documents")
     _show_last_upload()
     if may_write:
@@ -52,11 +57,14 @@ def documents_panel(library: Library, status: CollectionStatus, may_write: bool,
              "is searched in the documents it names by itself.",
     )
     for source in status.files:
-        name_column, button_column = st.sidebar.columns(ROW, vertical_alignment="center")
+        name_column, passages_column, button_column = st.sidebar.columns(DOCUMENT_ROW, vertical_alignment="center")
         record = status.records.get(source)
         name_column.write(source)
         if record is not None and (record.organisation or record.period_label):
             name_column.caption(", ".join(part for part in (record.organisation, record.period_label) if part))
+        if passages_column.button("", icon=":material/article:", type="tertiary", key=f"passages-{source}",
+                                  help=f"The passages of {source}, as the index holds them"):
+            show_passages(viewer, source)
         if may_write and button_column.button("", icon=":material/delete:", type="tertiary", key=f"delete-{source}",
                                               help=f"Remove {source} from the knowledge base"):
             library.delete_document(status.name, source)  # the file too, when it was uploaded (team.uploads)

@@ -16,6 +16,9 @@ them (``team.collections``).
 - The answer streams as it is generated; while other questions are being
   answered first, the page says how many are ahead. When complete it is
   replaced by the version with checked citations (``ui.rendering``).
+- Each source can be shown on its page, the supporting words highlighted (PDF),
+  or in its section (text documents), with the original to download; a document
+  in the sidebar opens its passages as the index holds them (``ui.document_view``).
 - Conversations are saved per user and collection (``team.conversations``),
   listed in the sidebar, renamable, deletable, exportable as Markdown or JSON;
   every answer takes a thumbs up or down with an optional note.
@@ -37,6 +40,7 @@ from team.permissions import LOCAL_CALLER, Action, Caller
 from team.accounts import Accounts, AuthenticationError
 from team.collections import Library
 from team.conversations import Conversations, SavedTurn
+from app.pages import DocumentViewer
 from app.pipeline import KbError, Pipeline, QueuePosition, Turn
 from app.settings import Settings, load_settings
 from ui.rendering import render_answer, render_sources
@@ -100,12 +104,12 @@ def requester(caller: Caller) -> str:
     return "session:" + session_id()
 
 
-def render_turn(turn: SavedTurn, store: Conversations, user: str) -> None:
+def render_turn(turn: SavedTurn, store: Conversations, user: str, viewer: DocumentViewer) -> None:
     with st.chat_message("user"):
         st.markdown(turn.question)
     with st.chat_message("assistant"):
         render_answer(turn.answer)
-        render_sources(turn.answer)
+        render_sources(turn.answer, viewer, key=f"turn-{turn.id}")
         rating_key = f"rating-{turn.id}"
         if rating_key not in st.session_state and turn.rating:
             st.session_state[rating_key] = 1 if turn.rating > 0 else 0
@@ -167,7 +171,7 @@ def main() -> None:
         st.sidebar.warning(info.notice, icon="⚠️")
     store = Conversations(settings.home)
     conversations_panel(store, caller.name, collection)
-    only = documents_panel(library, status, caller.may(Action.WRITE, collection),
+    only = documents_panel(library, status, caller.may(Action.WRITE, collection), pipeline.viewer(),
                            audit=lambda action, detail: accounts.audit(caller.name, action, collection, detail))
     if not status.exists or status.chunks == 0:
         st.info(
@@ -178,7 +182,7 @@ def main() -> None:
     conversation = st.session_state.get("conversation")
     history = store.turns(caller.name, conversation) if conversation is not None else []
     for turn in history:
-        render_turn(turn, store, caller.name)
+        render_turn(turn, store, caller.name, pipeline.viewer())
 
     question = st.chat_input("Ask a question about your documents (English or 中文)")
     if not question:
