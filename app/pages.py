@@ -38,10 +38,12 @@ from core.types import Chunk, Citation, TextBox
 from ingest.page_images import LIGHT, STRONG, Highlight, PageImageError, render_page
 from retrieval import page_layouts
 from retrieval.backend import CollectionStore
+from retrieval.manifest import IndexedFile
 from retrieval.page_layouts import DocumentPages
 
 Span = tuple[int, int]
 MAX_WIDTH = 2000  # pixels: the widest page image anyone may ask for
+KEPT_DOCUMENTS = 16  # documents whose layouts stay read
 
 
 class UnknownDocumentError(KbError, LookupError):
@@ -83,13 +85,28 @@ class DocumentViewer:
         self._images: OrderedDict[tuple, ShownPage] = OrderedDict()
         self._cache_size = cache_size
         self._hashes: dict[tuple[str, int, int], str] = {}
+        self._documents: OrderedDict[IndexedFile, DocumentPages | None] = OrderedDict()
 
     # ----- what was kept ----------------------------------------------------------
-    def _kept(self, source: str) -> tuple[DocumentPages | None, str]:
+    def _indexed(self, source: str) -> IndexedFile:
         indexed = self._collection().files.get(source)
         if indexed is None:
             raise UnknownDocumentError(f"no document {source!r} in this collection")
-        return page_layouts.read(self._folder, indexed), indexed.content_sha256
+        return indexed
+
+    def _kept(self, source: str) -> tuple[DocumentPages | None, str]:
+        """What was kept of ``source`` (read once per indexed version: reading a long PDF's takes ~30 ms)."""
+        indexed = self._indexed(source)
+        with self._lock:
+            if indexed in self._documents:
+                self._documents.move_to_end(indexed)
+                return self._documents[indexed], indexed.content_sha256
+        kept = page_layouts.read(self._folder, indexed)
+        with self._lock:
+            self._documents[indexed] = kept
+            while len(self._documents) > KEPT_DOCUMENTS:
+                self._documents.popitem(last=False)
+        return kept, indexed.content_sha256
 
     def original(self, source: str) -> Path:
         """The file ``source`` was indexed from, when it is still there with the indexed content."""
@@ -159,14 +176,15 @@ class DocumentViewer:
         """Page ``page`` of a PDF with ``spans`` (page-text offsets) highlighted strongly, ``passage`` lightly."""
         if not 100 <= max_width <= MAX_WIDTH:
             raise ValueError(f"width must be between 100 and {MAX_WIDTH} pixels, not {max_width}")
-        kept, content_sha256 = self._kept(source)
+        indexed = self._indexed(source)
         if not source.lower().endswith(".pdf"):
             raise UnknownDocumentError(f"{source!r} is not a PDF: it has sections, not pages")
-        key = (source, content_sha256, page, tuple(sorted(spans)), passage, max_width)
+        key = (source, indexed.content_sha256, page, tuple(sorted(spans)), passage, max_width)
         with self._lock:
             if key in self._images:
                 self._images.move_to_end(key)
                 return self._images[key]
+        kept, _ = self._kept(source)
         path = self.original(source)
         layout = kept.layouts.get(page) if kept else None
         strong: tuple[TextBox, ...] = ()
