@@ -42,7 +42,6 @@ from pathlib import Path
 
 from core.types import PageLayout, TextBox
 
-LAYOUT_VERSION = 1  # raised whenever the boxes of the same text change
 ANCHOR = 6  # characters that must agree to bring the two sides back in step after a difference
 WINDOW = 4000  # how far ahead (characters) a side may be skipped to find the anchor
 NEAR = 2  # a short stretch of matches counts only between others at most this many characters away

@@ -11,6 +11,8 @@ Layout of a collection folder::
         keyword_terms.json
         second_vectors.faiss  the second embedder's vectors, same ids (optional)
     write.lock           held by the one process that may write
+    pages/               each indexed file's page layouts and original path (``retrieval.page_layouts``),
+                         outside the generations: named by what was read, never rewritten
 
 Nothing is pickled: FAISS's own binary format, JSON, JSON lines and numpy
 arrays read with ``allow_pickle=False``.
