@@ -84,7 +84,8 @@ class _Embedder:
         if isinstance(loaded, str):
             return loaded  # the reader's failure, passed on
         try:
-            return prepare_file(loaded, self._chunker, self._embedder, self._second, self._settings.embed_batch_size)
+            return prepare_file(loaded, self._chunker, self._embedder, self._second, self._settings.embed_batch_size,
+                                self._settings.max_file_passages)
         except LoadError as exc:
             return str(exc)
 

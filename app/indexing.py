@@ -89,25 +89,37 @@ class PreparedFile:
     layouts: tuple[tuple[int, PageLayout], ...] = ()  # (page number, where its text lies): PDF pages
 
 
-def embed_texts(embedder: Embedder, texts: list[str], batch_size: int) -> np.ndarray:
-    batches = [embedder.embed_passages(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
+def embed_texts(embedder: Embedder, texts: list[str], batch_size: int,
+                pause: Callable[[], None] | None = None) -> np.ndarray:
+    """Embedded in batches; ``pause`` runs before each (the service's: wait while a question is answered)."""
+    batches = []
+    for start in range(0, len(texts), batch_size):
+        if pause is not None:
+            pause()
+        batches.append(embedder.embed_passages(texts[start : start + batch_size]))
     return np.concatenate(batches) if batches else np.zeros((0, embedder.identity.dim), np.float32)
 
 
 def prepare_file(loaded: LoadedFile, chunker: Chunker, embedder: Embedder, second_embedder: Embedder | None,
-                 batch_size: int) -> PreparedFile:
-    """Chunk a read file under its document record's header and embed it; ``LoadError`` when no text is left."""
+                 batch_size: int, max_passages: int | None = None, pause: Callable[[], None] | None = None
+                 ) -> PreparedFile:
+    """Chunk a read file under its document record's header and embed it; ``LoadError`` when no text is left,
+    or when it makes more than ``max_passages`` passages (before any is embedded: a 30 MB text file would
+    hold the ingest for hours)."""
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     record = describe_document(loaded, loaded.title)
     chunks = tuple(replace(chunk, header=record.header_for(chunk.heading_path)) for chunk in chunker.chunk(loaded.pages))
     if not chunks:
         raise LoadError("no text left after chunking")
+    if max_passages is not None and len(chunks) > max_passages:
+        raise LoadError(f"its text makes {len(chunks):,} passages, more than KB_MAX_FILE_PASSAGES={max_passages:,}; "
+                        "split the file, or raise the limit")
     texts = [c.embedding_text for c in chunks]
     seconds["chunking"] = time.perf_counter() - started
-    vectors = embed_texts(embedder, texts, batch_size)
+    vectors = embed_texts(embedder, texts, batch_size, pause)
     seconds["embedding"] = time.perf_counter() - started - seconds["chunking"]
-    second = embed_texts(second_embedder, texts, batch_size) if second_embedder else None
+    second = embed_texts(second_embedder, texts, batch_size, pause) if second_embedder else None
     seconds["second_embedding"] = time.perf_counter() - started - seconds["chunking"] - seconds["embedding"]
     return PreparedFile(loaded.source, loaded.content_sha256, chunks, vectors, second, record, len(loaded.pages),
                         sum(1 for page in loaded.pages if page.ocr), loaded.warnings, seconds,
@@ -134,9 +146,10 @@ class Indexer:
 
     def __init__(
         self, settings: Settings, embedder: Embedder, second_embedder: Embedder | None,
-        open_collection: Callable[..., CollectionStore],
+        open_collection: Callable[..., CollectionStore], pause: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.pause = pause  # before each embedding batch: the service gives the cores to a question first
         self.embedder = embedder
         self.second_embedder = second_embedder
         self._open_collection = open_collection
@@ -301,7 +314,8 @@ class Indexer:
                             with stage("reading"):
                                 loaded = job.result()
                             prepared = prepare_file(loaded, self.chunker, self.embedder, self.second_embedder,
-                                                    settings.embed_batch_size)
+                                                    settings.embed_batch_size, settings.max_file_passages,
+                                                    self.pause)
                         else:
                             with stage("reading"):  # waiting for the cluster: reading and embedding elsewhere
                                 prepared = prepare(job)
@@ -372,7 +386,8 @@ class Indexer:
             for start in range(0, len(missing), size):
                 ids = missing[start : start + size]
                 texts = [collection.chunk(chunk_id).embedding_text for chunk_id in ids]
-                collection.put_second_vectors(ids, embed_texts(self.second_embedder, texts, self.settings.embed_batch_size))
+                collection.put_second_vectors(ids, embed_texts(self.second_embedder, texts, self.settings.embed_batch_size,
+                                                               self.pause))
                 bar.update(len(ids))
         finally:
             bar.close()

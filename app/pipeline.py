@@ -85,10 +85,17 @@ class Pipeline:
         # One llama.cpp context cannot serve two generations at once; the UI and the API share one
         # generator between sessions and collections, so questions take turns, fairly (app.turns).
         # An abandoned stream gives its turn up when it is closed (Streamlit closes it on rerun).
-        self.turns = turns or GenerationTurns()
+        self.turns = turns or GenerationTurns(settings.max_waiting_per_user)
         self._generator_load_lock = threading.Lock()
-        self.indexer = Indexer(settings, embedder, second_embedder, self.open_collection)
+        self.indexer = Indexer(settings, embedder, second_embedder, self.open_collection, pause=self._give_way)
         self.checks = AnswerChecks(settings)
+
+    def _give_way(self) -> None:
+        """An ingest's embedder waits while questions are answered (one process, one set of cores: an answer
+        beside a batch of embeddings takes several times as long), at most ``KB_INGEST_GIVE_WAY_SECONDS``
+        per batch so that a stream of questions cannot stop an ingest."""
+        if self.settings.ingest_give_way_seconds > 0:
+            self.turns.wait_until_idle(self.settings.ingest_give_way_seconds)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Pipeline:
@@ -329,6 +336,7 @@ class Pipeline:
         """
         if not question.strip():
             raise ValueError("the question is empty")
+        self.turns.check_room(requester)  # a full queue is refused before anything is retrieved
         started = time.perf_counter()
         question = analyse_question(question, history)  # the one analysis every stage below reads
         language = question.language

@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(64, ge=1, le=4096, description="Chunks handed to the embedder at once; it sorts them by length and batches them itself (32 on a CPU, 128 on a GPU).")
     parse_workers: int | None = Field(None, ge=1, le=64, description="Processes reading files ahead of the embedder; default: half the CPUs, at least 1, at most 8.")
     max_file_mb: float = Field(200.0, gt=0, description="Larger files are reported and skipped.")
+    ingest_give_way_seconds: float = Field(60.0, ge=0, description="While questions are answered, an ingest in the "
+                                           "same process waits before each embedding batch, at most this long (0: never).")
+    max_waiting_per_user: int = Field(8, ge=1, description="Questions one user (API key, browser session) may have "
+                                      "waiting for the generator; one more is refused (429) until one is answered.")
+    max_file_passages: int = Field(20_000, ge=1, description="A file whose text makes more passages is refused with "
+                                   "the count (embedding 20,000 takes about half an hour on 2 cores).")
     file_timeout_seconds: float = Field(600.0, gt=0, description="A file taking longer to read (parse + OCR) is reported and skipped.")
     ocr: bool = Field(True, description="OCR PDF pages that have no text layer.")
     pdf_passwords: list[str] = Field(default_factory=list, description='Passwords to try on encrypted PDFs, as JSON: ["pw1", "pw2"].')

@@ -22,6 +22,7 @@ workers (the caller's setting).
 from __future__ import annotations
 
 import multiprocessing
+import os
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +34,18 @@ from ingest.loaders import LoadError, LoadOptions, load_file
 from ingest.ocr import PageOCR
 
 _worker_ocr: PageOCR | None = None
+_worker_niced = False
+WORKER_NICENESS = 10  # parsing gives way to answering questions: a question waits on the cores, a file can
 
 
 def _load_in_worker(path: Path, source: str, options: LoadOptions) -> LoadedFile:
-    global _worker_ocr
+    global _worker_ocr, _worker_niced
+    if not _worker_niced:
+        try:
+            os.nice(WORKER_NICENESS)
+        except OSError:  # not allowed here: reading at normal priority still works
+            pass
+        _worker_niced = True
     if options.ocr and _worker_ocr is None:
         _worker_ocr = PageOCR()  # loaded once per worker, reused for every scanned page
     return load_file(path, source, options, _worker_ocr)

@@ -38,6 +38,7 @@ from app.indexing import UnsafeFileNameError
 from team.jobs import IngestJobs
 from app.pipeline import Pipeline
 from app.settings import Settings
+from app.turns import QueueFullError
 from core.errors import KbError
 from llm.generator import GenerationError
 from llm.models import ModelError
@@ -83,6 +84,7 @@ _STATUS_OF: tuple[tuple[type[Exception], int, str], ...] = (
     (CollectionHiddenError, 404, "not_found"),  # the same answer as a collection that does not exist
     (ForbiddenError, 403, "forbidden"),
     (LoginThrottledError, 429, "rate_limited"),
+    (QueueFullError, 429, "rate_limited"),
     (AuthenticationError, 401, "unauthorized"),
     (CollectionExistsError, 409, "conflict"),
     (CollectionLockedError, 409, "busy"),
@@ -182,10 +184,14 @@ def create_app(service: Service) -> FastAPI:
 
 def build_service(settings: Settings, pipeline: Pipeline | None = None) -> Service:
     pipeline = pipeline or Pipeline.from_settings(settings)
-    return Service(settings=settings, library=Library(pipeline), jobs=IngestJobs(),
+    library = Library(pipeline)
+    # Stored in the home: a restart runs again the jobs that were queued or running (team.jobs).
+    jobs = IngestJobs(run=library.run_job, store=settings.home / JOBS_FILE)
+    return Service(settings=settings, library=library, jobs=jobs,
                    accounts=Accounts(settings.home, audit_questions=settings.audit_questions))
 
 
+JOBS_FILE = "jobs.sqlite3"
 KEEP_ALIVE_S = 75  # longer than the idle timeout of common load balancers (60 s), as servers behind them need
 
 

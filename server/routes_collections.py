@@ -61,13 +61,15 @@ class JobOut(BaseModel):
     id: str
     collection: str
     kind: str
-    status: Literal["queued", "running", "done", "failed"]
+    status: Literal["queued", "running", "done", "failed", "cancelled"]
     files_done: int
     files_total: int
     current: str | None
     failures: list[FailureOut]
     error: str | None
     summary: str | None = Field(None, description="The finished ingest's report in one paragraph.")
+    sources: list[str] = Field(default_factory=list, description="The files the job was asked to index.")
+    resumed: bool = Field(False, description="Queued or running when the service stopped; run again after its restart.")
 
 
 class SearchRequest(BaseModel):
@@ -98,7 +100,7 @@ def _job_out(job: Job) -> JobOut:
         id=job.id, collection=job.collection, kind=job.kind, status=job.status, files_done=job.files_done,
         files_total=job.files_total, current=job.current,
         failures=[FailureOut(source=f.source, reason=f.reason) for f in job.failures], error=job.error,
-        summary=job.report.summary() if job.report else None,
+        summary=job.summary, sources=list(job.sources), resumed=job.resumed,
     )
 
 
@@ -136,17 +138,10 @@ def list_documents(name: str, service: ServiceDep, caller: CallerDep) -> list[Do
     return [DocumentOut(**vars(document)) for document in service.library.documents(name)]
 
 
-def _ingest_job(service: Service, name: str, kind: str, caller: Caller, sources: tuple[str, ...], before=None) -> Job:
-    """A background job bringing the collection in step with its uploads folder (``before`` runs first); its
+def _ingest_job(service: Service, name: str, kind: str, caller: Caller, sources: tuple[str, ...]) -> Job:
+    """A background job bringing the collection in step with its uploads folder (``Library.run_job``); its
     report is about ``sources``, the files the request named, only."""
-    library = service.library
-
-    def work(progress):
-        if before is not None:
-            before()
-        return library.ingest_uploads(name, sources, on_progress=progress)
-
-    return service.jobs.submit(name, kind, work, caller.name)
+    return service.jobs.submit(name, kind, sources, caller.name)
 
 
 @router.post("/collections/{name}/documents", status_code=202, response_model=JobOut,
@@ -170,12 +165,11 @@ def delete_document(name: str, source: str, service: ServiceDep, caller: CallerD
 @router.post("/collections/{name}/documents/{source:path}/reindex", status_code=202, response_model=JobOut,
              summary="Read a document again (e.g. after changing OCR or password settings)")
 def reindex_document(name: str, source: str, service: ServiceDep, caller: CallerDep) -> JobOut:
-    pipeline = writable(service, caller, name)
+    writable(service, caller, name)
     if not safe_document_path(service.library.documents_dir(name), source, allow_subfolders=True).is_file():
         raise HTTPException(409, f"{source!r} is not among the files uploaded to {name!r}; upload it again")
     service.audit(caller, "reindex", name, source)
-    return _job_out(_ingest_job(service, name, "reindex", caller, (source,),
-                                before=lambda: pipeline.remove_documents([source])))
+    return _job_out(_ingest_job(service, name, "reindex", caller, (source,)))
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="An ingest job's progress")
@@ -184,6 +178,18 @@ def get_job(job_id: str, service: ServiceDep, caller: CallerDep) -> JobOut:
     if job is None or not caller.may(Action.READ, job.collection):
         raise HTTPException(404, f"no job {job_id!r}")
     return _job_out(job)
+
+
+@router.delete("/jobs/{job_id}", response_model=JobOut,
+               summary="Cancel an ingest job: a queued one at once, a running one before its next file")
+def cancel_job(job_id: str, service: ServiceDep, caller: CallerDep) -> JobOut:
+    job = service.jobs.get(job_id)
+    if job is None or not caller.may(Action.READ, job.collection):
+        raise HTTPException(404, f"no job {job_id!r}")
+    writable(service, caller, job.collection)  # the same right as uploading to the collection
+    cancelled = service.jobs.cancel(job_id) or job
+    service.audit(caller, "cancel job", job.collection, job_id)
+    return _job_out(cancelled)
 
 
 @router.get("/collections/{name}/jobs", response_model=list[JobOut])

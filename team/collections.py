@@ -46,6 +46,7 @@ from core.errors import KbError
 from retrieval.backend import milvus_dropper
 from retrieval.store import Collection, WriteLock
 from team import uploads
+from team.jobs import Job
 from team.sqlite_file import private_folder
 from team.uploads import uploads_dir
 
@@ -225,6 +226,13 @@ class Library:
         report = pipeline.ingest(folder, prune=False, progress=False, on_progress=progress)
         self.record_ingest(name, report)
         return report_of(report, sources)
+
+    def run_job(self, job: Job, on_progress: Callable[[IngestProgress], None]) -> IngestReport:
+        """What an ingest job does (``team.jobs``): a reindex first drops its documents from the index (again,
+        when resumed after a restart: dropping is idempotent), then the uploads folder is indexed."""
+        if job.kind == "reindex":
+            self.pipeline(job.collection).remove_documents(list(job.sources))
+        return self.ingest_uploads(job.collection, job.sources, on_progress)
 
     def add_documents(self, name: str, files: Sequence[tuple[str, bytes]],
                       on_progress: Callable[[IngestProgress], None] | None = None) -> IngestReport:

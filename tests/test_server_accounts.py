@@ -228,3 +228,17 @@ def test_a_network_address_is_allowed_once_accounts_exist(team, tmp_path):
     check_bind("0.0.0.0", Accounts(server.home).enabled())  # no error: every request needs a key
     with pytest.raises(Exception, match="accounts are off"):
         check_bind("0.0.0.0", Accounts(tmp_path).enabled())
+
+
+def test_a_job_is_cancelled_only_by_who_may_write_its_collection(team):
+    with client(team, "admin") as admin:
+        [secret_job] = admin.get("/v1/collections/secret/jobs").json()
+        [shared_job] = admin.get("/v1/collections/shared/jobs").json()
+    with client(team, "bob") as bob:
+        assert bob.delete(f"/v1/jobs/{secret_job['id']}").status_code == 404  # not even its existence
+        assert bob.delete(f"/v1/jobs/{shared_job['id']}").status_code == 403  # read grant only
+        assert bob.delete("/v1/jobs/job-nonexistent").status_code == 404
+    with client(team, "admin") as admin:
+        cancelled = admin.delete(f"/v1/jobs/{shared_job['id']}")
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "done"  # finished: stays as it was
+
