@@ -89,21 +89,29 @@ class PreparedFile:
     layouts: tuple[tuple[int, PageLayout], ...] = ()  # (page number, where its text lies): PDF pages
 
 
-GIVE_WAY_EVERY = 16  # texts embedded between two looks for a question being answered (about 2.5 s on 2 cores)
+GIVE_WAY_EVERY = 16  # texts in the first batch between two looks for a question being answered
+GIVE_WAY_SECONDS = 2.5  # then as many texts as the last batch embedded in about this long
 
 
 def embed_texts(embedder: Embedder, texts: list[str], batch_size: int,
                 pause: Callable[[], None] | None = None) -> np.ndarray:
-    """Embedded in batches; ``pause`` runs before each (the service's: wait while a question is answered),
-    and then the batches are at most ``GIVE_WAY_EVERY`` texts: a batch already running when a question
-    arrives is not interrupted, and 64 chunks hold 2 CPU cores for about 10 s."""
+    """Embedded in batches of ``batch_size``; with ``pause`` (the service's: wait while a question is
+    answered), which runs before each, a batch is as many texts as take about ``GIVE_WAY_SECONDS``: a batch
+    already running when a question arrives is not interrupted, and 64 chunks hold 2 CPU cores for about
+    10 s, while a GPU embeds a whole batch in well under a second."""
     batches = []
-    if pause is not None:
-        batch_size = min(batch_size, GIVE_WAY_EVERY)
-    for start in range(0, len(texts), batch_size):
+    step = batch_size if pause is None else min(batch_size, GIVE_WAY_EVERY)
+    start = 0
+    while start < len(texts):
         if pause is not None:
             pause()
-        batches.append(embedder.embed_passages(texts[start : start + batch_size]))
+        began = time.perf_counter()
+        batch = texts[start : start + step]
+        batches.append(embedder.embed_passages(batch))
+        start += len(batch)
+        if pause is not None:
+            per_text = max((time.perf_counter() - began) / len(batch), 1e-6)
+            step = max(1, min(batch_size, int(GIVE_WAY_SECONDS / per_text)))
     return np.concatenate(batches) if batches else np.zeros((0, embedder.identity.dim), np.float32)
 
 

@@ -94,9 +94,9 @@ class DocumentViewer:
             raise UnknownDocumentError(f"no document {source!r} in this collection")
         return indexed
 
-    def _kept(self, source: str) -> tuple[DocumentPages | None, str]:
+    def _kept(self, source: str, indexed: IndexedFile | None = None) -> tuple[DocumentPages | None, str]:
         """What was kept of ``source`` (read once per indexed version: reading a long PDF's takes ~30 ms)."""
-        indexed = self._indexed(source)
+        indexed = indexed or self._indexed(source)
         with self._lock:
             if indexed in self._documents:
                 self._documents.move_to_end(indexed)
@@ -110,7 +110,9 @@ class DocumentViewer:
 
     def original(self, source: str) -> Path:
         """The file ``source`` was indexed from, when it is still there with the indexed content."""
-        kept, content_sha256 = self._kept(source)
+        return self._original(source, *self._kept(source))
+
+    def _original(self, source: str, kept: DocumentPages | None, content_sha256: str) -> Path:
         if kept is None or kept.file is None:
             raise OriginalUnavailableError(
                 f"where {source!r} was read from is not known (indexed before this was kept, or not from a file); "
@@ -184,8 +186,8 @@ class DocumentViewer:
             if key in self._images:
                 self._images.move_to_end(key)
                 return self._images[key]
-        kept, _ = self._kept(source)
-        path = self.original(source)
+        kept, _ = self._kept(source, indexed)
+        path = self._original(source, kept, indexed.content_sha256)
         layout = kept.layouts.get(page) if kept else None
         strong: tuple[TextBox, ...] = ()
         light: tuple[TextBox, ...] = ()
@@ -196,7 +198,8 @@ class DocumentViewer:
                         "run `kb ingest` to read the file again")
             else:
                 strong = tuple(dict.fromkeys(box for start, end in spans for box in layout.boxes_for(start, end)))
-                light = tuple(box for box in (layout.boxes_for(*passage) if passage else ()) if box not in strong)
+                chosen = set(strong)
+                light = tuple(box for box in (layout.boxes_for(*passage) if passage else ()) if box not in chosen)
                 if not strong and not light:
                     note = "the cited words could not be placed on the page (a rebuilt table or reordered text)"
         try:

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.pipeline import Pipeline  # noqa: E402
 from app.settings import load_settings  # noqa: E402
-from ingest.layout import _table_syntax, pdf_layouts  # noqa: E402
+from ingest.layout import pdf_layouts, table_syntax  # noqa: E402
 from ingest.loaders import LoadOptions, load_file  # noqa: E402
 from ingest.page_images import LIGHT, STRONG, Highlight, render_page  # noqa: E402
 from retrieval import page_layouts  # noqa: E402
@@ -74,7 +74,7 @@ def main() -> None:
                     continue
                 pages += 1
                 covered = {i for box in page.layout.boxes for i in range(box.start, box.end)}
-                syntax = _table_syntax(page.text)
+                syntax = table_syntax(page.text)
                 wanted = [i for i, c in enumerate(page.text) if not c.isspace() and i not in syntax]
                 placeable += len(wanted)
                 placed += sum(i in covered for i in wanted)

@@ -41,6 +41,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from core.types import PageLayout, TextBox
+from text.table_format import TABLE_ROW, TABLE_RULE
 
 ANCHOR = 6  # characters that must agree to bring the two sides back in step after a difference
 WINDOW = 4000  # how far ahead (characters) a side may be skipped to find the anchor
@@ -217,9 +218,9 @@ def _without_stray_stretches(pairs: list[tuple[int, int]]) -> list[tuple[int, in
 
 def text_boxes(text: str, characters: Sequence[tuple[str, Box]], *, across: bool = True) -> tuple[TextBox, ...]:
     """The boxes of ``text``'s words, from the positioned ``characters`` of the same page (see the module)."""
-    table_syntax = _table_syntax(text)
+    table_marks = table_syntax(text)
     ours, offsets = _comparable((character, offset) for offset, character in enumerate(text)
-                                if offset not in table_syntax)
+                                if offset not in table_marks)
     theirs, boxes = _comparable(iter(characters))
     box_at: dict[int, Box] = {}
     for i, j in align(ours, theirs):
@@ -230,18 +231,17 @@ def text_boxes(text: str, characters: Sequence[tuple[str, Box]], *, across: bool
     return tuple(placed)
 
 
-_TABLE_LINE = re.compile(r"^\|.*\|[ \t]*$", re.MULTILINE)
-_TABLE_RULE = re.compile(r"^\|[\s|:-]*\|[ \t]*$")
-
-
-def _table_syntax(text: str) -> set[int]:
-    """Offsets of a rebuilt table's "|" and rule lines (``ingest.tables``): written by us, not on the page."""
+def table_syntax(text: str) -> set[int]:
+    """Offsets of a rebuilt table's "|" and rule lines (``text.table_format``): written by us, not on the page."""
     offsets: set[int] = set()
-    for line in _TABLE_LINE.finditer(text):
-        if _TABLE_RULE.match(line.group()):
-            offsets.update(range(line.start(), line.end()))
-        else:
-            offsets.update(line.start() + i for i, character in enumerate(line.group()) if character == "|")
+    position = 0
+    for line in text.splitlines(keepends=True):
+        body = line.rstrip("\r\n")
+        if TABLE_RULE.match(body):
+            offsets.update(range(position, position + len(body)))
+        elif TABLE_ROW.match(body):
+            offsets.update(position + i for i, character in enumerate(body) if character == "|")
+        position += len(line)
     return offsets
 
 

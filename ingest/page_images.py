@@ -83,16 +83,6 @@ def render_page(path: Path, page_number: int, highlights: Sequence[Highlight] = 
     return PageImage(out.getvalue(), image.size[0], image.size[1], page_count)
 
 
-def page_count(path: Path, passwords: Sequence[str] = ()) -> int:
-    import pypdfium2 as pdfium
-
-    document = _open(pdfium, path, passwords)
-    try:
-        return len(document)
-    finally:
-        document.close()
-
-
 def _open(pdfium, path: Path, passwords: Sequence[str]):
     last_error: Exception | None = None
     for password in (None, *passwords):

@@ -162,12 +162,13 @@ def question_and_history(messages: list[ChatMessage]) -> tuple[str, list[Turn]]:
 
 def cited_passage(answer: Answer, citation: Citation, collection: str) -> CitedPassage:
     spans = list(answer.supported_spans(citation.number))
+    on_page = list(page_spans(citation, spans))
     return CitedPassage(
         number=citation.number, source=citation.source, page=citation.page,
         section=" › ".join(citation.heading_path) or None, location=citation.location, document=citation.document,
         passage=citation.passage, supported_spans=spans, ocr=citation.ocr,
         score=round(citation.score, 4), start_char=citation.start_char, end_char=citation.end_char,
-        page_spans=list(page_spans(citation, spans)), page_url=page_url(collection, citation, spans),
+        page_spans=on_page, page_url=page_url(collection, citation, on_page),
     )
 
 

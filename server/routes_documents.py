@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import mimetypes
 import re
+from collections.abc import Sequence
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
-from app.pages import MAX_WIDTH, page_spans
+from app.pages import MAX_WIDTH
 from core.types import Citation
 from server.deps import CallerDep, ServiceDep, readable
 
@@ -64,12 +65,12 @@ def _spans(text: str | None, what: str) -> list[tuple[int, int]]:
     return spans
 
 
-def page_url(collection: str, citation: Citation, spans: list[tuple[int, int]]) -> str | None:
-    """The request that draws a citation's page with its supporting spans; None for a text document."""
+def page_url(collection: str, citation: Citation, moved: Sequence[tuple[int, int]]) -> str | None:
+    """The request that draws a citation's page with its supporting spans (``moved``: as offsets into the page's
+    text, ``app.pages.page_spans``); None for a text document."""
     if citation.page is None:
         return None
     query = {"passage": f"{citation.start_char}-{citation.end_char}"}
-    moved = page_spans(citation, spans)
     if moved:
         query["spans"] = ",".join(f"{start}-{end}" for start, end in moved)
     return (f"/v1/collections/{quote(collection, safe='')}/documents/{quote(citation.source)}/pages/{citation.page}?"
