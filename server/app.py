@@ -1,8 +1,9 @@
-"""``kb serve``: the team service. FastAPI on uvicorn, over the same pipeline the CLI and the UI use.
+"""``kb serve``: the team service. FastAPI on uvicorn, over the same pipeline the CLI uses; the web UI is its client.
 
 Routes: the OpenAI-compatible ones (``server.routes_chat``), collections,
-documents, jobs and search (``server.routes_collections``), and login/logout for
-session tokens here. OpenAPI docs at ``/docs``, the schema at ``/openapi.json``.
+documents, jobs and search (``server.routes_collections``), saved conversations
+(``server.routes_conversations``), and login/logout for
+session tokens here. The schema at ``/openapi.json`` (no /docs page: it loads scripts from a CDN).
 
 Safe by default:
 - binds 127.0.0.1 unless ``KB_SERVE_HOST`` says otherwise, and refuses a
@@ -35,6 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from team.collections import CollectionExistsError, InvalidCollectionNameError, Library, UnknownCollectionError
 from app.indexing import UnsafeFileNameError
+from team.conversations import ConversationNotFoundError, Conversations
 from team.jobs import IngestJobs
 from app.pipeline import Pipeline
 from app.settings import Settings
@@ -44,10 +46,11 @@ from llm.generator import GenerationError
 from llm.models import ModelError
 from retrieval.store import CollectionLockedError, StoreError
 from app.pages import OriginalUnavailableError, UnknownDocumentError
-from server import routes_chat, routes_collections, routes_documents
+from server import routes_chat, routes_collections, routes_conversations, routes_documents
 from team.binding import check_bind
 from team.permissions import CollectionHiddenError, ForbiddenError
 from team.accounts import AccountError, Accounts, AuthenticationError, LoginThrottledError
+from team.front_key import ensure_front_key, forwarded_client
 from team.throttle import client_address
 from server.deps import CallerDep, Service, ServiceDep
 
@@ -80,6 +83,7 @@ def _error(status: int, message: str, kind: str, headers: dict[str, str] | None 
 _STATUS_OF: tuple[tuple[type[Exception], int, str], ...] = (
     (UnknownCollectionError, 404, "not_found"),
     (UnknownDocumentError, 404, "not_found"),
+    (ConversationNotFoundError, 404, "not_found"),  # someone else's: the same answer as none at all
     (OriginalUnavailableError, 409, "original_unavailable"),
     (CollectionHiddenError, 404, "not_found"),  # the same answer as a collection that does not exist
     (ForbiddenError, 403, "forbidden"),
@@ -113,6 +117,7 @@ def create_app(service: Service) -> FastAPI:
     app.include_router(routes_chat.router)
     app.include_router(routes_collections.router)
     app.include_router(routes_documents.router)
+    app.include_router(routes_conversations.router)
     upload_limit = service.settings.max_upload_mb * 1024 * 1024
 
     @app.middleware("http")
@@ -164,8 +169,11 @@ def create_app(service: Service) -> FastAPI:
     def login(body: Login, request: Request, service: ServiceDep) -> Session:
         if not service.accounts.enabled():
             raise HTTPException(404, "accounts are off: no login needed on this server")
-        client = client_address(request.client.host if request.client else None,
-                                request.headers.getlist("x-forwarded-for"), service.settings.trusted_proxies)
+        # The web UI names the browser it forwards for, with the front key; anyone else counts as its connection.
+        client = forwarded_client(request.headers.get("x-kb-front-key"), request.headers.get("x-kb-client"),
+                                  service.front_key) or \
+            client_address(request.client.host if request.client else None,
+                           request.headers.getlist("x-forwarded-for"), service.settings.trusted_proxies)
         caller, token = service.accounts.login(body.username, body.password, client=client)
         return Session(token=token, user=caller.name, admin=caller.admin)
 
@@ -188,7 +196,9 @@ def build_service(settings: Settings, pipeline: Pipeline | None = None) -> Servi
     # Stored in the home: a restart runs again the jobs that were queued or running (team.jobs).
     jobs = IngestJobs(run=library.run_job, store=settings.home / JOBS_FILE)
     return Service(settings=settings, library=library, jobs=jobs,
-                   accounts=Accounts(settings.home, audit_questions=settings.audit_questions))
+                   accounts=Accounts(settings.home, audit_questions=settings.audit_questions),
+                   conversations=Conversations(settings.home),
+                   front_key=ensure_front_key(settings.home))
 
 
 JOBS_FILE = "jobs.sqlite3"

@@ -1,4 +1,4 @@
-"""What every route is given: the service (collections, jobs, accounts) and the caller, checked.
+"""What every route is given: the service (collections, jobs, accounts, conversations) and the caller, checked.
 
 ``readable``/``writable``/``permitted`` turn a collection name into its pipeline
 only when the caller may use it (``team.permissions`` decides); a collection the
@@ -21,6 +21,7 @@ from app.pipeline import Pipeline
 from app.settings import Settings
 from team.permissions import LOCAL_CALLER, Action, Caller, check, hidden
 from team.accounts import Accounts, AuthenticationError
+from team.conversations import Conversations
 
 
 @dataclass
@@ -29,6 +30,8 @@ class Service:
     library: Library
     jobs: IngestJobs
     accounts: Accounts
+    conversations: Conversations  # saved conversations, per user (server.routes_conversations)
+    front_key: str | None = None  # what a front end (the web UI) shows to name the browser (team.front_key)
 
     def audit(self, caller: Caller, action: str, collection: str | None = None, detail: str = "") -> None:
         self.accounts.audit(caller.name, action, collection, detail, key_id=caller.key_id)

@@ -28,13 +28,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.pages import page_spans
 from app.pipeline import Answer, AskTimings, Citation, Turn
 from server.routes_documents import page_url
+
+MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id could not be looked up
 
 
 class ContentPart(BaseModel):
@@ -64,6 +66,10 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
     user: str | None = Field(None, description="Who asks, for the fair queue when accounts are off.")
     documents: list[str] | None = Field(None, description="kbqa extension: search only these documents (sources as listed).")
+    conversation: Annotated[int, Field(ge=1, le=MAX_ID)] | Literal["new"] | None = Field(
+        None, description="kbqa extension: save the question and its checked answer as a turn of this saved "
+        "conversation of yours (in this collection), or of a new one titled with the question ('new'); "
+        "kb.conversation_id and kb.turn_id then say where. The messages still carry the conversation's history.")
 
 
 class SupportedSentence(BaseModel):
@@ -109,7 +115,8 @@ class KbAnswer(BaseModel):
     abstained: bool = Field(description="The documents do not cover the question; the text says so.")
     supported: bool = Field(description="True only when every checkable sentence shown is supported by a passage it cites.")
     citations: list[CitedPassage] = Field(description="The passages the text cites as [n].")
-    closest_passages: list[CitedPassage] = Field(description="When abstained: the passages that came closest.")
+    closest_passages: list[CitedPassage] = Field(description="When abstained, or when the text cites nothing: the "
+                                                             "passages that came closest.")
     sentences: list[SupportedSentence]
     withdrawn_draft: str | None = Field(None, description="A generated answer the check withdrew, for the user to judge.")
     withdrawn: list[WithdrawnSentence] = Field(default_factory=list, description="Sentences removed from the text "
@@ -117,6 +124,9 @@ class KbAnswer(BaseModel):
     queue_position: int = Field(0, description="Most questions that were ahead of this one while it waited.")
     first_token_ms: float | None = None
     total_ms: float | None = None
+    conversation_id: int | None = Field(None, description="The saved conversation this answer was added to, when the "
+                                        "request asked for it ('conversation').")
+    turn_id: int | None = Field(None, description="The saved turn (rate it at /v1/conversations/{id}/turns/{turn_id}/rating).")
 
 
 class AssistantMessage(BaseModel):
@@ -177,7 +187,7 @@ def kb_answer(answer: Answer, timings: AskTimings | None, queue_position: int, c
         text=answer.text, abstained=answer.abstained, supported=answer.supported,
         citations=[cited_passage(answer, citation, collection) for citation in answer.citations],
         closest_passages=[cited_passage(answer, citation, collection) for citation in answer.sources]
-        if answer.abstained else [],
+        if answer.abstained or not answer.citations else [],
         sentences=[SupportedSentence(text=s.text, start_char=s.start_char, end_char=s.end_char,
                                      citations=list(s.citations), supported=s.supported, score=round(s.score, 4),
                                      checked=s.checked) for s in answer.sentences],

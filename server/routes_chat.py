@@ -2,7 +2,9 @@
 
 Each runs the same pipeline the CLI and the UI run (``app.pipeline`` through
 ``team.collections``). Routes are plain functions, so FastAPI runs them on its
-thread pool: retrieval and generation block, the event loop must not.
+thread pool: retrieval and generation block, the event loop must not. A
+request naming a ``conversation`` has its turn saved once the checked answer is
+whole, never earlier (``server.routes_conversations.TurnSaver``).
 
 Deliberately not here: the wire format's details (``server.openai_compat``).
 """
@@ -22,7 +24,9 @@ from pydantic import BaseModel, Field
 
 from team.permissions import LOCAL_CALLER, Action, Caller
 from app.pipeline import AnswerStream, KbError, QueuePosition
+from team.conversations import ConversationNotFoundError
 from server.deps import CallerDep, ServiceDep, readable
+from server.routes_conversations import TurnSaver, turn_saver
 from server.openai_compat import (ChatCompletionRequest, ChatCompletionResponse, Completion, KbAnswer, kb_answer,
                                   question_and_history)
 
@@ -66,6 +70,7 @@ def _requester(caller: Caller, request: ChatCompletionRequest, http: Request) ->
 def chat_completions(body: ChatCompletionRequest, http: Request, service: ServiceDep, caller: CallerDep):
     question, history = question_and_history(body.messages)
     pipeline = readable(service, caller, body.model)
+    saver = turn_saver(service, caller, body.model, body.conversation)  # a wrong conversation: 404 before any work
     requester = _requester(caller, body, http)
     ahead = pipeline.turns.waiting + (1 if pipeline.turns.busy else 0)
     detail = question if service.accounts.audit_questions else ""
@@ -74,8 +79,9 @@ def chat_completions(body: ChatCompletionRequest, http: Request, service: Servic
     completion = Completion(body.model)
     headers = {"X-KB-Queue-Position": str(ahead)}
     if body.stream:
-        return _ClosingStreamingResponse(_closing(_sse(stream, completion)), media_type="text/event-stream",
-                                 headers={**headers, "Cache-Control": "no-cache"})
+        return _ClosingStreamingResponse(_closing(_sse(stream, completion, question, saver)),
+                                         media_type="text/event-stream",
+                                         headers={**headers, "Cache-Control": "no-cache"})
     most_ahead = 0
     try:
         for event in stream.events():
@@ -85,10 +91,12 @@ def chat_completions(body: ChatCompletionRequest, http: Request, service: Servic
         stream.close()
     assert stream.answer is not None
     answer = kb_answer(stream.answer, stream.timings, most_ahead, completion.model)
+    if saver is not None:
+        answer.conversation_id, answer.turn_id = saver.save(question, stream.answer)
     return JSONResponse(completion.whole(answer, stream.timings), headers=headers)
 
 
-def _sse(stream: AnswerStream, completion: Completion) -> Iterator[str]:
+def _sse(stream: AnswerStream, completion: Completion, question: str, saver: TurnSaver | None) -> Iterator[str]:
     def event(payload: dict[str, Any]) -> str:
         return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
@@ -109,6 +117,13 @@ def _sse(stream: AnswerStream, completion: Completion) -> Iterator[str]:
         stream.close()  # closed early (the client left): the generator's turn goes to the next question now
     assert stream.answer is not None
     final = kb_answer(stream.answer, stream.timings, most_ahead, completion.model)
+    if saver is not None:  # only here, with the whole answer: a client that left mid-stream never gets this far
+        try:
+            final.conversation_id, final.turn_id = saver.save(question, stream.answer)
+        except ConversationNotFoundError as exc:  # deleted while the answer was written
+            yield event({"error": {"message": str(exc), "type": "not_found", "code": 404}})
+            yield "data: [DONE]\n\n"
+            return
     yield event(completion.chunk({}, finish_reason="stop", kb=final.model_dump()))
     yield "data: [DONE]\n\n"
 

@@ -20,6 +20,7 @@ from fastapi import APIRouter, File, HTTPException, UploadFile
 from pydantic import BaseModel, Field
 
 from app.indexing import safe_document_path
+from app.pipeline import SUPPORTED_SUFFIXES
 from team.jobs import Job
 from team.permissions import Action, Caller, Grant, check_create
 from server.deps import CallerDep, Service, ServiceDep, permitted, readable, writable
@@ -36,6 +37,13 @@ class CollectionDetail(CollectionOut):
     documents: int
     chunks: int
     embedder: str
+    embedder_runs_on: str = Field("", description="e.g. 'CPU, 2 threads (torch, float32)'.")
+    reranker: str = ""
+    generator: str = Field("", description="The language model answering every collection of this service.")
+    generator_runs_on: str = ""
+    generator_notice: str | None = Field(None, description="Something the operator should know about the generator "
+                                                           "(e.g. a GPU this llama.cpp build cannot use, and the fix).")
+    accepts: list[str] = Field(default_factory=list, description="File types an upload may hold: ['.pdf', '.md', …].")
 
 
 class NewCollection(BaseModel):
@@ -50,6 +58,8 @@ class DocumentOut(BaseModel):
     chunks: int
     ocr_pages: int
     failure: str | None
+    organisation: str = ""
+    period: str = ""
 
 
 class FailureOut(BaseModel):
@@ -70,6 +80,11 @@ class JobOut(BaseModel):
     summary: str | None = Field(None, description="The finished ingest's report in one paragraph.")
     sources: list[str] = Field(default_factory=list, description="The files the job was asked to index.")
     resumed: bool = Field(False, description="Queued or running when the service stopped; run again after its restart.")
+    added: list[str] = Field(default_factory=list, description="Done: the files indexed for the first time (known "
+                                                                 "while the service that ran the job is up).")
+    updated: list[str] = Field(default_factory=list, description="Done: the files indexed again because they changed.")
+    unchanged: list[str] = Field(default_factory=list, description="Done: the files that were indexed already.")
+    collection_chunks: int | None = Field(None, description="Done: the passages the collection holds now.")
 
 
 class SearchRequest(BaseModel):
@@ -101,6 +116,9 @@ def _job_out(job: Job) -> JobOut:
         files_total=job.files_total, current=job.current,
         failures=[FailureOut(source=f.source, reason=f.reason) for f in job.failures], error=job.error,
         summary=job.summary, sources=list(job.sources), resumed=job.resumed,
+        **({"added": list(job.report.added), "updated": list(job.report.updated),
+            "unchanged": list(job.report.unchanged), "collection_chunks": job.report.collection_chunks}
+           if job.report is not None else {}),
     )
 
 
@@ -120,9 +138,15 @@ def create_collection(body: NewCollection, service: ServiceDep, caller: CallerDe
 
 @router.get("/collections/{name}", response_model=CollectionDetail)
 def get_collection(name: str, service: ServiceDep, caller: CallerDep) -> CollectionDetail:
-    status = readable(service, caller, name).status()
-    return CollectionDetail(name=name, access=caller.grant_on(name) or "read", documents=len(status.files), chunks=status.chunks,
-                            embedder=status.embedder)
+    pipeline = readable(service, caller, name)
+    status = pipeline.status()
+    base = service.library.base  # one generator for every collection, loaded at start
+    info = base.generator_info
+    return CollectionDetail(name=name, access=caller.grant_on(name) or "read", documents=len(status.files),
+                            chunks=status.chunks, embedder=status.embedder, embedder_runs_on=status.embedder_runs_on,
+                            reranker=pipeline.reranker.name, generator=info.model if info else "",
+                            generator_runs_on=base.generator_runs_on, generator_notice=info.notice if info else None,
+                            accepts=list(SUPPORTED_SUFFIXES))
 
 
 @router.delete("/collections/{name}", status_code=204, summary="Delete a collection and its uploaded files (admins)")

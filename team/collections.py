@@ -132,6 +132,8 @@ class DocumentInfo:
     chunks: int
     ocr_pages: int  # pages whose text was recognised from the image
     failure: str | None = None  # indexed: None; failed: why (then pages and chunks are 0)
+    organisation: str = ""  # whose document it is, when the reader found out (``ingest.records``)
+    period: str = ""  # the period it reports on, e.g. "quarter ended June 29, 2024"
 
 
 class Library:
@@ -258,6 +260,7 @@ class Library:
                 source=source, title=record.title if record else source,
                 description=record.description if record else source, pages=indexed.pages, chunks=len(chunks),
                 ocr_pages=len({chunk.page for chunk in chunks if chunk.ocr}),
+                organisation=(record.organisation or "") if record else "", period=(record.period_label or "") if record else "",
             ))
         failures = self._read_failures(name)
         listed += [DocumentInfo(source, source, source, 0, 0, 0, failure=reason)

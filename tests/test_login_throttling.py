@@ -187,3 +187,40 @@ def test_kb_ui_lets_streamlits_server_believe_only_the_trusted_proxies(monkeypat
     command, environment = ui_process(load_settings(home=tmp_path))
     assert environment["FORWARDED_ALLOW_IPS"] == "127.0.0.1,10.0.0.0/8"
     assert command[command.index("--server.address") + 1] == "127.0.0.1"
+
+
+def test_only_the_front_key_lets_a_client_name_the_browser_a_login_comes_from(proxied):
+    """The web UI forwards every browser's login from its own address and names the browser in X-KB-Client,
+    with the service's front key. Without the key (or with a wrong one) the header is ignored: a client naming
+    a fresh address for each guess would escape the per-address limit."""
+    import os
+    import stat
+
+    from team.front_key import FRONT_KEY_FILE, read_front_key
+
+    key_file = proxied.home / FRONT_KEY_FILE
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600  # a credential: the owner's alone
+    key = read_front_key(key_file)
+    assert key and len(key) >= 40
+
+    def named(client: httpx.Client, name: str, password: str, browser: str, front_key: str | None):
+        headers = {"X-KB-Client": browser, **({"X-KB-Front-Key": front_key} if front_key else {})}
+        return client.post("/v1/auth/login", json={"username": name, "password": password}, headers=headers)
+
+    with from_address(proxied.url, "127.0.0.6") as intruder:
+        for number in range(ADDRESS_FAILURES_ALLOWED):
+            forged = "wrong-" + key[6:] if number % 2 else None
+            assert named(intruder, f"guess-{number}", "guess", f"203.0.113.{number}", forged).status_code == 401
+        # Every failure counted against 127.0.0.6, whatever browser it named: the address now waits.
+        assert named(intruder, "guess-next", "guess", "203.0.113.200", None).status_code == 429
+    with from_address(proxied.url, "127.0.0.7") as web_ui:
+        # The UI with the key: each browser is its own address (one browser's failures never slow another)...
+        for _ in range(LOGIN_FREE_FAILURES + 1):
+            assert named(web_ui, "bob", "guess", "browser\tA", key).status_code == 401
+        assert named(web_ui, "bob", PASSWORD, "browser\tA", key).status_code == 429
+        assert named(web_ui, "bob", PASSWORD, "198.51.100.9", key).status_code == 200
+    entries = [json.loads(line) for line in kb(proxied.home, "audit", "--json", "--limit", "20").stdout.splitlines()]
+    details = {(e["user"], e["action"], e["detail"]) for e in entries}
+    assert ("bob", "login", "198.51.100.9") in details
+    assert ("bob", "login failed", "browserA") in details  # printable characters only
+    assert not any("203.0.113." in e["detail"] for e in entries)  # named without the key: not believed
