@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -113,6 +114,8 @@ class Settings(BaseSettings):
     ui_host: str = Field("127.0.0.1", description="Address the web UI binds to; localhost unless you choose otherwise.")
     ui_port: int = Field(8501, ge=1, le=65535)
     max_upload_mb: int = Field(200, ge=1, description="Largest upload, in MB (UI and API; the API answers 413 above it).")
+    service_url: str | None = Field(None, description="The `kb serve` the web UI is a client of (its login, queue, models and audit log), e.g. http://127.0.0.1:8000. Default: the service at KB_SERVE_HOST/KB_SERVE_PORT, which `kb ui` starts itself when none answers there.")
+    front_key_file: Path | None = Field(None, description="The service's front key, which lets the web UI name the browser a login comes from (default: <home>/front.key, made by `kb serve`).")
 
     # Service (kb serve)
     serve_host: str = Field("127.0.0.1", description="Address `kb serve` binds to; a non-loopback one needs accounts (`kb users add`).")
@@ -137,6 +140,13 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"{entry!r} is not an address or a network (e.g. 127.0.0.1 or 10.0.0.0/8)") from None
         return [entry.strip() for entry in value]
+
+    @field_validator("service_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+(/\S*)?$", value.strip()):
+            raise ValueError(f"{value!r} is not an http:// or https:// address (e.g. http://127.0.0.1:8000)")
+        return value.strip() if value else None
 
     @field_validator("embedding_model", "second_embedder", "reranker", "llm_model")
     @classmethod
@@ -172,6 +182,16 @@ class Settings(BaseSettings):
     @property
     def collections_root(self) -> Path:
         return self.home / "collections"
+
+    @property
+    def service_address(self) -> str:
+        """The service the web UI is a client of: KB_SERVICE_URL, or the local `kb serve` (a service bound to every
+        address is reached on loopback)."""
+        if self.service_url:
+            return self.service_url.rstrip("/")
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.serve_host, self.serve_host)
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.serve_port}"
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -24,6 +24,7 @@ from typing import Annotated, Optional
 import typer
 
 from cli import evaluation as cli_eval, team as cli_team
+from cli.launch import run_ui
 from team.binding import check_bind
 from team.accounts import Accounts
 from team.collections import UnknownCollectionError, delete_collection, ingest_folder
@@ -318,7 +319,8 @@ def models() -> None:
 
 @commands.command()
 def ui() -> None:
-    """Start the web UI (binds to KB_UI_HOST, 127.0.0.1 unless you change it; another address needs accounts)."""
+    """Start the web UI (KB_UI_HOST, 127.0.0.1 unless you change it; another address needs accounts), a client of
+    the service at KB_SERVICE_URL, which it starts itself when none answers there (cli.launch)."""
     settings = _settings()
     try:
         check_bind(settings.ui_host, Accounts(settings.home).enabled(), setting="KB_UI_HOST")
@@ -326,10 +328,7 @@ def ui() -> None:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     command, environment = ui_process(settings)
-    typer.echo(f"Web UI on http://{settings.ui_host}:{settings.ui_port}  (Ctrl-C to stop)")
-    sys.stdout.flush()
-    # Become the Streamlit process (no child left behind when this one is stopped).
-    os.execve(sys.executable, command, environment)
+    raise typer.Exit(run_ui(settings, command, environment))
 
 
 def ui_process(settings: Settings) -> tuple[list[str], dict[str, str]]:

@@ -54,25 +54,54 @@ def generator(model_cache):
 
 
 @pytest.fixture
-def streamlit_env(monkeypatch, tmp_path, model_cache, generator, e5):
-    """Settings for the Streamlit app under AppTest, which runs in this process: the app builds its pipeline
-    with the run's models (the same loaded e5 and generator objects, not second copies: each copy held 2 GB
-    until the end of the run), no second embedder, and its cached pipeline is released afterwards."""
+def ui_service(monkeypatch, tmp_path, model_cache, generator, e5):
+    """A real service on a loopback port for the Streamlit app under AppTest, which is its client
+    (``KB_SERVICE_URL``). Call it to start the service: after a test has put its documents in place and, to
+    force a rare path, patched the generator class. The service runs in this process's threads so that it
+    shares the run's loaded e5 and generator (each copy held 2 GB until the end of the run); its HTTP is
+    real (uvicorn on 127.0.0.1). Returns the service; everything is stopped afterwards."""
     import gc
+    import threading
+    import time
 
     import streamlit as st
+    import uvicorn
 
     import app.pipeline
     from retrieval.embedders import E5_NAME, load_embedder
+    from server.app import KEEP_ALIVE_S, build_service, create_app
+    from tests.server_helpers import free_port
 
+    port = free_port()
     monkeypatch.setenv("KB_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("KB_DOCUMENTS_DIR", str(tmp_path / "docs"))
     monkeypatch.setenv("KB_MODEL_CACHE", str(model_cache))
     monkeypatch.setenv("KB_SECOND_EMBEDDER", "none")
+    monkeypatch.setenv("KB_SERVE_PORT", str(port))
+    monkeypatch.delenv("KB_SERVICE_URL", raising=False)  # the UI finds the service from KB_SERVE_PORT
     monkeypatch.setattr(app.pipeline, "LlamaCppGenerator", lambda *args, **options: generator)
     monkeypatch.setattr(app.pipeline, "load_embedder",
                         lambda spec, cache: e5 if spec == E5_NAME else load_embedder(spec, cache))
-    yield tmp_path
+    running = []
+
+    def start():
+        service = build_service(load_settings())
+        service.library.base.warm_up()
+        server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning",
+                                               timeout_keep_alive=KEEP_ALIVE_S, proxy_headers=False))
+        thread = threading.Thread(target=server.run, name="test service", daemon=True)
+        thread.start()
+        running.append((server, thread))
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("the test service did not start (its port taken?)")
+            time.sleep(0.05)
+        return service
+
+    yield start
+    for server, thread in running:
+        server.should_exit = True
+        thread.join(timeout=30)
     st.cache_resource.clear()
     gc.collect()
 

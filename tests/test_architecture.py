@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-ROOMS = ("core", "text", "ingest", "retrieval", "llm", "app", "team", "evaluation", "cli", "server", "ui")
+ROOMS = ("core", "text", "ingest", "retrieval", "llm", "app", "team", "evaluation", "client", "cli", "server", "ui")
 STAGES = {"core", "text", "ingest", "retrieval", "llm"}
 ALLOWED = {
     "core": set(),
@@ -28,10 +28,14 @@ ALLOWED = {
     "app": STAGES,
     "team": STAGES | {"app"},
     "evaluation": STAGES | {"app"},
-    "cli": STAGES | {"app", "team", "evaluation"},
+    "client": {"core"},
+    "cli": STAGES | {"app", "team", "evaluation", "client"},
     "server": STAGES | {"app", "team"},
-    "ui": STAGES | {"app", "team"},
+    "ui": {"core", "client", "app", "team"},
 }
+# The UI is a client of the service: of the rooms that load models and indexes it may read the settings and
+# the front key's file, nothing else (test_the_ui_loads_no_model checks what that imports).
+UI_MAY_IMPORT = ("core", "client", "ui", "app.settings", "team.front_key")
 # A library imported only where it is wrapped (rule 6): module prefix -> the files that may import it.
 WRAPPED = {
     "jieba": ("text/keywords.py",),
@@ -70,6 +74,39 @@ def test_each_room_imports_only_the_rooms_below_it():
             if name in ROOMS and name != room and name not in ALLOWED[room]:
                 broken.append(f"{path.relative_to(REPO)}:{line} imports {name}")
     assert not broken, "imports against docs/architecture.md:\n" + "\n".join(broken)
+
+
+def _modules_imported(path: Path) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+    return found
+
+
+def test_the_ui_imports_only_the_client_the_settings_and_the_front_key():
+    broken = []
+    for path in sorted((REPO / "ui").rglob("*.py")):
+        for line, module in _modules_imported(path):
+            if module.split(".")[0] in ROOMS and not module.startswith(UI_MAY_IMPORT):
+                broken.append(f"{path.relative_to(REPO)}:{line} imports {module}")
+    assert not broken, "the UI is a client of the service:\n" + "\n".join(broken)
+
+
+def test_the_ui_loads_no_model():
+    """What the UI's modules import, imported in a fresh interpreter: no torch, llama.cpp, FAISS or Milvus."""
+    import subprocess
+
+    modules = sorted({module for path in (REPO / "ui").rglob("*.py") for _, module in _modules_imported(path)
+                      if module.split(".")[0] in ROOMS and not module.startswith("ui")})
+    probe = ("import importlib, sys\n" + "".join(f"importlib.import_module({m!r})\n" for m in modules)
+             + "print(sorted(m for m in ('torch', 'llama_cpp', 'faiss', 'pymilvus', 'sentence_transformers', "
+               "'onnxruntime', 'ray') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "[]", loaded.stdout
 
 
 def test_the_stages_are_siblings_and_the_edges_never_import_each_other():

@@ -1,4 +1,4 @@
-"""The Streamlit app under streamlit.testing's AppTest, with the real pipeline and models."""
+"""The Streamlit app under streamlit.testing's AppTest, a client of a real service with the real models."""
 
 from __future__ import annotations
 
@@ -15,32 +15,29 @@ APP = str(REPO / "ui" / "streamlit_app.py")
 UNSUPPORTED_MARK = ":red[**⚠**]"  # what the app puts after a sentence no source supports
 
 
-@pytest.fixture
-def ui_env(streamlit_env):
-    return streamlit_env
-
-
 def all_text(app: AppTest) -> str:
     parts = [m.value for m in app.markdown] + [e.label for e in app.expander] + [i.value for i in app.info]
     parts += [t.value for t in app.text] + [c.value for c in app.caption]
     return "\n".join(str(p) for p in parts)
 
 
-def test_empty_index_tells_the_user_how_to_fill_it(ui_env):
+def test_empty_index_tells_the_user_how_to_fill_it(tmp_path, ui_service):
+    ui_service()
     app = AppTest.from_file(APP, default_timeout=300).run()
     assert not app.exception
     assert "knowledge base is empty" in app.info[0].value
     assert "kb ingest" in app.info[0].value
 
 
-def test_question_gets_a_streamed_answer_with_its_sources(ui_env, monkeypatch):
+def test_question_gets_a_streamed_answer_with_its_sources(tmp_path, ui_service, monkeypatch):
     from app.pipeline import Pipeline
     from app.settings import load_settings
 
-    docs = ui_env / "docs"
+    docs = tmp_path / "docs"
     shutil.copytree(SAMPLE_DATA, docs)
     Pipeline.from_settings(load_settings()).ingest(docs, progress=False)
 
+    ui_service()
     app = AppTest.from_file(APP, default_timeout=600).run()
     assert not app.exception
     assert "3 documents" in all_text(app)  # the sidebar's knowledge-base summary
@@ -88,7 +85,7 @@ class ScriptedGenerator(Generator):
                     "It also serves HTTPS on port 8443 [1]."]
 
 
-def test_unsupported_sentence_is_marked_and_the_gpu_notice_shown_once(ui_env, monkeypatch, e5):
+def test_unsupported_sentence_is_marked_and_the_gpu_notice_shown_once(tmp_path, ui_service, monkeypatch, e5):
     from app.pipeline import Pipeline
     from app.settings import load_settings
     from retrieval.rerank import load_reranker
@@ -97,11 +94,12 @@ def test_unsupported_sentence_is_marked_and_the_gpu_notice_shown_once(ui_env, mo
     monkeypatch.setattr(generator_module, "nvidia_gpu_present", lambda: True)
     monkeypatch.setattr(generator_module, "_warned", set())
     monkeypatch.setattr("app.pipeline.LlamaCppGenerator", ScriptedGenerator)
-    docs = ui_env / "docs"
+    docs = tmp_path / "docs"
     write(docs / "reference.md", "# Reference\n\nThe web interface listens on port 8501 of 127.0.0.1.\n")
     settings = load_settings()
     Pipeline(settings, e5, load_reranker(settings.reranker), lambda: None).ingest(docs, progress=False)
 
+    ui_service()
     app = AppTest.from_file(APP, default_timeout=300).run()
     assert [CUDA_REBUILD_COMMAND in w.value for w in app.sidebar.warning] == [True]  # the model loads at start
     app.chat_input[0].set_value("Which port does the web interface listen on?").run()
@@ -122,14 +120,15 @@ def test_unsupported_sentence_is_marked_and_the_gpu_notice_shown_once(ui_env, mo
     assert f"teams [1]. {UNSUPPORTED_MARK}" in all_text(app)
 
 
-def test_index_built_with_another_embedder_is_explained_not_a_traceback(ui_env, monkeypatch, minilm_dir):
+def test_index_built_with_another_embedder_is_explained_not_a_traceback(tmp_path, ui_service, monkeypatch, minilm_dir):
     from app.pipeline import Pipeline
     from app.settings import load_settings
     from tests.conftest import write
 
-    docs = ui_env / "docs"
+    docs = tmp_path / "docs"
     write(docs / "a.md", "# A\n\nApples are red.\n")
     Pipeline.from_settings(load_settings(embedding_model=str(minilm_dir))).ingest(docs, progress=False)
+    ui_service()
     app = AppTest.from_file(APP, default_timeout=300).run()
     assert not app.exception
     assert "was built with embedder" in app.error[0].value
@@ -142,17 +141,18 @@ class InventingGenerator(ScriptedGenerator):
         yield from ["在设置页面打开“硬件加速”开关，", "然后重启浏览器即可[1]。"]
 
 
-def test_a_withdrawn_draft_is_replaced_by_the_refusal_and_the_closest_passages(ui_env, monkeypatch, e5):
+def test_a_withdrawn_draft_is_replaced_by_the_refusal_and_the_closest_passages(tmp_path, ui_service, monkeypatch, e5):
     from app.pipeline import Pipeline
     from app.settings import load_settings
     from retrieval.rerank import load_reranker
 
     monkeypatch.setattr("app.pipeline.LlamaCppGenerator", InventingGenerator)
-    docs = ui_env / "docs"
+    docs = tmp_path / "docs"
     shutil.copytree(SAMPLE_DATA, docs)
     settings = load_settings()
     Pipeline(settings, e5, load_reranker(settings.reranker), lambda: None).ingest(docs, progress=False)
 
+    ui_service()
     app = AppTest.from_file(APP, default_timeout=300).run()
     app.chat_input[0].set_value("怎样启用 GPU 加速？").run()  # reworded: low keyword coverage, close in meaning
     assert not app.exception
@@ -165,3 +165,17 @@ def test_a_withdrawn_draft_is_replaced_by_the_refusal_and_the_closest_passages(u
     assert "文档中似乎没有" in shown[0] and "硬件加速" not in shown[0]  # the answer itself is the refusal
     draft = next(e for e in app.expander if e.label.startswith("Withdrawn draft"))
     assert any("硬件加速" in m.value for m in draft.markdown)
+
+
+def test_a_service_that_does_not_answer_is_named_not_a_traceback(tmp_path, monkeypatch):
+    from tests.server_helpers import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    monkeypatch.setenv("KB_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KB_SERVICE_URL", url)
+    app = AppTest.from_file(APP, default_timeout=120).run()
+    assert not app.exception
+    assert f"The kbqa service at {url} does not answer" in app.error[0].value and "kb serve" in app.error[0].value
+    monkeypatch.setenv("KB_SERVICE_URL", "127.0.0.1:8000")  # no scheme: a setting error, named
+    app = AppTest.from_file(APP, default_timeout=120).run()
+    assert not app.exception and "KB_SERVICE_URL" in app.error[0].value

@@ -25,8 +25,8 @@ PASSWORD = "carol's password"
 
 
 @pytest.fixture
-def home(streamlit_env):
-    return streamlit_env / "home"
+def home(tmp_path):
+    return tmp_path / "home"
 
 
 def sidebar_text(app: AppTest) -> str:
@@ -53,7 +53,7 @@ def log_in(app: AppTest, name: str, password: str) -> AppTest:
     return app.button[0].click().run()
 
 
-def test_a_team_member_logs_in_switches_uploads_asks_rates_and_finds_the_conversation_again(home, tmp_path):
+def test_a_team_member_logs_in_switches_uploads_asks_rates_and_finds_the_conversation_again(home, tmp_path, ui_service):
     make_collections(tmp_path)
     accounts = Accounts(home)
     accounts.add_user("admin", "admin password", admin=True)
@@ -61,6 +61,7 @@ def test_a_team_member_logs_in_switches_uploads_asks_rates_and_finds_the_convers
     accounts.grant("carol", "guide", "read")
     accounts.grant("carol", "other", "write")
 
+    ui_service()
     app = AppTest.from_file(APP, default_timeout=600).run()
     assert not app.exception
     assert [t.label for t in app.text_input] == ["User name", "Password"] and not app.chat_input  # nothing before login
@@ -125,10 +126,11 @@ def test_a_team_member_logs_in_switches_uploads_asks_rates_and_finds_the_convers
     assert again.feedback[0].value == 0 and again.text_input(key=f"note-{turn.id}").value == "It should say 8501"
 
 
-def test_conversations_without_accounts_are_renamed_exported_and_deleted(home, tmp_path):
+def test_conversations_without_accounts_are_renamed_exported_and_deleted(home, tmp_path, ui_service):
     docs = tmp_path / "docs"
     shutil.copytree(SAMPLE_DATA, docs)
     Pipeline.from_settings(load_settings()).ingest(docs, progress=False)
+    ui_service()
     app = AppTest.from_file(APP, default_timeout=600).run()
     assert not app.exception and not app.text_input  # no login without accounts
     app.chat_input[0].set_value("How do I start the web UI?").run()
@@ -150,7 +152,7 @@ def logged_in_as(app: AppTest, name: str) -> bool:
     return not app.text_input and any(i.value.startswith(f"{name}, no collection is shared with you") for i in app.info)
 
 
-def test_failed_logins_for_a_made_up_name_lock_nobody_else_out(home, monkeypatch):
+def test_failed_logins_for_a_made_up_name_lock_nobody_else_out(home, monkeypatch, ui_service):
     from streamlit.runtime.context import ContextProxy
 
     # As a browser on the same machine (or behind a proxy nobody declared): Streamlit gives no address.
@@ -158,6 +160,7 @@ def test_failed_logins_for_a_made_up_name_lock_nobody_else_out(home, monkeypatch
     accounts = Accounts(home)
     accounts.add_user("admin", "admin password", admin=True)
     accounts.add_user("carol", PASSWORD)
+    ui_service()
     attacker = AppTest.from_file(APP, default_timeout=600).run()
     for _ in range(12):
         log_in(attacker, "no-such-user", "guess")
@@ -171,8 +174,9 @@ def test_failed_logins_for_a_made_up_name_lock_nobody_else_out(home, monkeypatch
     assert throttled and {e.user for e in throttled} == {"no-such-user"}
 
 
-def test_uploads_stay_under_the_home_are_reported_per_upload_and_audited(home, tmp_path, monkeypatch):
+def test_uploads_stay_under_the_home_are_reported_per_upload_and_audited(home, tmp_path, monkeypatch, ui_service):
     monkeypatch.setenv("KB_AUDIT_QUESTIONS", "true")
+    ui_service()
     app = AppTest.from_file(APP, default_timeout=600).run()
     assert not app.exception
 
