@@ -205,6 +205,15 @@ def main() -> None:
         for result in single:
             result["client"] = "API"
         rounds.append((summary("1 client, one question after another", single, time.perf_counter() - started), single))
+        if browsers:  # the same, asked in the web UI: what the UI adds to a question
+            started, alone = time.perf_counter(), []
+            for i in range(args.questions):
+                browser = next(iter(browsers.values()))
+                browser.new_conversation()  # each question on its own, as the API client asks them (no history)
+                alone.append(browser.ask(QUESTIONS[i % len(QUESTIONS)]))
+            browser.new_conversation()
+            rounds.append((summary("1 browser in the web UI, one question after another", alone,
+                                   time.perf_counter() - started), alone))
 
         plan = []
         for index in range(args.clients):

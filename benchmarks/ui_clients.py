@@ -14,26 +14,33 @@ from __future__ import annotations
 import re
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 AHEAD = re.compile(r"(\d+) questions? (?:is|are) ahead of yours")
 POLL_S = 0.1
-# The text of the last chat message, without the "… ahead of yours" notice shown inside it while it waits.
+# The text of the last chat message (its Markdown: not the avatar's icon name), without the "… ahead of yours"
+# notice shown inside it while it waits.
 LAST_ANSWER_JS = """() => {
   const messages = document.querySelectorAll('[data-testid="stChatMessage"]');
   if (!messages.length) return [0, '', ''];
   const last = messages[messages.length - 1];
   const notices = [...last.querySelectorAll('[data-testid="stAlert"]')].map(n => n.innerText).join(' ');
-  let text = last.innerText;
-  for (const n of last.querySelectorAll('[data-testid="stAlert"]')) text = text.replace(n.innerText, '');
+  const text = [...last.querySelectorAll('[data-testid="stMarkdownContainer"]')]
+    .filter(n => !n.closest('[data-testid="stAlert"]')).map(n => n.innerText).join(' ');
   return [messages.length, text.trim(), notices];
 }"""
 
 
 class BrowserClient:
-    """One browser tab on the UI; use from one thread only (playwright's sync API)."""
+    """One browser tab on the UI. Playwright's sync API allows one instance per thread, so each browser lives on a
+    thread of its own and every call is handed to that thread."""
 
     def __init__(self, ui_url: str) -> None:
+        self._thread = ThreadPoolExecutor(max_workers=1)
+        self._thread.submit(self._open, ui_url).result()
+
+    def _open(self, ui_url: str) -> None:
         from playwright.sync_api import sync_playwright
 
         assert CHROMIUM, "Debian's chromium is missing: run `make browser`"
@@ -47,6 +54,9 @@ class BrowserClient:
         return self.page.get_by_placeholder("Ask a question about your documents")
 
     def ask(self, question: str) -> dict:
+        return self._thread.submit(self._ask, question).result()
+
+    def _ask(self, question: str) -> dict:
         page = self.page
         messages_before, _, _ = page.evaluate(LAST_ANSWER_JS)
         rated_before = page.locator('[data-testid="stFeedback"]').count()
@@ -70,6 +80,20 @@ class BrowserClient:
                 "first_token_s": round((first_token or finished) - started, 2),
                 "total_s": round(finished - started, 2), "queue_positions": positions}
 
+    def new_conversation(self) -> None:
+        """The sidebar's "New conversation": the next question starts without the earlier ones as its history."""
+        def click() -> None:
+            button = self.page.get_by_role("button", name="New conversation")
+            if button.is_enabled():
+                button.click()
+                self.page.wait_for_timeout(1000)
+
+        self._thread.submit(click).result()
+
     def close(self) -> None:
-        self._browser.close()
-        self._playwright.stop()
+        def shut() -> None:
+            self._browser.close()
+            self._playwright.stop()
+
+        self._thread.submit(shut).result()
+        self._thread.shutdown()
