@@ -166,3 +166,11 @@ def test_the_table_of_todays_figures_is_the_rendering_of_figures_json():
     from benchmarks.today_table import check
 
     assert check() == []
+
+
+def test_every_room_is_installed():
+    """A room missing from pyproject's packages works in the repository (the current folder is on the path) and
+    breaks `kb` installed from a fresh clone: it happened to `client/`."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    packages = set(project["tool"]["setuptools"]["packages"])
+    assert set(ROOMS) <= packages, sorted(set(ROOMS) - packages)
