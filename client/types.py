@@ -107,6 +107,7 @@ class JobState:
     updated: tuple[str, ...] = ()
     unchanged: tuple[str, ...] = ()
     collection_chunks: int | None = None  # done: what the collection holds now
+    warnings: tuple[FileProblem, ...] = ()  # done: files indexed with a problem (pages OCR could not read)
 
     @property
     def finished(self) -> bool:
@@ -274,7 +275,8 @@ def job_state(row: Mapping[str, Any]) -> JobState:
         failures=tuple(FileProblem(f["source"], f["reason"]) for f in row.get("failures") or ()),
         error=row.get("error"), summary=row.get("summary"), added=tuple(row.get("added") or ()),
         updated=tuple(row.get("updated") or ()), unchanged=tuple(row.get("unchanged") or ()),
-        collection_chunks=row.get("collection_chunks"))
+        collection_chunks=row.get("collection_chunks"),
+        warnings=tuple(FileProblem(w["source"], w["reason"]) for w in row.get("warnings") or ()))
 
 
 def conversation_summary(row: Mapping[str, Any]) -> ConversationSummary:

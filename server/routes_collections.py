@@ -85,6 +85,8 @@ class JobOut(BaseModel):
     updated: list[str] = Field(default_factory=list, description="Done: the files indexed again because they changed.")
     unchanged: list[str] = Field(default_factory=list, description="Done: the files that were indexed already.")
     collection_chunks: int | None = Field(None, description="Done: the passages the collection holds now.")
+    warnings: list[FailureOut] = Field(default_factory=list, description="Done: files indexed with a problem "
+                                       "(e.g. pages OCR could not read), known while the service that ran the job is up.")
 
 
 class SearchRequest(BaseModel):
@@ -117,7 +119,8 @@ def _job_out(job: Job) -> JobOut:
         failures=[FailureOut(source=f.source, reason=f.reason) for f in job.failures], error=job.error,
         summary=job.summary, sources=list(job.sources), resumed=job.resumed,
         **({"added": list(job.report.added), "updated": list(job.report.updated),
-            "unchanged": list(job.report.unchanged), "collection_chunks": job.report.collection_chunks}
+            "unchanged": list(job.report.unchanged), "collection_chunks": job.report.collection_chunks,
+            "warnings": [FailureOut(source=w.source, reason=w.reason) for w in job.report.warnings]}
            if job.report is not None else {}),
     )
 

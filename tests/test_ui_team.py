@@ -18,7 +18,7 @@ from team.accounts import Accounts
 from team.conversations import Conversations
 from app.pipeline import Pipeline
 from app.settings import load_settings
-from tests.conftest import REPO, SAMPLE_DATA
+from tests.conftest import REPO, SAMPLE_DATA, make_pdf
 
 APP = str(REPO / "ui" / "streamlit_app.py")
 PASSWORD = "carol's password"
@@ -196,6 +196,10 @@ def test_uploads_stay_under_the_home_are_reported_per_upload_and_audited(home, t
     assert sorted(p.name for p in uploads.iterdir() if not p.name.startswith(".")) == ["broken.pdf", "canteen.md",
                                                                                        "parking.md"]
     assert not (tmp_path / "docs").exists()  # KB_DOCUMENTS_DIR is not where uploads go
+    # A file indexed with a problem is reported as a warning, by file (here: a PDF pypdf rejects, read by pdfium).
+    good = make_pdf(tmp_path / "good.pdf", ["Recovered text survives."]).read_bytes()
+    upload(("damaged.pdf", good[: good.rfind(b"startxref")]))
+    assert any("damaged.pdf" in w.value and "recovered with pdfium" in w.value for w in app.sidebar.warning)
 
     app.chat_input[0].set_value("What is the capital of Mongolia?").run()  # refused without generating
     assert not app.exception

@@ -122,6 +122,8 @@ def _show_last_upload() -> None:
         st.sidebar.success(summary)
     for failure in job.failures:
         st.sidebar.error(f"{failure.source}: {failure.reason}")
+    for warning in job.warnings:
+        st.sidebar.warning(f"{warning.source}: {warning.reason}")
 
 
 def conversations_panel(service: ServiceClient, collection: str) -> None:
