@@ -210,3 +210,29 @@ def test_uploads_stay_under_the_home_are_reported_per_upload_and_audited(home, t
     assert not (uploads / "canteen.md").exists()
     assert ("local", "delete document", "default", "canteen.md") in {
         (e.user, e.action, e.collection, e.detail) for e in Accounts(home).audit_log()}
+
+
+def test_an_open_page_loses_what_the_service_takes_away(home, tmp_path, ui_service):
+    """The page holds nothing of its own: a grant revoked, then a password changed (which ends every session),
+    take effect on the user's next click in a page that is already open."""
+    (tmp_path / "other-docs").mkdir()
+    (tmp_path / "other-docs" / "note.md").write_text("# Note\n\nThe canteen opens at 11:30.\n", encoding="utf-8")
+    Pipeline.from_settings(load_settings(collection="other")).ingest(tmp_path / "other-docs", progress=False)
+    accounts = Accounts(home)
+    accounts.add_user("admin", "admin password", admin=True)
+    accounts.add_user("carol", PASSWORD)
+    accounts.grant("carol", "other", "write")
+    ui_service()
+    app = AppTest.from_file(APP, default_timeout=600).run()
+    log_in(app, "carol", PASSWORD)
+    assert "Collection **other**: 1 documents" in sidebar_text(app) and app.sidebar.file_uploader
+
+    accounts.revoke("carol", "other")
+    app.run()
+    assert not app.exception and logged_in_as(app, "carol")  # nothing listed, no uploader, no documents
+    assert not app.sidebar.file_uploader and "Collection **other**" not in sidebar_text(app)
+
+    accounts.set_password("carol", "a new password for carol")
+    app.run()
+    assert not app.exception
+    assert [t.label for t in app.text_input] == ["User name", "Password"]  # the session ended: log in again
