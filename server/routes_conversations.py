@@ -126,10 +126,8 @@ def delete_conversation(conversation_id: ConversationId, service: ServiceDep, ca
 def rate_turn(conversation_id: ConversationId, turn_id: TurnId, body: Rating, service: ServiceDep,
               caller: CallerDep) -> TurnOut:
     summary = _summary(service, caller, conversation_id)
-    # The store rates any turn of the user's; the path names a conversation, so the turn must be one of its.
-    if not any(turn.id == turn_id for turn in service.conversations.turns(caller.name, conversation_id)):
-        raise ConversationNotFoundError(f"no answer {turn_id} in conversation {conversation_id}")
-    service.conversations.rate(caller.name, turn_id, body.rating, body.note)
+    # The path names a conversation: the turn must be one of its (the store checks, as it rates).
+    service.conversations.rate(caller.name, turn_id, body.rating, body.note, conversation=conversation_id)
     rated = next(turn for turn in service.conversations.turns(caller.name, conversation_id) if turn.id == turn_id)
     return _turn_out(rated, summary)
 

@@ -173,16 +173,19 @@ class Conversations:
             if not db.execute("DELETE FROM conversations WHERE id = ? AND user = ?", (conversation, user)).rowcount:
                 raise ConversationNotFoundError(f"no conversation {conversation}")
 
-    def rate(self, user: str, turn: int, rating: int | None, note: str = "") -> None:
-        """Thumbs up (+1), down (-1) or none (None) on one of the user's answers, with an optional note."""
+    def rate(self, user: str, turn: int, rating: int | None, note: str = "", conversation: int | None = None) -> None:
+        """Thumbs up (+1), down (-1) or none (None) on one of the user's answers, with an optional note; with
+        ``conversation``, only an answer of that conversation."""
         if rating not in (1, -1, None):
             raise ValueError("a rating is +1, -1 or None")
         with self._db() as db:
             if not db.execute(
-                "UPDATE turns SET rating = ?, note = ?, rated = ? WHERE id = ? AND conversation IN "
-                "(SELECT id FROM conversations WHERE user = ?)",
-                (rating, note.strip(), time.time() if rating else None, turn, user)).rowcount:
-                raise ConversationNotFoundError(f"no answer {turn}")
+                "UPDATE turns SET rating = ?, note = ?, rated = ? WHERE id = ? AND (? IS NULL OR conversation = ?) "
+                "AND conversation IN (SELECT id FROM conversations WHERE user = ?)",
+                (rating, note.strip(), time.time() if rating else None, turn, conversation, conversation,
+                 user)).rowcount:
+                raise ConversationNotFoundError(f"no answer {turn}" + (f" in conversation {conversation}"
+                                                                      if conversation is not None else ""))
 
     def rated(self, collection: str | None = None, rating: int | None = None) -> list[RatedTurn]:
         """Every rated answer (all users: an admin's export), oldest first."""

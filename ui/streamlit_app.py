@@ -188,14 +188,9 @@ def ask(service: ServiceClient, collection: str, question: str, conversation: Co
 
 
 def page(settings: Settings) -> None:
-    url = settings.service_address
     front_key = read_front_key(settings.front_key_file or settings.home / FRONT_KEY_FILE)
-    service = shared_service(url, front_key)
-    if not service.healthy():
-        st.error(f"The kbqa service at {url} does not answer. Start it with `kb serve` "
-                 "(`kb ui` starts one by itself when none is running), then reload this page.")
-        return
-    signed_in = current_user(service)
+    service = shared_service(settings.service_address, front_key)
+    signed_in = current_user(service)  # the first request: a service that does not answer is said so in main()
     if signed_in is None:
         return
     caller, me = signed_in
@@ -226,8 +221,7 @@ def page(settings: Settings) -> None:
         return
 
     st.sidebar.header("Knowledge base")
-    indexed = sum(document.failure is None for document in documents)
-    st.sidebar.write(f"Collection **{info.name}**: {indexed} documents, {info.chunks} passages")
+    st.sidebar.write(f"Collection **{info.name}**: {info.documents} documents, {info.chunks} passages")
     if info.exists:
         st.sidebar.caption(f"Embedder: {info.embedder} on {info.embedder_runs_on} · reranker: {info.reranker}")
         st.sidebar.caption(f"Generator: {info.generator or 'the language model'} on {info.generator_runs_on}")
@@ -260,8 +254,9 @@ def main() -> None:
         return
     try:
         page(settings)
-    except ServiceUnavailableError as exc:
-        st.error(f"The kbqa service stopped answering ({exc}); reload this page once it is back.")
+    except ServiceUnavailableError as exc:  # not started, stopped or restarting (the client tried a few times)
+        st.error(f"The kbqa service at {settings.service_address} does not answer ({exc}). Start it with `kb serve` "
+                 "(`kb ui` starts one by itself when none is running), then reload this page.")
     except NotLoggedInError:
         st.session_state.pop("session_token", None)  # the session ended meanwhile
         st.rerun()
