@@ -1,12 +1,16 @@
 """Shared fixtures: real models, loaded once per test session.
 
-The embedder is the default multilingual-e5-small; the generator is the default
-Qwen2.5-Coder-1.5B GGUF (assembled from its packages into the user cache once).
-Collections live in ``tmp_path``. Nothing here reads ../shared.
+The embedder is the default multilingual-e5-small. The generator is the small
+Qwen2.5-Coder-0.5B GGUF, except in tests marked ``answer_quality``, which get the
+default Qwen2.5-Coder-1.5B: a test of the queue, the UI or a refusal path checks
+our code, not the model's wisdom, and the 0.5B answers in a third of the time.
+Only one of the two is held at a time (see ``OneGeneratorAtATime``). Collections
+live in ``tmp_path``. Nothing here reads ../shared.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -15,7 +19,7 @@ import pytest
 from app.pipeline import Pipeline
 from app.settings import Settings, load_settings
 from llm.generator import LlamaCppGenerator
-from llm.models import DEFAULT_MODEL, resolve_model_path
+from llm.models import DEFAULT_MODEL, QWEN_0_5B, resolve_model_path
 from retrieval.embedders import E5_NAME, MINILM_NAME, load_embedder
 from retrieval.rerank import load_reranker
 
@@ -48,13 +52,46 @@ def model_cache() -> Path:
     return load_settings().model_cache
 
 
+class OneGeneratorAtATime:
+    """The run's generators, at most one held at a time.
+
+    Holding the 1.5B and the 0.5B together put the run's peak memory ~0.7 GB higher (issue 22: under
+    6 GB); loading one again costs a second or two, its file stays in the page cache. A test that still
+    holds the one let go keeps it alive until the test ends, no longer.
+    """
+
+    def __init__(self, model_cache: Path) -> None:
+        self.model_cache = model_cache
+        self.held: tuple[str, LlamaCppGenerator] | None = None
+
+    def get(self, model: str) -> LlamaCppGenerator:
+        if self.held is not None and self.held[0] == model:
+            return self.held[1]
+        self.held = None
+        gc.collect()  # the llama.cpp context is freed when its Python object goes
+        loaded = LlamaCppGenerator(resolve_model_path(model, self.model_cache), context_window=4096)
+        self.held = (model, loaded)
+        return loaded
+
+
 @pytest.fixture(scope="session")
-def generator(model_cache):
-    return LlamaCppGenerator(resolve_model_path(DEFAULT_MODEL, model_cache), context_window=4096)
+def generators(model_cache) -> OneGeneratorAtATime:
+    return OneGeneratorAtATime(model_cache)
+
+
+def generator_model(request) -> str:
+    """The default 1.5B for a test marked ``answer_quality``, the 0.5B otherwise."""
+    return DEFAULT_MODEL if request.node.get_closest_marker("answer_quality") else QWEN_0_5B.name
 
 
 @pytest.fixture
-def ui_service(monkeypatch, tmp_path, model_cache, generator, e5):
+def generator(generators, request):
+    """The test's generator (see ``generator_model``), loaded when first asked for."""
+    return generators.get(generator_model(request))
+
+
+@pytest.fixture
+def ui_service(monkeypatch, tmp_path, model_cache, generators, request, e5):
     """A real service on a loopback port for the Streamlit app under AppTest, which is its client
     (``KB_SERVICE_URL``). Call it to start the service: after a test has put its documents in place and, to
     force a rare path, patched the generator class. The service runs in this process's threads so that it
@@ -79,7 +116,8 @@ def ui_service(monkeypatch, tmp_path, model_cache, generator, e5):
     monkeypatch.setenv("KB_SECOND_EMBEDDER", "none")
     monkeypatch.setenv("KB_SERVE_PORT", str(port))
     monkeypatch.delenv("KB_SERVICE_URL", raising=False)  # the UI finds the service from KB_SERVE_PORT
-    monkeypatch.setattr(app.pipeline, "LlamaCppGenerator", lambda *args, **options: generator)
+    model = generator_model(request)
+    monkeypatch.setattr(app.pipeline, "LlamaCppGenerator", lambda *args, **options: generators.get(model))
     monkeypatch.setattr(app.pipeline, "load_embedder",
                         lambda spec, cache: e5 if spec == E5_NAME else load_embedder(spec, cache))
     running = []
@@ -145,8 +183,10 @@ def make_settings(tmp_path, model_cache):
 
 
 @pytest.fixture
-def make_pipeline(make_settings, e5, minilm, generator):
-    """A pipeline with the session's real models (loading them per test would cost minutes)."""
+def make_pipeline(make_settings, e5, minilm, generators, request):
+    """A pipeline with the session's real models (loading them per test would cost minutes); its generator
+    is loaded only when the pipeline first generates."""
+    model = generator_model(request)
 
     def make(**overrides) -> Pipeline:
         settings = make_settings(**overrides)
@@ -158,7 +198,7 @@ def make_pipeline(make_settings, e5, minilm, generator):
             settings,
             embedder=embedder,
             reranker=load_reranker(settings.reranker, settings.rerank_dense_weight),
-            generator_factory=lambda: generator,
+            generator_factory=lambda: generators.get(model),
             second_embedder=second,
         )
 

@@ -17,6 +17,8 @@ import pytest
 
 from tests.conftest import write
 
+pytestmark = pytest.mark.answer_quality  # what the default model answers is what is tested
+
 REPORT = """# Accident report AR-2024-117
 
 ## Summary

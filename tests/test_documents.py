@@ -14,6 +14,8 @@ import pytest
 
 from tests.conftest import reportlab_canvas
 
+pytestmark = pytest.mark.answer_quality  # what the default model answers is what is tested
+
 # (file, organisation, cover line, this quarter's column heading, last year's, {row: (this, last)})
 ENGLISH = [
     ("2023 Q1 ACME.pdf", "Acme Corporation", "For the quarterly period ended March 31, 2023", "March 31, 2023", "March 31, 2022",

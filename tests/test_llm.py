@@ -11,7 +11,7 @@ from llm import generator as generator_module
 from core.types import Answer, Source
 from llm.answer import make_answer
 from llm.generator import LlamaCppGenerator
-from llm.models import DEFAULT_MODEL, BuiltinModel, ModelError, assemble, resolve_model_path
+from llm.models import DEFAULT_MODEL, QWEN_0_5B, BuiltinModel, ModelError, assemble, resolve_model_path
 from llm.prompt import PromptBuilder, question_language
 from core.types import Hit
 from retrieval.question import analyse_question
@@ -223,5 +223,5 @@ def test_the_real_generator_reports_a_notice_only_for_an_unused_gpu(generator, m
         return  # a CUDA build: the rare path below cannot happen here
     # The rare path, forced: this CPU build on a machine that has an NVIDIA GPU.
     monkeypatch.setattr(generator_module, "nvidia_gpu_present", lambda: True)
-    small = LlamaCppGenerator(resolve_model_path(DEFAULT_MODEL, model_cache), context_window=256)
+    small = LlamaCppGenerator(resolve_model_path(QWEN_0_5B.name, model_cache), context_window=256)
     assert small.info.gpu_layers == 0 and generator_module.CUDA_REBUILD_COMMAND in small.info.notice

@@ -15,6 +15,8 @@ from llm.generator import Generator, GeneratorInfo
 from llm.prompt import question_language
 from tests.conftest import SAMPLE_DATA, make_pdf, write
 
+pytestmark = pytest.mark.answer_quality  # what the default model answers is what is tested
+
 
 @pytest.fixture
 def sample_pipeline(make_pipeline, tmp_path) -> Pipeline:

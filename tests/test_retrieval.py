@@ -32,12 +32,25 @@ def corpus(tmp_path) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def built() -> dict[tuple[str, str], Pipeline]:
+    """The read-only tests' indexed pipelines, built once per module and backend (one on Milvus Lite
+    took ~3 s to build): those tests only ask, so they can share one."""
+    return {}
+
+
+def _shared(built, kind: str, backend: str, make_pipeline, tmp_path_factory, corpus: Path) -> Pipeline:
+    if (kind, backend) not in built:
+        pipeline = make_pipeline(home=tmp_path_factory.mktemp(f"{kind}-{backend}") / "home")
+        report = pipeline.ingest(corpus, progress=False)
+        assert len(report.added) == len(list(corpus.iterdir())) and not report.failed
+        built[kind, backend] = pipeline
+    return built[kind, backend]
+
+
 @pytest.fixture
-def indexed(make_pipeline, corpus) -> Pipeline:
-    pipeline = make_pipeline()
-    report = pipeline.ingest(corpus, progress=False)
-    assert len(report.added) == len(CORPUS) and not report.failed
-    return pipeline
+def indexed(make_pipeline, corpus, backend, built, tmp_path_factory) -> Pipeline:
+    return _shared(built, "plain", backend, make_pipeline, tmp_path_factory, corpus)
 
 
 @pytest.mark.parametrize(
@@ -125,12 +138,10 @@ IDENTIFIERS = {
 
 
 @pytest.fixture
-def hybrid_indexed(make_pipeline, corpus) -> Pipeline:
+def hybrid_indexed(make_pipeline, corpus, backend, built, tmp_path_factory) -> Pipeline:
     for name, text in IDENTIFIERS.items():
         write(corpus / name, text)
-    pipeline = make_pipeline()
-    assert not pipeline.ingest(corpus, progress=False).failed
-    return pipeline
+    return _shared(built, "hybrid", backend, make_pipeline, tmp_path_factory, corpus)
 
 
 @pytest.mark.parametrize(

@@ -78,8 +78,9 @@ def test_a_question_waiting_for_the_generator_streams_its_position_then_its_answ
     released = threading.Timer(0.3, pipeline.turns.leave, args=(holder,))
     released.start()
     rest = list(events)
-    assert all(isinstance(event, str) for event in rest) and "8501" in "".join(rest)
-    assert stream.answer is not None and "8501" in stream.answer.text
+    # then the answer's text (what the small model says is not this test's business: that it comes, in turn)
+    assert rest and all(isinstance(event, str) for event in rest) and "".join(rest).strip()
+    assert stream.answer is not None and stream.answer.text.strip()
     assert not pipeline.turns.busy and pipeline.turns.waiting == 0
 
 

@@ -29,6 +29,7 @@ def test_empty_index_tells_the_user_how_to_fill_it(tmp_path, ui_service):
     assert "kb ingest" in app.info[0].value
 
 
+@pytest.mark.answer_quality  # the page shows a cited answer only if the model cites: the 0.5B declined this one
 def test_question_gets_a_streamed_answer_with_its_sources(tmp_path, ui_service, monkeypatch):
     from app.pipeline import Pipeline
     from app.settings import load_settings
