@@ -5,12 +5,16 @@ Deliberately not here: any command.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
-from app.pipeline import Pipeline
 from app.settings import Settings, SettingsError, load_settings
 from retrieval.embedders import EmbedderError
 from retrieval.rerank import RerankerError
+
+if TYPE_CHECKING:  # imported when a command first needs a pipeline: `kb users` and `kb keys` never do
+    from app.pipeline import Pipeline
 
 
 def settings_or_exit(**overrides: object) -> Settings:
@@ -22,6 +26,8 @@ def settings_or_exit(**overrides: object) -> Settings:
 
 
 def pipeline_or_exit(settings: Settings) -> Pipeline:
+    from app.pipeline import Pipeline
+
     try:
         return Pipeline.from_settings(settings)
     except (EmbedderError, RerankerError, ValueError) as exc:

@@ -46,6 +46,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
+from functools import cache
 
 from core.types import Question, SentenceSupport
 from llm.claims import bare
@@ -75,12 +76,15 @@ def check_facts(question: Question, sentences: Sequence[SentenceSupport], claims
     return tuple(checked)
 
 
-# Words a sentence uses about the sources rather than about the subject ("The source states that ..., cited in
-# [1]", "根据资料"): no claim the evidence must hold.
-_ABOUT_SOURCES = frozenset(content_keywords(
-    "source sources states stated state says said cited cite citing mentioned mentions mention according shown "
-    "document documents passage passages collection provided information given filing filings report reports "
-    "资料 来源 提到 根据 提供 显示 文档 段落 所述"))
+@cache
+def _about_sources() -> frozenset[str]:
+    """Words a sentence uses about the sources rather than about the subject ("The source states that ..., cited
+    in [1]", "根据资料"): no claim the evidence must hold. Made at first use, not at import: its Chinese words load
+    jieba's dictionary (0.8 s), which a process that checks no answer (``kb users``, ``kb status``) never needs."""
+    return frozenset(content_keywords(
+        "source sources states stated state says said cited cite citing mentioned mentions mention according shown "
+        "document documents passage passages collection provided information given filing filings report reports "
+        "资料 来源 提到 根据 提供 显示 文档 段落 所述"))
 
 
 def check_new_words(question: Question, sentences: Sequence[SentenceSupport], passages: Mapping[int, str],
@@ -95,7 +99,7 @@ def check_new_words(question: Question, sentences: Sequence[SentenceSupport], pa
     """
     if min_share <= 0:
         return tuple(sentences)
-    asked = set(question.content_keywords) | _ABOUT_SOURCES
+    asked = set(question.content_keywords) | _about_sources()
     checked = []
     for sentence in sentences:
         if sentence.supported and sentence.evidence:

@@ -37,9 +37,9 @@ import threading
 from collections.abc import Callable, Collection as Names, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.indexing import find_documents, store_config
-from app.pipeline import Pipeline
 from app.results import IngestProgress, IngestReport
 from app.settings import COLLECTION_NAME, Settings
 from core.errors import KbError
@@ -49,6 +49,9 @@ from team import uploads
 from team.jobs import Job
 from team.sqlite_file import private_folder
 from team.uploads import uploads_dir
+
+if TYPE_CHECKING:  # a Library is given its base pipeline; `kb collections` lists and deletes without one
+    from app.pipeline import Pipeline
 
 __all__ = ["CollectionExistsError", "DocumentInfo", "InvalidCollectionNameError", "Library", "UnknownCollectionError",
            "delete_collection", "ingest_folder", "report_of", "uploads_dir"]
