@@ -26,8 +26,6 @@ import pytest
 
 from team.accounts import Accounts
 from team.conversations import Conversations
-from app.pipeline import Pipeline
-from app.settings import load_settings
 from llm.models import QWEN_0_5B
 from tests.conftest import REPO, SAMPLE_DATA
 from tests.server_helpers import free_port, wait_until_up
@@ -42,15 +40,13 @@ API_QUESTIONS = ("How do I start the web UI?", "Which port does the web interfac
 
 
 @pytest.fixture
-def ui_server(tmp_path, model_cache):
+def ui_server(tmp_path, model_cache, make_pipeline):
     assert CHROMIUM, "Debian's chromium is missing: run `make browser` (or apt-get install chromium)"
     env = {**os.environ, "KB_HOME": str(tmp_path / "home"), "KB_DOCUMENTS_DIR": str(tmp_path / "docs"),
            "KB_MODEL_CACHE": str(model_cache), "KB_LLM_MODEL": QWEN_0_5B.name, "KB_COLLECTION": "guide",
            "KB_UI_PORT": str(free_port()), "KB_SERVE_PORT": str(free_port())}
     shutil.copytree(SAMPLE_DATA, tmp_path / "docs")
-    settings = load_settings(home=tmp_path / "home", documents_dir=tmp_path / "docs", collection="guide",
-                             model_cache=model_cache)
-    Pipeline.from_settings(settings).ingest(tmp_path / "docs", progress=False)
+    make_pipeline(collection="guide").ingest(tmp_path / "docs", progress=False)  # the run's embedders, in KB_HOME
     accounts = Accounts(tmp_path / "home")
     accounts.add_user("admin", "admin password", admin=True)
     accounts.add_user("dana", PASSWORD)
