@@ -3,7 +3,7 @@
 The embedder is the default multilingual-e5-small. The generator is the small
 Qwen2.5-Coder-0.5B GGUF, except in tests marked ``answer_quality``, which get the
 default Qwen2.5-Coder-1.5B: a test of the queue, the UI or a refusal path checks
-our code, not the model's wisdom, and the 0.5B answers in a third of the time.
+our code, not the model's wisdom, and the 0.5B answers in less than half the time.
 Only one of the two is held at a time (see ``OneGeneratorAtATime``). Collections
 live in ``tmp_path``. Nothing here reads ../shared.
 """
@@ -97,7 +97,6 @@ def ui_service(monkeypatch, tmp_path, model_cache, generators, request, e5):
     force a rare path, patched the generator class. The service runs in this process's threads so that it
     shares the run's loaded e5 and generator (each copy held 2 GB until the end of the run); its HTTP is
     real (uvicorn on 127.0.0.1). Returns the service; everything is stopped afterwards."""
-    import gc
     import threading
     import time
 
@@ -105,7 +104,6 @@ def ui_service(monkeypatch, tmp_path, model_cache, generators, request, e5):
     import uvicorn
 
     import app.pipeline
-    from retrieval.embedders import E5_NAME, load_embedder
     from server.app import KEEP_ALIVE_S, build_service, create_app
     from tests.server_helpers import free_port
 
