@@ -91,11 +91,32 @@ def generator(generators, request):
 
 
 @pytest.fixture
-def ui_service(monkeypatch, tmp_path, model_cache, generators, request, e5):
+def run_models(monkeypatch, generators, request, e5):
+    """For code under test that loads its models itself in this process (``kb`` commands run in-process, the
+    UI's service): ``app.pipeline`` hands it the run's loaded e5 and MiniLM and the test's generator (see
+    ``generator_model``) instead of loading copies (each copy of the 1.5B holds 1.1 GB until the test ends).
+    Any other embedder is loaded as usual."""
+    import app.pipeline
+
+    model = generator_model(request)
+
+    def embedder(spec: str, cache: Path):
+        if spec == E5_NAME:
+            return e5
+        if spec == MINILM_NAME:  # asked for when first needed: most tests here run without a second embedder
+            return request.getfixturevalue("minilm")
+        return load_embedder(spec, cache)
+
+    monkeypatch.setattr(app.pipeline, "LlamaCppGenerator", lambda *args, **options: generators.get(model))
+    monkeypatch.setattr(app.pipeline, "load_embedder", embedder)
+
+
+@pytest.fixture
+def ui_service(monkeypatch, tmp_path, model_cache, run_models):
     """A real service on a loopback port for the Streamlit app under AppTest, which is its client
     (``KB_SERVICE_URL``). Call it to start the service: after a test has put its documents in place and, to
     force a rare path, patched the generator class. The service runs in this process's threads so that it
-    shares the run's loaded e5 and generator (each copy held 2 GB until the end of the run); its HTTP is
+    shares the run's loaded models (``run_models``; each copy held 2 GB until the end of the run); its HTTP is
     real (uvicorn on 127.0.0.1). Returns the service; everything is stopped afterwards."""
     import threading
     import time
@@ -103,7 +124,6 @@ def ui_service(monkeypatch, tmp_path, model_cache, generators, request, e5):
     import streamlit as st
     import uvicorn
 
-    import app.pipeline
     from server.app import KEEP_ALIVE_S, build_service, create_app
     from tests.server_helpers import free_port
 
@@ -114,10 +134,6 @@ def ui_service(monkeypatch, tmp_path, model_cache, generators, request, e5):
     monkeypatch.setenv("KB_SECOND_EMBEDDER", "none")
     monkeypatch.setenv("KB_SERVE_PORT", str(port))
     monkeypatch.delenv("KB_SERVICE_URL", raising=False)  # the UI finds the service from KB_SERVE_PORT
-    model = generator_model(request)
-    monkeypatch.setattr(app.pipeline, "LlamaCppGenerator", lambda *args, **options: generators.get(model))
-    monkeypatch.setattr(app.pipeline, "load_embedder",
-                        lambda spec, cache: e5 if spec == E5_NAME else load_embedder(spec, cache))
     running = []
 
     def start():

@@ -35,10 +35,33 @@ def kb_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def kb(home: Path, *args: str, stdin: str | None = None, **extra: str) -> subprocess.CompletedProcess:
-    """Run ``kb`` (the console script's module) against ``home``."""
+BECOME_OTHER_PROCESSES = ("serve", "ui")  # `kb serve` execs the server in its place; `kb ui` starts Streamlit
+
+
+def kb_process(home: Path, *args: str, stdin: str | None = None, **extra: str) -> subprocess.CompletedProcess:
+    """Run ``kb`` against ``home`` in a process of its own, as a user starts it."""
     return subprocess.run([sys.executable, "-m", "cli.main", *args], env=kb_env(home, **extra), input=stdin,
                           capture_output=True, text=True, cwd=REPO, timeout=300)
+
+
+def kb(home: Path, *args: str, stdin: str | None = None, **extra: str) -> subprocess.CompletedProcess:
+    """Run a ``kb`` command against ``home`` in this process, through typer's runner: the same commands,
+    options, output and exit codes as the console script, without starting a process (each start imports
+    torch and sentence-transformers, ~8 s of CPU). An error that is not an exit code is raised here, with
+    its traceback, instead of ending as exit code 1. The console scripts themselves, as a user starts
+    them, are tested in test_cli (as is ``--ray`` with no address, which ``kb``'s ``main`` completes). A
+    command that loads models loads them here, unless the test asks for the ``run_models`` fixture.
+    """
+    from typer.testing import CliRunner
+
+    from cli.main import commands
+
+    if args and args[0] in BECOME_OTHER_PROCESSES:
+        raise ValueError(f"`kb {args[0]}` replaces or starts processes: run it with kb_process")
+    variables = {name: value for name, value in kb_env(home, **extra).items() if name.startswith("KB_")}
+    unset = {name: None for name in os.environ if name.startswith("KB_") and name not in variables}
+    done = CliRunner().invoke(commands, list(args), input=stdin, env={**unset, **variables}, catch_exceptions=False)
+    return subprocess.CompletedProcess(["kb", *args], done.exit_code, done.stdout, done.stderr)
 
 
 @dataclass

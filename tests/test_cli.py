@@ -1,4 +1,5 @@
-"""The command line, run as a user runs it: a real subprocess."""
+"""The command line: the console scripts as a user starts them (real processes), then the commands
+themselves, run in this process through typer's runner (``tests.server_helpers.kb``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from llm.models import QWEN_0_5B
 from tests.conftest import SAMPLE_DATA, make_pdf, write
+from tests.server_helpers import kb
 
 BIN = Path(sys.executable).parent
 
@@ -30,45 +32,46 @@ def env(tmp_path, model_cache) -> dict[str, str]:
     return values
 
 
-def test_ingest_status_search_and_remove(tmp_path, env):
+def test_ingest_status_search_and_remove(tmp_path, env, run_models):
     docs = tmp_path / "docs"
     write(docs / "pumps.md", "# Pumps\n\nThe pump runs at 3000 rpm and needs oil every month.\n")
     make_pdf(docs / "manual.pdf", ["Chapter one.", "Turn the red valve clockwise to close it."])
     (docs / "scan.pdf").write_bytes(b"%PDF-1.4\n%%EOF")
 
+    # The two console scripts, started as a user starts them.
     done = run([str(BIN / "ingest"), str(docs), "--json"], env)  # the `ingest` console script
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert sorted(report["added"]) == ["manual.pdf", "pumps.md"]
     assert [f["source"] for f in report["failed"]] == ["scan.pdf"]
     assert report["failed"][0]["reason"]
-
-    again = run([str(BIN / "kb"), "ingest", str(docs), "--quiet"], env)
-    assert again.returncode == 0
-    assert "unchanged 2" in again.stdout and "failed 1" in again.stdout
-    assert "not indexed: scan.pdf" in again.stderr
-
     status = run([str(BIN / "kb"), "status"], env)
     assert "2 documents" in status.stdout and "manual.pdf" in status.stdout
     # where the models run, without loading the generator: no GPU here, this CPU has bf16 or not
     assert "embedder runs on CPU" in status.stdout and "generator runs on CPU" in status.stdout
 
-    found = run([str(BIN / "kb"), "search", "how do I close the valve", "-k", "1"], env)
+    home = tmp_path / "home"
+    again = kb(home, "ingest", str(docs), "--quiet", KB_SECOND_EMBEDDER="none")
+    assert again.returncode == 0
+    assert "unchanged 2" in again.stdout and "failed 1" in again.stdout
+    assert "not indexed: scan.pdf" in again.stderr
+
+    found = kb(home, "search", "how do I close the valve", "-k", "1", KB_SECOND_EMBEDDER="none")
     assert found.returncode == 0
     assert "manual.pdf, page 2" in found.stdout
 
-    removed = run([str(BIN / "kb"), "remove", "pumps.md"], env)
+    removed = kb(home, "remove", "pumps.md", KB_SECOND_EMBEDDER="none")
     assert "removed: pumps.md" in removed.stdout
-    assert "1 documents" in run([str(BIN / "kb"), "status"], env).stdout
+    assert "1 documents" in kb(home, "status", KB_SECOND_EMBEDDER="none").stdout
 
 
-def test_ask_answers_with_sources(tmp_path, env):
+@pytest.mark.answer_quality  # the default generator: the 0.5B one answered this with citation markers alone
+def test_ask_answers_with_sources(tmp_path, run_models):
     docs = tmp_path / "docs"
     shutil.copytree(SAMPLE_DATA, docs)
-    assert run([str(BIN / "kb"), "ingest", str(docs), "-q"], env).returncode == 0
-    # The default generator: the 0.5B one answered this with citation markers alone.
-    asked = run([str(BIN / "kb"), "ask", "How many tokens long is a chunk?", "--json"],
-                {k: v for k, v in env.items() if k != "KB_LLM_MODEL"})
+    home = tmp_path / "home"
+    assert kb(home, "ingest", str(docs), "-q", KB_SECOND_EMBEDDER="none").returncode == 0
+    asked = kb(home, "ask", "How many tokens long is a chunk?", "--json", KB_SECOND_EMBEDDER="none")
     assert asked.returncode == 0, asked.stderr
     payload = json.loads(asked.stdout)
     assert "256" in payload["answer"]["text"]
@@ -76,20 +79,22 @@ def test_ask_answers_with_sources(tmp_path, env):
     assert payload["timings"]["first_token_ms"] > 0
 
 
-def test_bad_settings_and_missing_folder_exit_with_a_message(tmp_path, env):
-    bad = run([str(BIN / "kb"), "ingest", str(tmp_path)], {**env, "KB_CHUNK_TOKENS": "lots"})
+def test_bad_settings_and_missing_folder_exit_with_a_message(tmp_path):
+    home = tmp_path / "home"
+    bad = kb(home, "ingest", str(tmp_path), KB_CHUNK_TOKENS="lots")
     assert bad.returncode == 2
     assert "KB_CHUNK_TOKENS" in bad.stderr
-    missing = run([str(BIN / "kb"), "ingest", str(tmp_path / "nope")], env)
+    missing = kb(home, "ingest", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "no such folder" in missing.stderr
-    unknown = run([str(BIN / "kb"), "status"], {**env, "KB_EMBEDDING_MODEL": "org/some-hub-model"})
+    unknown = kb(home, "status", KB_EMBEDDING_MODEL="org/some-hub-model")
     assert unknown.returncode == 2 and "nothing is downloaded" in unknown.stderr
 
 
-def test_index_built_with_another_embedder_is_refused(tmp_path, env, minilm_dir):
+def test_index_built_with_another_embedder_is_refused(tmp_path, minilm_dir, run_models):
     docs = tmp_path / "docs"
     write(docs / "a.md", "# A\n\nApples are red.\n")
-    assert run([str(BIN / "kb"), "ingest", str(docs), "-q"], {**env, "KB_EMBEDDING_MODEL": str(minilm_dir)}).returncode == 0
-    refused = run([str(BIN / "kb"), "search", "apples"], env)
+    home = tmp_path / "home"
+    assert kb(home, "ingest", str(docs), "-q", KB_EMBEDDING_MODEL=str(minilm_dir), KB_SECOND_EMBEDDER="none").returncode == 0
+    refused = kb(home, "search", "apples", KB_SECOND_EMBEDDER="none")
     assert refused.returncode == 3
     assert "was built with embedder" in refused.stderr

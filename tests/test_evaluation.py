@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,8 +11,8 @@ from evaluation.ranking import mrr_at_10, ndcg_at_10, recall_at
 from evaluation.beir import BeirFormatError, read_beir
 from evaluation.answers import distractors
 from evaluation.qa_sets import QASetError, read_qa_set
+from tests.server_helpers import kb
 
-BIN = Path(sys.executable).parent
 
 DOCS = [
     {"_id": "d1", "title": "Tomatoes", "text": "Tomatoes need six hours of direct sunlight and deep watering."},
@@ -63,13 +60,11 @@ def test_beir_reader_prefixes_sources_and_explains_missing_files(tmp_path):
         read_beir(tmp_path)
 
 
-def test_kb_eval_builds_then_reuses_a_collection_and_reports_every_configuration(tmp_path, model_cache):
+def test_kb_eval_builds_then_reuses_a_collection_and_reports_every_configuration(tmp_path, run_models):
     data = write_beir(tmp_path / "tiny")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}
-    env.update({"KB_HOME": str(tmp_path / "home"), "KB_MODEL_CACHE": str(model_cache)})
+    home = tmp_path / "home"
     out = tmp_path / "eval.json"
-    done = subprocess.run([str(BIN / "kb"), "eval", str(data), "--json", str(out), "-q"],
-                          env=env, capture_output=True, text=True, timeout=600)
+    done = kb(home, "eval", str(data), "--json", str(out), "-q")
     assert done.returncode == 0, done.stderr
     assert "added 6" in done.stderr
     report = json.loads(out.read_text())
@@ -82,12 +77,10 @@ def test_kb_eval_builds_then_reuses_a_collection_and_reports_every_configuration
     assert configs["hybrid"]["ndcg_at_10"] >= 0.9
     assert "nDCG@10" in done.stdout and "tiny" in done.stdout
 
-    again = subprocess.run([str(BIN / "kb"), "eval", str(data), "--configs", "keyword", "-q"],
-                           env=env, capture_output=True, text=True, timeout=600)
+    again = kb(home, "eval", str(data), "--configs", "keyword", "-q")
     assert again.returncode == 0, again.stderr
     assert "unchanged 6" in again.stderr  # nothing embedded twice
-    bad = subprocess.run([str(BIN / "kb"), "eval", str(data), "--configs", "magic"],
-                         env=env, capture_output=True, text=True, timeout=600)
+    bad = kb(home, "eval", str(data), "--configs", "magic")
     assert bad.returncode == 2 and "magic" in bad.stderr
 
 

@@ -111,7 +111,7 @@ def test_a_note_quoting_the_right_sentence_scores_a_right_answer_right(tmp_path)
                item.is_correct("You run kb ingest data to index the sample documents.") for item in items)
 
 
-def test_kb_feedback_export_then_kb_eval_qa(tmp_path):
+def test_kb_feedback_export_then_kb_eval_qa(tmp_path, run_models):
     home = tmp_path / "home"
     (home / "collections" / "handbook").mkdir(parents=True)  # the team's own: must stay as it is
     (home / "collections" / "handbook" / "marker").write_text("kept", encoding="utf-8")

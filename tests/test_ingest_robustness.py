@@ -17,6 +17,7 @@ from ingest.loaders import LoadError, LoadOptions, load_file
 from retrieval.store import Collection
 from team.uploads import save
 from tests.conftest import SAMPLE_DATA, make_encrypted_pdf, write
+from tests.server_helpers import kb
 
 BIN = Path(sys.executable).parent
 
@@ -101,7 +102,7 @@ def test_word_and_html_documents_keep_their_headings(make_pipeline, tmp_path):
     assert "var x" not in returns_hit.chunk.text
 
 
-def test_kill_9_during_ingest_leaves_a_loadable_index_and_the_next_run_finishes(tmp_path, model_cache, e5):
+def test_kill_9_during_ingest_leaves_a_loadable_index_and_the_next_run_finishes(tmp_path, model_cache, e5, run_models):
     docs = tmp_path / "docs"
     for i in range(40):
         write(docs / f"note-{i:02d}.md", f"# Note {i}\n\n" + f"Item {i} is stored on shelf {i * 7}. " * 30 + "\n")
@@ -126,8 +127,7 @@ def test_kill_9_during_ingest_leaves_a_loadable_index_and_the_next_run_finishes(
     assert 3 <= done_before < 40
     assert survivor.chunk_count == sum(len(f.chunk_ids) for f in survivor.files.values())
 
-    finish = subprocess.run([str(BIN / "kb"), "ingest", str(docs), "--json"], env=env,
-                            capture_output=True, text=True, timeout=600)
+    finish = kb(tmp_path / "home", "ingest", str(docs), "--json", KB_CHECKPOINT_SECONDS="0", KB_SECOND_EMBEDDER="none")
     assert finish.returncode == 0, finish.stderr  # the lock died with the killed process
     report = json.loads(finish.stdout)
     assert len(report["unchanged"]) == done_before
@@ -135,24 +135,21 @@ def test_kill_9_during_ingest_leaves_a_loadable_index_and_the_next_run_finishes(
     assert len(Collection.open(collection_dir, e5.identity).files) == 40
 
 
-def test_collections_are_listed_and_deleted(tmp_path, model_cache):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}
-    env.update({"KB_HOME": str(tmp_path / "home"), "KB_MODEL_CACHE": str(model_cache), "KB_SECOND_EMBEDDER": "none"})
+def test_collections_are_listed_and_deleted(tmp_path, run_models):
+    home = tmp_path / "home"
     docs = tmp_path / "docs"
     write(docs / "a.md", "# A\n\nAlpha.\n")
     for name in ("alpha", "beta"):
-        assert subprocess.run([str(BIN / "kb"), "ingest", str(docs), "-q", "-c", name], env=env,
-                              capture_output=True).returncode == 0
-    listing = subprocess.run([str(BIN / "kb"), "collections"], env=env, capture_output=True, text=True).stdout
-    assert listing.split() == ["alpha", "beta"]
-    uploads = tmp_path / "home" / "documents" / "alpha"
+        assert kb(home, "ingest", str(docs), "-q", "-c", name, KB_SECOND_EMBEDDER="none").returncode == 0
+    assert kb(home, "collections").stdout.split() == ["alpha", "beta"]
+    uploads = home / "documents" / "alpha"
     uploaded = uploads / save(uploads, [("up.md", b"# Up\n\nUploaded through the API.\n")])[0]
     kept = write(uploads / "own.md", "# Own\n\nPut here by hand, not uploaded.\n")
-    deleted = subprocess.run([str(BIN / "kb"), "collections", "--delete", "alpha"], env=env, capture_output=True, text=True)
+    deleted = kb(home, "collections", "--delete", "alpha")
     assert deleted.returncode == 0
     assert not uploaded.exists()  # the one way to delete a collection takes its uploads too (as the API does)
     assert (docs / "a.md").is_file()  # a folder of the user's own is never touched
     assert kept.is_file()  # and only what was uploaded
-    assert subprocess.run([str(BIN / "kb"), "collections"], env=env, capture_output=True, text=True).stdout.split() == ["beta"]
-    missing = subprocess.run([str(BIN / "kb"), "collections", "--delete", "../home"], env=env, capture_output=True, text=True)
+    assert kb(home, "collections").stdout.split() == ["beta"]
+    missing = kb(home, "collections", "--delete", "../home")
     assert missing.returncode == 2

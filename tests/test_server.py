@@ -16,7 +16,7 @@ from openai import NotFoundError, OpenAI
 
 from app.indexing import MAX_NAME_BYTES
 from tests.conftest import REPO, SAMPLE_DATA, SHARED_SERVER_UPLOAD_MB, make_encrypted_pdf, make_pdf
-from tests.server_helpers import kb, wait_for_job
+from tests.server_helpers import kb_process, wait_for_job
 
 UPLOAD_LIMIT_MB = SHARED_SERVER_UPLOAD_MB
 
@@ -290,7 +290,7 @@ def test_a_client_that_leaves_mid_stream_does_not_block_the_next_question(server
 
 @pytest.mark.parametrize("command, variable", [("serve", "KB_SERVE_HOST"), ("ui", "KB_UI_HOST")])
 def test_binding_a_network_address_without_accounts_is_refused(tmp_path, command, variable):
-    result = kb(tmp_path / "home", command, **{variable: "0.0.0.0"})
+    result = kb_process(tmp_path / "home", command, **{variable: "0.0.0.0"})
     assert result.returncode == 2
     assert "accounts are off" in result.stderr and "kb users add" in result.stderr and variable in result.stderr
 

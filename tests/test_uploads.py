@@ -69,7 +69,7 @@ def test_kb_collections_delete_removes_the_uploads_and_nothing_else(library, tmp
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")) == ["by-hand.md", "sub", "sub/nested.md"]
 
 
-def test_kb_ingest_of_a_folder_keeps_the_collections_uploads(library, tmp_path):
+def test_kb_ingest_of_a_folder_keeps_the_collections_uploads(library, tmp_path, run_models):
     own = tmp_path / "own"
     write(own / "handbook.md", "# Handbook\n\nLeave is 25 days a year.\n")
     write(own / "old.md", "# Old\n\nThe old canteen closed.\n")
