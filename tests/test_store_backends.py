@@ -5,10 +5,8 @@ another process holds gives an error that names the fix."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +18,7 @@ from retrieval.embedders import EmbedderIdentity
 from retrieval.manifest import MILVUS_MARKER, CollectionMissingError, IndexMismatchError, StoreError
 from retrieval.store import Collection
 from tests.conftest import write
-from tests.server_helpers import kb
+from tests.server_helpers import kb, kb_process
 from text.keywords import keyword_tokens
 
 IDENTITY = EmbedderIdentity(name="test-embedder", dim=8, fingerprint="v1")
@@ -235,32 +233,29 @@ def test_a_milvus_lite_file_open_in_another_process_names_the_fix(tmp_path):
         holder.wait(timeout=60)
 
 
-def test_the_command_line_copies_a_collection_into_milvus_and_deletes_it_there(tmp_path, model_cache, run_models):
+def test_the_command_line_copies_a_collection_into_milvus_and_deletes_it_there(tmp_path, run_models):
     """`kb collections --copy-to milvus` as a team moving to Milvus runs it, then searching and deleting the copy;
     each Milvus command a process of its own on one Milvus Lite file (opened, released, opened again). The local
     collection is ingested in this process (``tests.server_helpers.kb``): no Milvus there."""
-    bin_dir = Path(sys.executable).parent
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}
-    env.update({"KB_HOME": str(tmp_path / "home"), "KB_MODEL_CACHE": str(model_cache), "KB_SECOND_EMBEDDER": "none",
-                "KB_MILVUS_URI": str(tmp_path / "milvus.db")})
+    home, milvus = tmp_path / "home", str(tmp_path / "milvus.db")
     docs = tmp_path / "docs"
     write(docs / "pumps.md", "# Pumps\n\nThe pump runs at 3000 rpm and needs oil every month.\n")
     write(docs / "valves.md", "# Valves\n\nTurn the red valve clockwise to close it.\n")
 
-    def kb_process(*args: str) -> subprocess.CompletedProcess:
-        done = subprocess.run([str(bin_dir / "kb"), *args], env=env, capture_output=True, text=True, timeout=600)
+    def in_its_own_process(*args: str) -> subprocess.CompletedProcess:
+        done = kb_process(home, *args, KB_SECOND_EMBEDDER="none", KB_MILVUS_URI=milvus)
         assert done.returncode == 0, done.stderr
         return done
 
-    ingested = kb(tmp_path / "home", "ingest", str(docs), "-c", "hand", "--quiet", KB_SECOND_EMBEDDER="none")
+    ingested = kb(home, "ingest", str(docs), "-c", "hand", "--quiet", KB_SECOND_EMBEDDER="none")
     assert ingested.returncode == 0, ingested.stderr
-    copied = kb_process("collections", "--copy-to", "milvus", "-c", "hand")
+    copied = in_its_own_process("collections", "--copy-to", "milvus", "-c", "hand")
     assert "copied 2 passages of hand into Milvus as hand-milvus" in copied.stdout
-    assert "valves.md" in kb_process("search", "how do I close the valve", "-c", "hand-milvus", "-k", "1").stdout
-    assert {"hand", "hand-milvus"} <= set(kb_process("collections").stdout.split())
-    name = json.loads((tmp_path / "home" / "collections" / "hand-milvus" / MILVUS_MARKER).read_text())["collection"]
-    kb_process("collections", "--delete", "hand-milvus")
-    db = backend_module._milvus(StoreConfig(kind="milvus", milvus_uri=str(tmp_path / "milvus.db")))
+    assert "valves.md" in in_its_own_process("search", "how do I close the valve", "-c", "hand-milvus", "-k", "1").stdout
+    assert {"hand", "hand-milvus"} <= set(in_its_own_process("collections").stdout.split())
+    name = json.loads((home / "collections" / "hand-milvus" / MILVUS_MARKER).read_text())["collection"]
+    in_its_own_process("collections", "--delete", "hand-milvus")
+    db = backend_module._milvus(StoreConfig(kind="milvus", milvus_uri=milvus))
     assert not db.has(name) and not db.has(f"{name}_meta")
 
 
